@@ -1,0 +1,3 @@
+from unban.cli import main
+
+main()

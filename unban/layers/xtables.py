@@ -1,0 +1,525 @@
+"""iptables and ip6tables, both backends (legacy libiptc and nft), read and changed as text.
+
+Reading: one `*-save` per backend and family (measured: 90x faster than walking the rules with
+python-iptables). Changing: one `*-restore --noflush` per table, deleting by rule spec, so a rule
+that slid to another number is still the one deleted and a missing one fails the whole table.
+Deleting by number (`unban delete`) checks the rule's identity first: under the xtables lock
+for legacy (python-iptables deletes in-process while the lock is held), by nft handle for nft.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from unban.address import Network, family_of, is_targeted, overlaps, parse_network
+from unban.errors import InputError, LayerError, RuleChangedError
+from unban.layers import Listing, ListQuery, owner_of
+from unban.model import Batch, Finding, LayerStatus, Step
+from unban.system import run, which
+
+LAYER = "iptables"
+BACKENDS = ("legacy", "nft")
+FAMILIES = ("ipv4", "ipv6")
+BLOCKING = ("DROP", "REJECT")
+XTABLES_LOCK = "/run/xtables.lock"
+
+
+def tool(backend: str, family: str, suffix: str = "") -> str:
+    """`iptables-legacy`, `ip6tables-nft-save`, ..."""
+    base = "iptables" if family == "ipv4" else "ip6tables"
+    return f"{base}-{backend}{suffix}"
+
+
+def display_tool(backend: str, family: str) -> str:
+    """The command a person types. `iptables` is the nft one on Debian 11+."""
+    return tool(backend, family)
+
+
+# ---------------------------------------------------------------- parsing (pure)
+
+
+@dataclass
+class Chain:
+    name: str
+    policy: str  # ACCEPT/DROP for built-in chains, "-" for user chains
+    rules: list[str] = field(default_factory=list)  # specs, without "-A CHAIN "
+
+
+@dataclass
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+
+
+@dataclass
+class Ruleset:
+    backend: str
+    family: str
+    tables: dict[str, Table] = field(default_factory=dict)
+
+
+def parse_save(text: str, backend: str, family: str) -> Ruleset:
+    """Parse `iptables-save` output. Rules keep the exact spec text the tool printed."""
+    ruleset = Ruleset(backend, family)
+    table: Optional[Table] = None
+    chains: dict[str, Chain] = {}
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            name, _, spec = line[3:].partition(" ")
+            chain = chains.get(name)
+            if chain is None:  # a rule before its chain header: tolerate it
+                chain = chains[name] = Chain(name, "-")
+            chain.rules.append(spec)
+        elif line.startswith(":"):
+            name, _, rest = line[1:].partition(" ")
+            chains[name] = Chain(name, rest.split(" ", 1)[0])
+        elif line.startswith("*"):
+            table = Table(line[1:].strip())
+            chains = table.chains
+            ruleset.tables[table.name] = table
+        elif line.startswith("COMMIT"):
+            table = None
+    return ruleset
+
+
+def split_spec(spec: str) -> list[str]:
+    """Split a rule spec the way iptables-restore does (quotes only around comments)."""
+    return shlex.split(spec) if '"' in spec or "'" in spec else spec.split()
+
+
+def option_value(tokens: Sequence[str], *names: str) -> Optional[str]:
+    """The value after the first of `names` that is not negated, or None."""
+    for i, token in enumerate(tokens[:-1]):
+        if token in names and (i == 0 or tokens[i - 1] != "!"):
+            return tokens[i + 1]
+    return None
+
+
+def verdict_of(tokens: Sequence[str]) -> Optional[str]:
+    target = option_value(tokens, "-j", "--jump")
+    return target if target in BLOCKING else None
+
+
+class SourceMatcher:
+    """Fast test of `-s NET` values against a target network (100k rules per call)."""
+
+    def __init__(self, target: Network) -> None:
+        self.target = target
+        self._af = socket.AF_INET if target.version == 4 else socket.AF_INET6
+        self._bits = target.max_prefixlen
+        self._start = int(target.network_address)
+        self._plen = target.prefixlen
+
+    def match(self, source: str) -> Optional[tuple[Network, bool]]:
+        """(network, targeted) when `source` overlaps the target, else None."""
+        addr, _, plen_text = source.partition("/")
+        try:
+            value = int.from_bytes(socket.inet_pton(self._af, addr), "big")
+        except OSError:
+            return None
+        plen = int(plen_text) if plen_text.isdigit() else self._bits
+        common = min(plen, self._plen)
+        shift = self._bits - common
+        if (value >> shift) != (self._start >> shift):
+            return None
+        network = parse_network(source)
+        if network is None:
+            return None
+        return network, plen >= self._plen
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """A rule that drops members of a set or recent list, for the ipset and xt_recent layers."""
+
+    backend: str
+    family: str
+    table: str
+    chain: str
+    line: int
+    rule: str
+    verdict: str
+    name: str  # the set or recent-list name
+
+
+def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
+    """Rules whose `-s` network overlaps the target and whose verdict blocks."""
+    if (target.version == 4) != (ruleset.family == "ipv4"):
+        return
+    matcher = SourceMatcher(target)
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for index, spec in enumerate(chain.rules):
+                pos = spec.find("-s ")
+                if pos < 0 or (pos and spec[pos - 1] != " ") or spec[pos - 2 : pos] == "! ":
+                    continue
+                end = spec.find(" ", pos + 3)
+                source = spec[pos + 3 : end if end > 0 else None]
+                matched = matcher.match(source)
+                if matched is None:
+                    continue
+                tokens = split_spec(spec)
+                verdict = verdict_of(tokens)
+                if verdict is None:
+                    continue
+                network, targeted = matched
+                yield Finding(
+                    layer=LAYER,
+                    backend=ruleset.backend,
+                    family=ruleset.family,
+                    table=table.name,
+                    chain=chain.name,
+                    line=index + 1,
+                    handle=None,
+                    rule=f"-A {chain.name} {spec}",
+                    verdict=verdict,
+                    owner=owner_of(chain.name),
+                    network=str(network),
+                    targeted=targeted and is_targeted(network, target),
+                )
+
+
+def set_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
+    """Rules that drop packets whose source is in an ipset (`-m set --match-set NAME src`)."""
+    for table, chain, index, spec in _rules_containing(ruleset, "--match-set"):
+        tokens = split_spec(spec)
+        verdict = verdict_of(tokens)
+        i = _index_of(tokens, "--match-set")
+        if verdict is None or i is None or i + 2 >= len(tokens) or tokens[i - 1] == "!":
+            continue
+        if tokens[i + 2].split(",")[0] != "src":
+            continue
+        yield RuleRef(ruleset.backend, ruleset.family, table, chain, index + 1,
+                      f"-A {chain} {spec}", verdict, tokens[i + 1])
+
+
+def recent_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
+    """Rules that drop sources listed in an xt_recent list (`--rcheck`/`--update`)."""
+    for table, chain, index, spec in _rules_containing(ruleset, "-m recent"):
+        tokens = split_spec(spec)
+        verdict = verdict_of(tokens)
+        if verdict is None or not ({"--rcheck", "--update"} & set(tokens)):
+            continue
+        if "--rdest" in tokens:
+            continue
+        name = option_value(tokens, "--name") or "DEFAULT"
+        yield RuleRef(ruleset.backend, ruleset.family, table, chain, index + 1,
+                      f"-A {chain} {spec}", verdict, name)
+
+
+def _rules_containing(ruleset: Ruleset, needle: str) -> Iterator[tuple[str, str, int, str]]:
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for index, spec in enumerate(chain.rules):
+                if needle in spec:
+                    yield table.name, chain.name, index, spec
+
+
+def _index_of(tokens: Sequence[str], token: str) -> Optional[int]:
+    try:
+        return tokens.index(token)
+    except ValueError:
+        return None
+
+
+def build_batches(findings: Sequence[Finding]) -> list[Batch]:
+    """One restore batch per backend, family and table. Pure."""
+    groups: dict[tuple[str, str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.backend, finding.family, finding.table), []).append(finding)
+    batches = []
+    for (backend, family, table), group in groups.items():
+        group.sort(key=lambda f: (f.chain or "", f.line or 0))
+        steps = []
+        deletes = []
+        inserts = []
+        for finding in group:
+            spec = finding.rule.split(" ", 2)[2]
+            chain = finding.chain or ""
+            deletes.append(f"-D {chain} {spec}")
+            inserts.append(f"-I {chain} {finding.line} {spec}")
+            base = [display_tool(backend, family), "-t", table]
+            steps.append(Step(
+                finding=finding,
+                command=shlex.join([*base, "-D", chain, *split_spec(spec)]),
+                undo_command=shlex.join([*base, "-I", chain, str(finding.line), *split_spec(spec)]),
+            ))
+        batches.append(Batch(
+            layer=LAYER,
+            scope=f"{backend} {family} {table}",
+            steps=tuple(steps),
+            payload=(f"*{table}", *deletes, "COMMIT"),
+            # Re-inserting in ascending line order puts every rule back at its number.
+            undo_payload=(f"*{table}", *inserts, "COMMIT"),
+        ))
+    return batches
+
+
+def restore_input(lines: Sequence[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def format_chain(chain: Chain) -> list[str]:
+    """A chain as `iptables -S` prints it, each rule with its number."""
+    header = f"-P {chain.name} {chain.policy}" if chain.policy != "-" else f"-N {chain.name}"
+    width = len(str(len(chain.rules)))
+    lines = [header]
+    lines.extend(f"{i:>{width}}  -A {chain.name} {spec}" for i, spec in enumerate(chain.rules, 1))
+    return lines
+
+
+# ---------------------------------------------------------------- adapter
+
+
+class XtablesLayer:
+    """iptables/ip6tables in both backends. Caches what it read until it changes something."""
+
+    name = LAYER
+
+    def __init__(self, backends: Sequence[str] = BACKENDS, families: Sequence[str] = FAMILIES):
+        self.backends = tuple(backends)
+        self.families = tuple(families)
+        self._cache: dict[tuple[str, str], Ruleset] = {}
+
+    def _pairs(self) -> Iterator[tuple[str, str]]:
+        for backend in self.backends:
+            for family in self.families:
+                if which(tool(backend, family, "-save")):
+                    yield backend, family
+
+    def status(self) -> list[LayerStatus]:
+        result = []
+        for backend in self.backends:
+            for family in self.families:
+                name = tool(backend, family, "-save")
+                present = which(name) is not None
+                result.append(LayerStatus(
+                    f"{LAYER} {backend} {family}", present, "" if present else f"{name} not installed"
+                ))
+        return result
+
+    def ruleset(self, backend: str, family: str) -> Ruleset:
+        key = (backend, family)
+        if key not in self._cache:
+            out = run(LAYER, [tool(backend, family, "-save")]).stdout
+            self._cache[key] = parse_save(out, backend, family)
+        return self._cache[key]
+
+    def rulesets(self) -> list[Ruleset]:
+        return [self.ruleset(b, f) for b, f in self._pairs()]
+
+    def listings(self, query: ListQuery) -> list[Listing]:
+        listings = []
+        for ruleset in self.rulesets():
+            if query.family and ruleset.family != query.family:
+                continue
+            for table in ruleset.tables.values():
+                if query.table and table.name != query.table:
+                    continue
+                chains = [c for c in table.chains.values() if not query.chain or c.name == query.chain]
+                if not chains:
+                    continue
+                lines: list[str] = []
+                for chain in chains:
+                    lines.extend(format_chain(chain))
+                listings.append(Listing(
+                    layer=LAYER,
+                    title=f"{display_tool(ruleset.backend, ruleset.family)} -t {table.name}",
+                    lines=tuple(lines),
+                    data={
+                        "backend": ruleset.backend,
+                        "family": ruleset.family,
+                        "table": table.name,
+                        "chains": [
+                            {"name": c.name, "policy": c.policy,
+                             "rules": [{"line": i, "rule": f"-A {c.name} {s}"}
+                                       for i, s in enumerate(c.rules, 1)]}
+                            for c in chains
+                        ],
+                    },
+                ))
+        return listings
+
+    def find(self, target: Network) -> list[Finding]:
+        family = family_of(target)
+        return [
+            finding
+            for ruleset in self.rulesets()
+            if ruleset.family == family
+            for finding in find_in_ruleset(ruleset, target)
+        ]
+
+    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
+        return build_batches([f for f in findings if f.layer == LAYER])
+
+    def apply(self, batch: Batch) -> None:
+        self._restore(batch, batch.payload)
+
+    def revert(self, batch: Batch) -> None:
+        self._restore(batch, batch.undo_payload)
+
+    def _restore(self, batch: Batch, lines: Sequence[str]) -> None:
+        backend, family, _table = batch.scope.split(" ")
+        argv = [tool(backend, family, "-restore"), "--noflush"]
+        if backend == "legacy":
+            argv += ["--wait", "10"]
+        self._cache.pop((backend, family), None)
+        result = run(LAYER, argv, stdin=restore_input(lines), check=False)
+        if result.returncode != 0:
+            raise RuleChangedError(
+                LAYER,
+                f"{argv[0]} refused the batch for table {_table} ({_first(result.stderr)}); "
+                "no rule in that table was changed. The rules changed meanwhile: run again.",
+            )
+
+    # ------------------------------------------------------------ delete by number
+
+    def delete_number(
+        self,
+        table: str,
+        chain: str,
+        number: int,
+        *,
+        backend: Optional[str],
+        family: str,
+        expect: Optional[Network],
+    ) -> Finding:
+        """Delete rule NUMBER of CHAIN, checking it is the rule that number named when read."""
+        if number < 1:
+            raise InputError(f"rule numbers start at 1, not {number}")
+        backend = backend or self._backend_of(table, chain, family)
+        if backend == "legacy":
+            return self._delete_legacy(table, chain, number, family, expect)
+        return self._delete_nft(table, chain, number, family, expect)
+
+    def _backend_of(self, table: str, chain: str, family: str) -> str:
+        holders = [
+            backend for backend in self.backends
+            if which(tool(backend, family, "-save"))
+            and chain in self.ruleset(backend, family).tables.get(table, Table(table)).chains
+        ]
+        if not holders:
+            raise InputError(f"no chain '{chain}' in table {table} ({family}) in any iptables backend")
+        if len(holders) > 1:
+            raise InputError(
+                f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
+            )
+        return holders[0]
+
+    def _checked_rule(
+        self, backend: str, family: str, table: str, chain: str, number: int,
+        expect: Optional[Network],
+    ) -> Finding:
+        self._cache.pop((backend, family), None)
+        ruleset = self.ruleset(backend, family)
+        chains = ruleset.tables.get(table, Table(table)).chains
+        if chain not in chains:
+            raise InputError(f"no chain '{chain}' in {display_tool(backend, family)} table {table}")
+        rules = chains[chain].rules
+        if number > len(rules):
+            raise InputError(f"chain '{chain}' has {len(rules)} rules; there is no rule {number}")
+        spec = rules[number - 1]
+        tokens = split_spec(spec)
+        source = option_value(tokens, "-s", "--source")
+        network = parse_network(source) if source else None
+        if expect is not None and (network is None or not overlaps(network, expect)
+                                   or not network.supernet_of(expect)):  # type: ignore[arg-type]
+            raise InputError(
+                f"rule {number} of {chain} is '-A {chain} {spec}', which does not match {expect}; "
+                "nothing deleted"
+            )
+        return Finding(
+            layer=LAYER, backend=backend, family=family, table=table, chain=chain, line=number,
+            handle=None, rule=f"-A {chain} {spec}", verdict=verdict_of(tokens) or "",
+            owner=owner_of(chain), network=str(network) if network else "",
+            targeted=bool(expect and network and is_targeted(network, expect)),
+        )
+
+    def _delete_legacy(
+        self, table: str, chain: str, number: int, family: str, expect: Optional[Network]
+    ) -> Finding:
+        # Hold the xtables lock from the read to the commit: `iptables -w` writers (fail2ban)
+        # wait, so the rule read as NUMBER is still NUMBER when libiptc deletes it.
+        with xtables_lock():
+            finding = self._checked_rule("legacy", family, table, chain, number, expect)
+            _libiptc_delete(family, table, chain, number)
+        self._cache.pop(("legacy", family), None)
+        return finding
+
+    def _delete_nft(
+        self, table: str, chain: str, number: int, family: str, expect: Optional[Network]
+    ) -> Finding:
+        nft_family = "ip" if family == "ipv4" else "ip6"
+        for _attempt in range(3):
+            before = _nft_handles(nft_family, table, chain)
+            finding = self._checked_rule("nft", family, table, chain, number, expect)
+            after = _nft_handles(nft_family, table, chain)
+            # nft handles are never reused, so equal lists mean the save saw this exact chain.
+            if before == after and len(after) >= number:
+                handle = after[number - 1]
+                run(LAYER, ["nft", "delete", "rule", nft_family, table, chain, "handle", str(handle)])
+                self._cache.pop(("nft", family), None)
+                return Finding(**{**finding.__dict__, "handle": handle})
+        raise RuleChangedError(LAYER, f"chain {chain} kept changing while it was read; nothing deleted")
+
+
+def _first(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else "no message"
+
+
+def _nft_handles(nft_family: str, table: str, chain: str) -> list[int]:
+    out = run(LAYER, ["nft", "-a", "list", "chain", nft_family, table, chain]).stdout
+    handles = []
+    for line in out.splitlines():
+        stripped = line.strip()
+        if " # handle " in stripped and not stripped.startswith("chain "):
+            handles.append(int(stripped.rsplit(" # handle ", 1)[1].split()[0]))
+    return handles
+
+
+class xtables_lock:  # noqa: N801 - used as a context manager, like open()
+    """The lock every `iptables -w` takes (flock on /run/xtables.lock)."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self._fd = -1
+
+    def __enter__(self) -> xtables_lock:
+        self._fd = os.open(XTABLES_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self._fd)
+                    raise LayerError(
+                        LAYER, f"another program held {XTABLES_LOCK} for {self.timeout:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
+def _libiptc_delete(family: str, table: str, chain: str, number: int) -> None:
+    """Delete rule NUMBER in-process through libiptc, one commit (the caller holds the lock)."""
+    try:
+        import iptc  # python-iptables; imported here: it loads libxtables
+    except Exception as exc:  # noqa: BLE001 - any import failure means the same thing here
+        raise LayerError(LAYER, f"python-iptables is not usable here: {exc}") from None
+    table_class = iptc.Table if family == "ipv4" else iptc.Table6
+    handle = table_class(table, autocommit=False)
+    handle.refresh()
+    if not handle._iptc.iptc_delete_num_entry(chain.encode(), number - 1, handle._handle):
+        raise LayerError(LAYER, f"libiptc could not delete rule {number} of {chain}")
+    handle.commit()

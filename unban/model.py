@@ -1,0 +1,116 @@
+"""Findings and plans: plain values shared by every layer. Pure code."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that blocks (part of) the target, and where it lives.
+
+    `line` is the rule number as `iptables -L --line-numbers` counts it; `handle` is nft's.
+    `rule` is the rule as `iptables -S` or `nft` prints it. A set or list finding also names
+    the `element` that holds the address; its `rule` is the rule that drops the set's members.
+    """
+
+    layer: str  # iptables | nftables | ipset | route | xt_recent
+    backend: str  # legacy | nft for iptables; the binary or library otherwise
+    family: str  # ipv4 | ipv6 | inet
+    table: str
+    chain: Optional[str]
+    line: Optional[int]
+    handle: Optional[int]
+    rule: str
+    verdict: str
+    owner: str
+    network: str  # the source network that matched
+    targeted: bool
+    set_name: Optional[str] = None
+    element: Optional[str] = None
+
+    def location(self) -> str:
+        parts = [self.layer]
+        if self.layer == "iptables":
+            parts.append(f"{self.backend}/{self.family}")
+        else:
+            parts.append(self.family)
+        parts.append(self.table)
+        if self.chain:
+            parts.append(self.chain)
+        if self.set_name:
+            parts.append(f"set {self.set_name}")
+        if self.line is not None:
+            parts.append(f"#{self.line}")
+        if self.handle is not None:
+            parts.append(f"handle {self.handle}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change, with the shell command a person could run instead, and its inverse."""
+
+    finding: Finding
+    command: str
+    undo_command: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Changes one layer applies as one unit (one restore file, one nft transaction).
+
+    `payload` and `undo_payload` are the layer's own data (restore lines, nft commands,
+    route specs); only that layer's adapter interprets them.
+    """
+
+    layer: str
+    scope: str  # e.g. "legacy ipv4 filter"
+    steps: tuple[Step, ...]
+    payload: tuple[Any, ...]
+    undo_payload: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    batches: tuple[Batch, ...]
+    skipped: tuple[Finding, ...] = ()  # broad findings left alone (no --broad)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for batch in self.batches for step in batch.steps)
+
+    def is_empty(self) -> bool:
+        return not self.batches
+
+
+@dataclass(frozen=True)
+class LayerStatus:
+    """Whether a layer could be read on this host, and why not."""
+
+    layer: str
+    present: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `find` learned about a target."""
+
+    target: str
+    findings: tuple[Finding, ...]
+    layers: tuple[LayerStatus, ...] = field(default=())
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses (and tuples of them) as JSON-ready dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    return value
