@@ -21,7 +21,9 @@ def parse_target(text: str) -> Network:
     """
     raw = text.strip()
     if not raw:
-        raise InputError("empty address: give an IPv4 or IPv6 address, or a CIDR such as 198.51.100.0/24")
+        raise InputError(
+            "empty address: give an IPv4 or IPv6 address, or a CIDR such as 198.51.100.0/24"
+        )
     if any(c.isspace() for c in raw):
         raise InputError(f"'{text}' is not an address: it contains whitespace")
     addr_part, slash, prefix_part = raw.partition("/")
@@ -95,7 +97,7 @@ def overlaps(rule_network: Network, target: Network) -> bool:
     """True when a rule on `rule_network` affects some address of `target`."""
     if rule_network.version != target.version:
         return False
-    return rule_network.overlaps(target)  # type: ignore[arg-type]
+    return rule_network.overlaps(target)
 
 
 def is_targeted(rule_network: Network, target: Network) -> bool:

@@ -99,19 +99,17 @@ def apply(
                 applied.append(batch)
                 on_batch(batch)
             signals.check()
-        except UnbanError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure, even a bug, must roll back
             raise _rolled_back(exc, applied, by_name) from exc
     return Outcome(plan, tuple(applied))
 
 
-def _rolled_back(
-    cause: UnbanError, applied: list[Batch], by_name: dict[str, Layer]
-) -> ApplyError:
+def _rolled_back(cause: Exception, applied: list[Batch], by_name: dict[str, Layer]) -> ApplyError:
     failed_reverts = []
     for batch in reversed(applied):
         try:
             by_name[batch.layer].revert(batch)
-        except UnbanError as exc:
+        except Exception as exc:  # noqa: BLE001 - keep reverting the rest
             failed_reverts.append(f"{batch.layer} {batch.scope}: {exc}")
     if failed_reverts:
         return ApplyError(

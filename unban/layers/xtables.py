@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
 import socket
 import time
@@ -196,8 +197,16 @@ def set_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
             continue
         if tokens[i + 2].split(",")[0] != "src":
             continue
-        yield RuleRef(ruleset.backend, ruleset.family, table, chain, index + 1,
-                      f"-A {chain} {spec}", verdict, tokens[i + 1])
+        yield RuleRef(
+            ruleset.backend,
+            ruleset.family,
+            table,
+            chain,
+            index + 1,
+            f"-A {chain} {spec}",
+            verdict,
+            tokens[i + 1],
+        )
 
 
 def recent_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
@@ -210,8 +219,16 @@ def recent_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
         if "--rdest" in tokens:
             continue
         name = option_value(tokens, "--name") or "DEFAULT"
-        yield RuleRef(ruleset.backend, ruleset.family, table, chain, index + 1,
-                      f"-A {chain} {spec}", verdict, name)
+        yield RuleRef(
+            ruleset.backend,
+            ruleset.family,
+            table,
+            chain,
+            index + 1,
+            f"-A {chain} {spec}",
+            verdict,
+            name,
+        )
 
 
 def _rules_containing(ruleset: Ruleset, needle: str) -> Iterator[tuple[str, str, int, str]]:
@@ -246,20 +263,55 @@ def build_batches(findings: Sequence[Finding]) -> list[Batch]:
             deletes.append(f"-D {chain} {spec}")
             inserts.append(f"-I {chain} {finding.line} {spec}")
             base = [display_tool(backend, family), "-t", table]
-            steps.append(Step(
-                finding=finding,
-                command=shlex.join([*base, "-D", chain, *split_spec(spec)]),
-                undo_command=shlex.join([*base, "-I", chain, str(finding.line), *split_spec(spec)]),
-            ))
-        batches.append(Batch(
-            layer=LAYER,
-            scope=f"{backend} {family} {table}",
-            steps=tuple(steps),
-            payload=(f"*{table}", *deletes, "COMMIT"),
-            # Re-inserting in ascending line order puts every rule back at its number.
-            undo_payload=(f"*{table}", *inserts, "COMMIT"),
-        ))
+            steps.append(
+                Step(
+                    finding=finding,
+                    command=shlex.join([*base, "-D", chain, *split_spec(spec)]),
+                    undo_command=shlex.join(
+                        [*base, "-I", chain, str(finding.line), *split_spec(spec)]
+                    ),
+                )
+            )
+        batches.append(
+            Batch(
+                layer=LAYER,
+                scope=f"{backend} {family} {table}",
+                steps=tuple(steps),
+                payload=(f"*{table}", *deletes, "COMMIT"),
+                # Re-inserting in ascending line order puts every rule back at its number.
+                undo_payload=(f"*{table}", *inserts, "COMMIT"),
+            )
+        )
     return batches
+
+
+def build_number_batch(finding: Finding) -> Batch:
+    """Delete one rule by its number, as the article's `iptables -D CHAIN NUMBER` does. Pure.
+
+    The adapter checks the rule is still `finding.rule` before deleting it.
+    """
+    chain = finding.chain or ""
+    spec = finding.rule.split(" ", 2)[2]
+    base = [display_tool(finding.backend, finding.family), "-t", finding.table]
+    step = Step(
+        finding=finding,
+        command=shlex.join([*base, "-D", chain, str(finding.line)]),
+        undo_command=shlex.join([*base, "-I", chain, str(finding.line), *split_spec(spec)]),
+    )
+    return Batch(
+        layer=LAYER,
+        scope=f"{finding.backend} {finding.family} {finding.table}",
+        steps=(step,),
+        payload=(f"*{finding.table}", f"-D {chain} {finding.line}", "COMMIT"),
+        undo_payload=(f"*{finding.table}", f"-I {chain} {finding.line} {spec}", "COMMIT"),
+    )
+
+
+_NUMBER_DELETE = re.compile(r"-D \S+ \d+")
+
+
+def is_number_delete(batch: Batch) -> bool:
+    return len(batch.steps) == 1 and _NUMBER_DELETE.fullmatch(batch.payload[1]) is not None
 
 
 def restore_input(lines: Sequence[str]) -> str:
@@ -300,9 +352,13 @@ class XtablesLayer:
             for family in self.families:
                 name = tool(backend, family, "-save")
                 present = which(name) is not None
-                result.append(LayerStatus(
-                    f"{LAYER} {backend} {family}", present, "" if present else f"{name} not installed"
-                ))
+                result.append(
+                    LayerStatus(
+                        f"{LAYER} {backend} {family}",
+                        present,
+                        "" if present else f"{name} not installed",
+                    )
+                )
         return result
 
     def ruleset(self, backend: str, family: str) -> Ruleset:
@@ -323,28 +379,37 @@ class XtablesLayer:
             for table in ruleset.tables.values():
                 if query.table and table.name != query.table:
                     continue
-                chains = [c for c in table.chains.values() if not query.chain or c.name == query.chain]
+                chains = [
+                    c for c in table.chains.values() if not query.chain or c.name == query.chain
+                ]
                 if not chains:
                     continue
                 lines: list[str] = []
                 for chain in chains:
                     lines.extend(format_chain(chain))
-                listings.append(Listing(
-                    layer=LAYER,
-                    title=f"{display_tool(ruleset.backend, ruleset.family)} -t {table.name}",
-                    lines=tuple(lines),
-                    data={
-                        "backend": ruleset.backend,
-                        "family": ruleset.family,
-                        "table": table.name,
-                        "chains": [
-                            {"name": c.name, "policy": c.policy,
-                             "rules": [{"line": i, "rule": f"-A {c.name} {s}"}
-                                       for i, s in enumerate(c.rules, 1)]}
-                            for c in chains
-                        ],
-                    },
-                ))
+                listings.append(
+                    Listing(
+                        layer=LAYER,
+                        title=f"{display_tool(ruleset.backend, ruleset.family)} -t {table.name}",
+                        lines=tuple(lines),
+                        data={
+                            "backend": ruleset.backend,
+                            "family": ruleset.family,
+                            "table": table.name,
+                            "chains": [
+                                {
+                                    "name": c.name,
+                                    "policy": c.policy,
+                                    "rules": [
+                                        {"line": i, "rule": f"-A {c.name} {s}"}
+                                        for i, s in enumerate(c.rules, 1)
+                                    ],
+                                }
+                                for c in chains
+                            ],
+                        },
+                    )
+                )
         return listings
 
     def find(self, target: Network) -> list[Finding]:
@@ -360,7 +425,10 @@ class XtablesLayer:
         return build_batches([f for f in findings if f.layer == LAYER])
 
     def apply(self, batch: Batch) -> None:
-        self._restore(batch, batch.payload)
+        if is_number_delete(batch):
+            self._delete_by_number(batch.steps[0].finding)
+        else:
+            self._restore(batch, batch.payload)
 
     def revert(self, batch: Batch) -> None:
         self._restore(batch, batch.undo_payload)
@@ -381,7 +449,7 @@ class XtablesLayer:
 
     # ------------------------------------------------------------ delete by number
 
-    def delete_number(
+    def resolve(
         self,
         table: str,
         chain: str,
@@ -391,37 +459,14 @@ class XtablesLayer:
         family: str,
         expect: Optional[Network],
     ) -> Finding:
-        """Delete rule NUMBER of CHAIN, checking it is the rule that number named when read."""
+        """Rule NUMBER of CHAIN as it is now; with `expect`, refuse unless it matches that address."""
         if number < 1:
             raise InputError(f"rule numbers start at 1, not {number}")
         backend = backend or self._backend_of(table, chain, family)
-        if backend == "legacy":
-            return self._delete_legacy(table, chain, number, family, expect)
-        return self._delete_nft(table, chain, number, family, expect)
-
-    def _backend_of(self, table: str, chain: str, family: str) -> str:
-        holders = [
-            backend for backend in self.backends
-            if which(tool(backend, family, "-save"))
-            and chain in self.ruleset(backend, family).tables.get(table, Table(table)).chains
-        ]
-        if not holders:
-            raise InputError(f"no chain '{chain}' in table {table} ({family}) in any iptables backend")
-        if len(holders) > 1:
-            raise InputError(
-                f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
-            )
-        return holders[0]
-
-    def _checked_rule(
-        self, backend: str, family: str, table: str, chain: str, number: int,
-        expect: Optional[Network],
-    ) -> Finding:
         self._cache.pop((backend, family), None)
-        ruleset = self.ruleset(backend, family)
-        chains = ruleset.tables.get(table, Table(table)).chains
+        chains = self.ruleset(backend, family).tables.get(table, Table(table)).chains
         if chain not in chains:
-            raise InputError(f"no chain '{chain}' in {display_tool(backend, family)} table {table}")
+            raise InputError(f"no chain '{chain}' in {display_tool(backend, family)} -t {table}")
         rules = chains[chain].rules
         if number > len(rules):
             raise InputError(f"chain '{chain}' has {len(rules)} rules; there is no rule {number}")
@@ -429,45 +474,101 @@ class XtablesLayer:
         tokens = split_spec(spec)
         source = option_value(tokens, "-s", "--source")
         network = parse_network(source) if source else None
-        if expect is not None and (network is None or not overlaps(network, expect)
-                                   or not network.supernet_of(expect)):  # type: ignore[arg-type]
+        if expect is not None and (network is None or not overlaps(network, expect)):
             raise InputError(
                 f"rule {number} of {chain} is '-A {chain} {spec}', which does not match {expect}; "
                 "nothing deleted"
             )
         return Finding(
-            layer=LAYER, backend=backend, family=family, table=table, chain=chain, line=number,
-            handle=None, rule=f"-A {chain} {spec}", verdict=verdict_of(tokens) or "",
-            owner=owner_of(chain), network=str(network) if network else "",
+            layer=LAYER,
+            backend=backend,
+            family=family,
+            table=table,
+            chain=chain,
+            line=number,
+            handle=None,
+            rule=f"-A {chain} {spec}",
+            verdict=verdict_of(tokens) or "",
+            owner=owner_of(chain),
+            network=str(network) if network else "",
             targeted=bool(expect and network and is_targeted(network, expect)),
         )
 
-    def _delete_legacy(
-        self, table: str, chain: str, number: int, family: str, expect: Optional[Network]
-    ) -> Finding:
-        # Hold the xtables lock from the read to the commit: `iptables -w` writers (fail2ban)
-        # wait, so the rule read as NUMBER is still NUMBER when libiptc deletes it.
-        with xtables_lock():
-            finding = self._checked_rule("legacy", family, table, chain, number, expect)
-            _libiptc_delete(family, table, chain, number)
-        self._cache.pop(("legacy", family), None)
-        return finding
+    def _backend_of(self, table: str, chain: str, family: str) -> str:
+        holders = [
+            backend
+            for backend in self.backends
+            if which(tool(backend, family, "-save"))
+            and chain in self.ruleset(backend, family).tables.get(table, Table(table)).chains
+        ]
+        if not holders:
+            raise InputError(
+                f"no chain '{chain}' in table {table} ({family}) in any iptables backend"
+            )
+        if len(holders) > 1:
+            raise InputError(
+                f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
+            )
+        return holders[0]
 
-    def _delete_nft(
-        self, table: str, chain: str, number: int, family: str, expect: Optional[Network]
-    ) -> Finding:
-        nft_family = "ip" if family == "ipv4" else "ip6"
+    def _delete_by_number(self, finding: Finding) -> None:
+        """Delete rule `finding.line`, but only while it is still exactly `finding.rule`."""
+        if finding.backend == "legacy":
+            # Hold the xtables lock from the check to the commit: `iptables -w` writers
+            # (fail2ban) wait, so the rule checked is the rule libiptc deletes.
+            with xtables_lock():
+                self._check_unchanged(finding)
+                _libiptc_delete(
+                    finding.family, finding.table, finding.chain or "", finding.line or 0
+                )
+            self._cache.pop(("legacy", finding.family), None)
+            return
+        nft_family = "ip" if finding.family == "ipv4" else "ip6"
+        chain = finding.chain or ""
         for _attempt in range(3):
-            before = _nft_handles(nft_family, table, chain)
-            finding = self._checked_rule("nft", family, table, chain, number, expect)
-            after = _nft_handles(nft_family, table, chain)
-            # nft handles are never reused, so equal lists mean the save saw this exact chain.
-            if before == after and len(after) >= number:
-                handle = after[number - 1]
-                run(LAYER, ["nft", "delete", "rule", nft_family, table, chain, "handle", str(handle)])
-                self._cache.pop(("nft", family), None)
-                return Finding(**{**finding.__dict__, "handle": handle})
-        raise RuleChangedError(LAYER, f"chain {chain} kept changing while it was read; nothing deleted")
+            before = _nft_handles(nft_family, finding.table, chain)
+            self._check_unchanged(finding)
+            after = _nft_handles(nft_family, finding.table, chain)
+            # nft never reuses a handle, so equal lists mean the save saw exactly this chain.
+            if before == after:
+                handle = after[(finding.line or 0) - 1]
+                run(
+                    LAYER,
+                    [
+                        "nft",
+                        "delete",
+                        "rule",
+                        nft_family,
+                        finding.table,
+                        chain,
+                        "handle",
+                        str(handle),
+                    ],
+                )
+                self._cache.pop(("nft", finding.family), None)
+                return
+        raise RuleChangedError(
+            LAYER, f"chain {chain} kept changing while it was read; nothing deleted"
+        )
+
+    def _check_unchanged(self, finding: Finding) -> None:
+        self._cache.pop((finding.backend, finding.family), None)
+        table = self.ruleset(finding.backend, finding.family).tables.get(finding.table)
+        chain = table.chains.get(finding.chain or "") if table else None
+        rules = [f"-A {chain.name} {spec}" for spec in chain.rules] if chain else []
+        line = finding.line or 0
+        if line <= len(rules) and rules[line - 1] == finding.rule:
+            return
+        where = (
+            f"it is now rule {rules.index(finding.rule) + 1}"
+            if finding.rule in rules
+            else "it is gone"
+        )
+        raise RuleChangedError(
+            LAYER,
+            f"rule {line} of {finding.chain} is no longer '{finding.rule}' ({where}); "
+            "nothing deleted. List the chain again and retry",
+        )
 
 
 def _first(text: str) -> str:

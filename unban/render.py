@@ -1,0 +1,64 @@
+"""Text for people. JSON output is model.as_json; nothing here touches the system."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from unban.layers import Listing
+from unban.model import Finding, LayerStatus, Plan, Report
+
+
+def finding_lines(finding: Finding) -> list[str]:
+    kind = "targeted" if finding.targeted else "broad"
+    head = f"  {finding.location()}  {finding.verdict}  owner {finding.owner}  {kind}"
+    lines = [head, f"      {finding.rule}"]
+    if finding.element:
+        lines.append(f"      element {finding.element} of {finding.set_name}")
+    return lines
+
+
+def report_text(report: Report) -> list[str]:
+    if not report.findings:
+        lines = [f"nothing in the packet filters blocks {report.target}"]
+    else:
+        lines = [f"{report.target} is blocked by {len(report.findings)} finding(s):"]
+        for finding in report.findings:
+            lines.extend(finding_lines(finding))
+    lines.extend(absent_lines(report.layers))
+    return lines
+
+
+def absent_lines(statuses: Sequence[LayerStatus]) -> list[str]:
+    return [f"  (not present: {s.layer}: {s.detail})" for s in statuses if not s.present]
+
+
+def plan_text(plan: Plan) -> list[str]:
+    steps = plan.steps
+    if not steps:
+        lines = [f"nothing to remove for {plan.target}"]
+    else:
+        lines = [f"plan for {plan.target}: {len(steps)} change(s) in {len(plan.batches)} batch(es)"]
+        for batch in plan.batches:
+            lines.append(f"  [{batch.layer} {batch.scope}]")
+            for step in batch.steps:
+                lines.append(f"    remove {step.finding.rule}")
+                if step.finding.element:
+                    lines.append(
+                        f"           element {step.finding.element} of {step.finding.set_name}"
+                    )
+                lines.append(f"      $ {step.command}")
+                lines.append(f"      undo: {step.undo_command}")
+    if plan.skipped:
+        lines.append(f"left alone, broader than {plan.target} (add --broad to remove them too):")
+        for finding in plan.skipped:
+            lines.extend(finding_lines(finding))
+    return lines
+
+
+def listing_text(listings: Sequence[Listing]) -> list[str]:
+    lines: list[str] = []
+    for listing in listings:
+        lines.append(f"== {listing.title}")
+        lines.extend(listing.lines)
+        lines.append("")
+    return lines
