@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import subprocess
@@ -32,11 +34,29 @@ class Netns:
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["ip", "netns", "exec", self.name, *argv],
-            input=input, capture_output=True, text=True, timeout=timeout, check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr}")
         return proc
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Move this (single-threaded) test process into the namespace for in-process tests."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newnet = 0x40000000
+        with open("/proc/self/ns/net") as home, open(f"/run/netns/{self.name}") as target:
+            if libc.setns(target.fileno(), clone_newnet) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the test namespace failed")
+            try:
+                yield
+            finally:
+                if libc.setns(home.fileno(), clone_newnet) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back to the host namespace failed")
 
     def unban(self, *args: str, input: Optional[str] = None) -> subprocess.CompletedProcess[str]:
         """Run the real CLI inside the namespace."""

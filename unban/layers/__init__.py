@@ -51,7 +51,7 @@ def owner_of(name: str) -> str:
     lowered = name.lower()
     for prefix in ("f2b-", "addr-set-", "addr6-set-"):
         if lowered.startswith(prefix) and len(name) > len(prefix):
-            return f"fail2ban:{name[len(prefix):]}"
+            return f"fail2ban:{name[len(prefix) :]}"
     if lowered.startswith(("ufw-", "ufw6-")):
         return "ufw"
     if "sshguard" in lowered:
