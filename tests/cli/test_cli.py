@@ -1,0 +1,113 @@
+"""The CLI through typer's runner, over an in-memory layer (the firewall itself is tested in
+tests/integration). Checks exit codes, output channels and that dry-run changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes import MemoryLayer
+from unban import cli, engine, system
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def layer(monkeypatch: pytest.MonkeyPatch) -> MemoryLayer:
+    memory = MemoryLayer("memory", [("a", "203.0.113.4/32"), ("a", "203.0.113.0/24")])
+    monkeypatch.setattr(engine, "default_layers", lambda: [memory])
+    monkeypatch.setattr(system.os, "geteuid", lambda: 0)
+    return memory
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = runner.invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "3 done, but something still blocks the address" in text
+    assert "4 not root" in text
+
+
+def test_not_root_is_one_line_and_exit_4(
+    layer: MemoryLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system.os, "geteuid", lambda: 1000)
+    result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
+    assert result.exit_code == 4
+    assert (
+        result.stderr
+        == "unban: unban reads and changes the firewall: run it as root (sudo unban ...)\n"
+    )
+    assert len(layer.blocks) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "banana", "0.0.0.0/0", "::/0", "fe80::1%", "203.0.113.4/24"])
+def test_bad_address_exit_2_and_nothing_changed(layer: MemoryLayer, bad: str) -> None:
+    result = runner.invoke(cli.app, ["remove", bad])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("unban: ") and result.stderr.count("\n") == 1
+    assert len(layer.blocks) == 2
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(layer: MemoryLayer) -> None:
+    result = runner.invoke(cli.app, ["remove", "203.0.113.4", "--dry-run"])
+    assert result.exit_code == 3  # the /24 would still block it
+    assert "$ unblock 203.0.113.4/32" in result.stdout
+    assert "undo: block 203.0.113.4/32" in result.stdout
+    assert "add --broad" in result.stdout
+    assert "dry run: nothing changed" in result.stdout
+    assert layer.journal == []
+
+
+def test_json_is_the_only_thing_on_stdout(layer: MemoryLayer) -> None:
+    result = runner.invoke(cli.app, ["remove", "203.0.113.4", "--broad", "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["remaining"]["findings"] == []
+    assert [s["command"] for b in data["applied"] for s in b["steps"]] == [
+        "unblock 203.0.113.4/32",
+        "unblock 203.0.113.0/24",
+    ]
+    assert layer.blocks == []
+
+
+def test_remove_says_what_still_blocks(layer: MemoryLayer) -> None:
+    result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
+    assert result.exit_code == 3
+    assert "done: memory a (1 change(s))" in result.stdout
+    assert "still blocking 203.0.113.4/32:" in result.stdout
+    assert layer.blocks == [("a", "203.0.113.0/24")]
+
+
+def test_a_failed_apply_is_exit_1_with_what_happened(layer: MemoryLayer) -> None:
+    layer.fail_on = "a"
+    result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
+    assert result.exit_code == 1
+    assert result.stderr == "unban: memory: a refused the batch; nothing is changed\n"
+    assert len(layer.blocks) == 2
+
+
+def test_find_and_list(layer: MemoryLayer) -> None:
+    found = runner.invoke(cli.app, ["find", "203.0.113.4", "--json"])
+    assert found.exit_code == 0
+    assert [f["targeted"] for f in json.loads(found.stdout)["findings"]] == [True, False]
+    listed = runner.invoke(cli.app, ["list"])
+    assert listed.exit_code == 0
+    assert "== memory" in listed.stdout and "a 203.0.113.0/24" in listed.stdout
+
+
+def test_unexpected_errors_are_one_line_unless_debug(
+    layer: MemoryLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(target: object, layers: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(engine, "find", broken)
+    result = runner.invoke(cli.app, ["find", "203.0.113.4"])
+    assert result.exit_code == 1
+    assert result.stderr == "unban: unexpected error: KeyError: 'boom' (--debug shows where)\n"
+    debug = runner.invoke(cli.app, ["--debug", "find", "203.0.113.4"])
+    assert isinstance(debug.exception, KeyError)
