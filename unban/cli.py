@@ -9,13 +9,15 @@ from typing import Any, Callable, Optional
 import typer
 from typing_extensions import Annotated
 
-from unban import engine
+from unban import engine, fail2ban
 from unban.address import Network, family_of, parse_target
 from unban.errors import ExitStatus, InputError, UnbanError
+from unban.fail2ban import DEFAULT_CONFDIR
 from unban.layers import ListQuery
 from unban.layers.xtables import XtablesLayer, build_number_batch
 from unban.model import Batch, Plan, Report, as_json
 from unban.render import absent_lines, listing_text, plan_text, report_text
+from unban.reverter import DEFAULT_STATE_DIR
 from unban.system import require_root
 
 EXIT_CODES_HELP = (
@@ -40,6 +42,8 @@ class Backend(str, Enum):
 
 class _Options:
     debug = False
+    fail2ban_conf = DEFAULT_CONFDIR
+    state_dir = DEFAULT_STATE_DIR
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")]
@@ -51,8 +55,18 @@ DryRunOption = Annotated[
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    fail2ban_conf: Annotated[
+        str, typer.Option("--fail2ban-conf", metavar="DIR", help="fail2ban's config dir.")
+    ] = DEFAULT_CONFDIR,
+    state_dir: Annotated[
+        str,
+        typer.Option("--state-dir", metavar="DIR", help="Where unban keeps backups (mode 0700)."),
+    ] = DEFAULT_STATE_DIR,
 ) -> None:
     _Options.debug = debug
+    _Options.fail2ban_conf = fail2ban_conf
+    _Options.state_dir = state_dir
+    fail2ban.configure(fail2ban.Settings(confdir=fail2ban_conf, state_dir=state_dir))
 
 
 def _guarded(body: Callable[[], int]) -> None:
@@ -246,3 +260,154 @@ def _remaining_text(target: Optional[Network], remaining: Optional[Report]) -> l
 
 def main() -> None:
     app()
+
+
+# ---------------------------------------------------------------- fail2ban: ignoreip, rollback
+# (issue 3) `unban ignore`, `unban unignore`, `unban rollback`. fail2ban's config dir and the
+# state dir are the global --fail2ban-conf / --state-dir options, because `find` and `remove`
+# read fail2ban (and back up its database) too.
+
+JailOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--jail", metavar="JAIL", help="Only this jail (repeat for more)."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Allow ranges wider than /16 (IPv4) or /48 (IPv6).")
+]
+
+
+def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[str]:
+    verb = "ignore" if plan.operation == "ignore" else "stop ignoring"
+    lines = [f"{verb} {plan.address} in fail2ban ({plan.confdir}):"]
+    for state in plan.jails:
+        lines.append(f"  {state.jail}: {state.detail}")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    for edit in plan.edits:
+        if dry_run:
+            lines.extend(f"    {line}" for line in edit.diff())
+        else:
+            lines.append(f"  wrote {edit.path}" + ("" if edit.before is not None else " (new)"))
+    for change in plan.live:
+        lines.append(f"  live: $ {change.shell}")
+    if plan.is_empty():
+        already = "already ignored" if plan.operation == "ignore" else "not ignored"
+        lines.append(f"{plan.address} is {already} in every jail asked; nothing written")
+    elif dry_run:
+        lines.append("dry run: nothing changed")
+    elif result is not None:
+        if result.verified:
+            lines.append(f"  {result.verified}")
+        lines.append(
+            f"change set {result.change_set}: `unban rollback {result.change_set}` undoes it"
+        )
+    for finding in banned or []:
+        lines.append(
+            f"still banned in jail {finding.chain}: `unban remove {plan.address}` lifts the ban"
+        )
+    return lines
+
+
+def _ignore_command(
+    operation: str,
+    address: str,
+    jails: Optional[list[str]],
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    from unban.fail2ban import ignoreip
+    from unban.layers.fail2ban import Fail2banLayer
+    from unban.reverter import Reverter
+
+    target = ignoreip.parse_ignore_target(address, force=force)
+    if operation == "ignore":
+        ignoreip.check_range(target, force=force)
+    require_root()
+    confdir = _Options.fail2ban_conf
+    plan = ignoreip.plan(operation, confdir, target, jails or [])
+    result = None
+    if not dry_run and not plan.is_empty():
+        result = ignoreip.apply(plan, Reverter(_Options.state_dir), target)
+    banned = []
+    if operation == "ignore":
+        banned = [f for f in Fail2banLayer(confdir, _Options.state_dir).find(target) if f.targeted]
+    _emit(
+        as_json,
+        {
+            "dry_run": dry_run,
+            "plan": plan,
+            "diffs": {edit.path: edit.diff() for edit in plan.edits},
+            "change_set": result.change_set if result else None,
+            "verified": result.verified if result else "",
+            "still_banned": banned,
+        },
+        _ignore_lines(plan, result, dry_run, banned),
+    )
+    return ExitStatus.OK
+
+
+@app.command()
+def ignore(
+    address: Annotated[str, typer.Argument(help="IPv4/IPv6 address or CIDR.")],
+    *,
+    jail: JailOption = None,
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Put ADDRESS into the effective ignoreip of every enabled fail2ban jail (or --jail J), in
+    the config (jail.local or the .local file that defines it, never jail.conf) and live."""
+    _guarded(lambda: _ignore_command("ignore", address, jail, force, dry_run, json_output))
+
+
+@app.command()
+def unignore(
+    address: Annotated[str, typer.Argument(help="IPv4/IPv6 address or CIDR.")],
+    *,
+    jail: JailOption = None,
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Take ADDRESS back out of fail2ban's ignoreip (config and live)."""
+    _guarded(lambda: _ignore_command("unignore", address, jail, force, dry_run, json_output))
+
+
+@app.command()
+def rollback(
+    change_id: Annotated[
+        Optional[str], typer.Argument(metavar="[ID]", help="Change set (default: the last one).")
+    ] = None,
+    *,
+    list_: Annotated[bool, typer.Option("--list", help="List the change sets.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Restore the files of a change set byte for byte and undo its live changes."""
+
+    def body() -> int:
+        from unban.fail2ban.config import server_paths
+        from unban.fail2ban.ignoreip import IGNORE_KIND, rollback_check, undo_live
+        from unban.reverter import Reverter, describe
+
+        require_root()
+        reverter = Reverter(_Options.state_dir)
+        if list_:
+            infos = reverter.list()
+            _emit(json_output, {"change_sets": [i.to_json() for i in infos]}, describe(infos))
+            return ExitStatus.OK
+        confdir = _Options.fail2ban_conf
+        info = reverter.rollback(
+            change_id,
+            handlers={IGNORE_KIND: undo_live},
+            check=rollback_check(lambda: server_paths(confdir).socket),
+        )
+        lines = [f"rolled back change set {info.id} ({info.description}):"]
+        lines += [
+            f"  {'restored' if r.existed else 'removed'} {r.path}" for r in reversed(info.files)
+        ]
+        lines += [f"  undid {a.get('summary') or a.get('kind')}" for a in reversed(info.actions)]
+        _emit(json_output, {"rolled_back": info.to_json()}, lines)
+        return ExitStatus.OK
+
+    _guarded(body)

@@ -8,14 +8,19 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Callable, Optional
 
-from unban.address import Network
+from unban.address import Network, parse_network
 from unban.errors import ApplyError, UnbanError
 from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report
 
 
 def default_layers() -> list[Layer]:
-    """Every packet-filter layer, in the order their changes are applied."""
+    """Every layer, in the order their changes are applied.
+
+    fail2ban comes first: its unban removes its own rules, set elements and routes, which the
+    packet-filter layers then must not delete again (see `left_to_fail2ban`).
+    """
+    from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.ipset import IpsetLayer
     from unban.layers.nftables import NftablesLayer
     from unban.layers.recent import RecentLayer
@@ -23,7 +28,14 @@ def default_layers() -> list[Layer]:
     from unban.layers.xtables import XtablesLayer
 
     xtables = XtablesLayer()
-    return [xtables, NftablesLayer(), IpsetLayer(xtables), RecentLayer(xtables), RoutesLayer()]
+    return [
+        Fail2banLayer.from_settings(),
+        xtables,
+        NftablesLayer(),
+        IpsetLayer(xtables),
+        RecentLayer(xtables),
+        RoutesLayer(),
+    ]
 
 
 def find(target: Network, layers: Sequence[Layer]) -> Report:
@@ -40,10 +52,33 @@ def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Pla
     """The plan that removes every targeted finding (broad ones too with `broad`). Pure."""
     chosen = [f for f in report.findings if f.targeted or broad]
     skipped = tuple(f for f in report.findings if not (f.targeted or broad))
+    chosen = [f for f in chosen if not left_to_fail2ban(f, chosen)]
     batches: list[Batch] = []
     for layer in layers:
         batches.extend(layer.plan([f for f in chosen if f.layer == layer.name]))
     return Plan(report.target, tuple(batches), skipped)
+
+
+def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:
+    """True when the running fail2ban's unban of a chosen ban removes `finding` itself.
+
+    fail2ban's unban in jail J runs J's actions' unban: that deletes its rule in chain f2b-J,
+    its element of set f2b-J / addr-set-J, its xt_recent entry (all owned "fail2ban:J"), and
+    for the route and hostsdeny actions the route or hosts.deny line of that very address
+    (`Finding.clears`). Deleting those as well would make fail2ban's own unban, or the undo of
+    this plan, fail. Only a running server does this; unbanning in its database does not.
+    """
+    if finding.layer == "fail2ban":
+        return False
+    network = parse_network(finding.network)
+    for ban in chosen:
+        if ban.layer != "fail2ban" or ban.backend != "server":
+            continue
+        if network is None or network != parse_network(ban.network):
+            continue  # fail2ban removes only the entry of the address it banned
+        if finding.owner == ban.owner or finding.layer in ban.clears:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ class Finding:
     targeted: bool
     set_name: Optional[str] = None
     element: Optional[str] = None
+    # Other layers whose block on exactly `network` goes away with this finding's removal
+    # (fail2ban's route and hostsdeny actions undo their own route or hosts.deny line).
+    clears: tuple[str, ...] = ()
 
     def location(self) -> str:
         parts = [self.layer]
@@ -37,7 +40,8 @@ class Finding:
             parts.append(f"{self.backend}/{self.family}")
         else:
             parts.append(self.family)
-        parts.append(self.table)
+        if self.table:
+            parts.append(self.table)
         if self.chain:
             parts.append(self.chain)
         if self.set_name:

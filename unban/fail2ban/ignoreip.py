@@ -1,0 +1,789 @@
+"""`unban ignore` / `unban unignore`: an address in (or out of) every jail's effective ignoreip.
+
+Where to write, for each jail that does not ignore the address yet (pure, `plan_edits`):
+- the definition that wins for the jail (its own `ignoreip`, else [DEFAULT]'s) is in a `.local`
+  file: append the address to that very definition, in place;
+- it is in a `.conf` file (jail.conf, jail.d/*.conf: package files, never edited): override it in
+  jail.local, keeping its entries: `[JAIL] ignoreip = %(known/ignoreip)s ADDR` (fail2ban's name
+  for the value being overridden), or for [DEFAULT] a copy of the old value plus ADDR;
+- nothing sets ignoreip: `[DEFAULT] ignoreip = ADDR` in jail.local (`[JAIL]` with --jail).
+With --jail, a [DEFAULT] definition other jails share is never changed: the jail gets its own.
+
+Edits go through configupdater on the option's own lines, so comments, continuation lines and
+the order of everything survive. Every planned result is re-read as fail2ban reads it before a
+byte is written, and after writing, `fail2ban-client -d` (fail2ban's own parser) must agree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from configupdater import ConfigUpdater
+from configupdater.option import Option
+
+from unban.address import Network
+from unban.errors import InputError, UnbanError
+from unban.fail2ban import LAYER
+from unban.fail2ban.client import Client, ServerNotRunning, client_command
+from unban.fail2ban.config import (
+    INCLUDES,
+    ConfigError,
+    Origin,
+    Tree,
+    fail2ban_view,
+    read_tree,
+    server_paths,
+    splitwords,
+)
+from unban.reverter import ChangeSet, Reverter
+from unban.system import which
+
+IGNORE_KIND = "fail2ban-ignoreip"
+WIDEST = {4: 16, 6: 48}  # wider needs --force (same limits as unban.toml's wide_ok)
+
+
+class IgnoreError(UnbanError):
+    """The ignoreip change could not be made or checked; says what was put back."""
+
+
+# ---------------------------------------------------------------- addresses (pure)
+
+
+def parse_ignore_target(text: str, *, force: bool) -> Network:
+    """ADDRESS for ignoreip: an address or CIDR; /0 and huge ranges only with --force."""
+    from unban.address import parse_target
+
+    try:
+        return parse_target(text)
+    except InputError:
+        raw = text.strip()
+        try:
+            network = ipaddress.ip_network(raw, strict=True)
+        except ValueError:
+            raise
+        if not force:
+            raise InputError(
+                f"'{text}' is {network.num_addresses:,} addresses: fail2ban would never ban any "
+                "of them; refused (add --force if you really mean it)"
+            ) from None
+        return network
+
+
+def check_range(target: Network, *, force: bool) -> None:
+    if target.prefixlen < WIDEST[target.version] and not force:
+        raise InputError(
+            f"{target} is {target.num_addresses:,} addresses: ignoring it would stop fail2ban "
+            f"from banning any of them; refused (ranges wider than /{WIDEST[target.version]} "
+            "need --force)"
+        )
+
+
+def entry_network(entry: str) -> Optional[Network]:
+    """An ignoreip entry as a network (fail2ban accepts host bits and netmasks); None for names."""
+    text = entry.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+        mapped = network.network_address.ipv4_mapped
+        plen = max(0, network.prefixlen - 96)
+        return ipaddress.ip_network(f"{mapped}/{plen}", strict=False)
+    return network
+
+
+def covering(entries: Iterable[str], target: Network) -> Optional[str]:
+    """The first entry whose network holds all of `target` (the address counts as present)."""
+    for entry in entries:
+        network = entry_network(entry)
+        if (
+            network is not None and network.version == target.version and target.subnet_of(network)  # type: ignore[arg-type]
+        ):
+            return entry
+    return None
+
+
+def exact(entries: Iterable[str], target: Network) -> list[str]:
+    return [e for e in entries if entry_network(e) == target]
+
+
+def spelling(target: Network) -> str:
+    """How the address is written into ignoreip: a bare address for a single host."""
+    if target.num_addresses == 1:
+        return str(target.network_address)
+    return str(target)
+
+
+# ---------------------------------------------------------------- option lines (pure)
+
+_DELIM = re.compile(r"^(\s*[^=:\s][^=:]*?\s*[=:]\s*)")
+_INLINE = re.compile(r"\s;")
+_FULL_COMMENT = re.compile(r"^\s*[#;]")
+
+
+def _split_comment(text: str) -> tuple[str, str]:
+    """(value part, inline comment part incl. leading space) of one line without newline."""
+    match = _INLINE.search(text)
+    if match is None:
+        return text, ""
+    return text[: match.start()], text[match.start() :]
+
+
+def append_token(lines: Sequence[str], token: str) -> list[str]:
+    """An option's raw lines with `token` appended to its value; comments and layout kept."""
+    out = list(lines)
+    if out and not out[-1].endswith("\n"):
+        out[-1] += "\n"
+    # trailing blank lines belong to the layout, not the value
+    end = len(out)
+    while end > 1 and not out[end - 1].strip():
+        end -= 1
+    if end == 1:
+        body = out[0].rstrip("\n")
+        head_match = _DELIM.match(body)
+        head = head_match.group(1) if head_match else body
+        rest = body[len(head) :]
+        value, comment = _split_comment(rest)
+        value = value.rstrip()
+        if not value:
+            head = head.rstrip() + " "
+            out[0] = f"{head}{token}{comment}\n"
+        else:
+            out[0] = f"{head}{value} {token}{comment}\n"
+        return out
+    indent = ""
+    for line in reversed(out[1:end]):
+        if line.strip() and not _FULL_COMMENT.match(line):
+            indent = line[: len(line) - len(line.lstrip())]
+            break
+    if not indent:
+        head = _DELIM.match(out[0])
+        indent = " " * len(head.group(1)) if head else "    "
+    out.insert(end, f"{indent}{token}\n")
+    return out
+
+
+_SEPARATED = re.compile(r"([ ,]+)")
+
+
+def remove_tokens(lines: Sequence[str], matches: Callable[[str], bool]) -> tuple[list[str], int]:
+    """An option's raw lines without the value tokens `matches` accepts; how many went."""
+    out: list[str] = []
+    removed = 0
+    for index, line in enumerate(lines):
+        newline = "\n" if line.endswith("\n") else ""
+        body = line[: len(line) - len(newline)]
+        if index > 0 and (_FULL_COMMENT.match(body) or not body.strip()):
+            out.append(line)
+            continue
+        head = ""
+        if index == 0:
+            head_match = _DELIM.match(body)
+            head = head_match.group(1) if head_match else ""
+            body = body[len(head) :]
+        else:
+            head = body[: len(body) - len(body.lstrip())]
+            body = body.lstrip()
+        value, comment = _split_comment(body)
+        parts = _SEPARATED.split(value)
+        kept: list[str] = []
+        dropped_here = 0
+        for part in parts:
+            if part and not _SEPARATED.fullmatch(part) and matches(part):
+                dropped_here += 1
+                continue
+            kept.append(part)
+        if not dropped_here:
+            out.append(line)
+            continue
+        removed += dropped_here
+        tokens = [p for p in kept if p and not _SEPARATED.fullmatch(p)]
+        trailing = value[len(value.rstrip()) :]
+        new_value = " ".join(tokens) + (trailing if tokens else "")
+        if index > 0 and not tokens and not comment.strip():
+            continue  # the continuation line held only this address: drop it
+        if index == 0 and not tokens:
+            head = head.rstrip() + (" " if comment else "")
+        out.append(f"{head}{new_value}{comment}{newline}")
+    return out, removed
+
+
+# ---------------------------------------------------------------- plans (pure)
+
+
+@dataclass(frozen=True)
+class JailState:
+    jail: str
+    status: str  # already | added | removed | absent | kept
+    detail: str
+    source: str = ""  # where the effective value comes from, after the change
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    path: str
+    before: Optional[str]  # None: the file is new
+    after: str
+
+    def diff(self) -> list[str]:
+        old = (self.before or "").splitlines(keepends=True)
+        new = self.after.splitlines(keepends=True)
+        return [
+            line.rstrip("\n")
+            for line in difflib.unified_diff(
+                old, new, self.path if self.before is not None else "/dev/null", self.path
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class LiveChange:
+    jail: str
+    command: tuple[str, ...]
+    undo: tuple[str, ...]
+    shell: str
+
+
+@dataclass(frozen=True)
+class IgnorePlan:
+    operation: str  # ignore | unignore
+    address: str
+    confdir: str
+    jails: tuple[JailState, ...]
+    edits: tuple[FileEdit, ...]
+    live: tuple[LiveChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    socket: Optional[str] = None
+
+    def is_empty(self) -> bool:
+        return not self.edits and not self.live
+
+
+def _where(origin: Optional[Origin]) -> str:
+    if origin is None:
+        return "not set anywhere"
+    line = f" line {origin.line}" if origin.line else ""
+    return f"{origin.path} [{origin.section}]{line}"
+
+
+def _editable_name(path: str) -> bool:
+    return path.endswith(".local")
+
+
+class _Editor:
+    """configupdater documents for the files being changed, keyed by path."""
+
+    def __init__(self, texts: Mapping[str, Optional[str]]) -> None:
+        self.texts = dict(texts)
+        self.docs: dict[str, ConfigUpdater] = {}
+        self.changed: set[str] = set()
+
+    def doc(self, path: str) -> ConfigUpdater:
+        if path not in self.docs:
+            updater = ConfigUpdater()
+            text = self.texts.get(path)
+            if text is None and os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+                self.texts[path] = text
+            try:
+                updater.read_string(text or "", source=path)
+            except Exception as exc:  # noqa: BLE001 - configupdater raises configparser errors
+                lineno = getattr(exc, "lineno", None)
+                where = f", line {lineno}" if lineno else ""
+                raise ConfigError(f"{path}{where}: configupdater cannot parse it: {exc}") from None
+            self.docs[path] = updater
+        return self.docs[path]
+
+    def option(self, path: str, section: str) -> Option:
+        section_block = self.doc(path)[section]
+        option = section_block.get("ignoreip")
+        assert isinstance(option, Option)
+        return option
+
+    def append(self, path: str, section: str, token: str) -> None:
+        option = self.option(path, section)
+        option.lines[:] = append_token(option.lines, token)
+        self.changed.add(path)
+
+    def remove(self, path: str, section: str, matches: Callable[[str], bool]) -> int:
+        option = self.option(path, section)
+        lines, removed = remove_tokens(option.lines, matches)
+        if removed:
+            option.lines[:] = lines
+            self.changed.add(path)
+        return removed
+
+    def set_new(self, path: str, section: str, value: str) -> None:
+        doc = self.doc(path)
+        if not doc.has_section(section):
+            text = str(doc)
+            if text and not text.endswith("\n"):
+                text += "\n"
+            if text.strip() and not text.endswith("\n\n"):
+                text += "\n"
+            text += f"[{section}]\nignoreip = {value}\n"
+            fresh = ConfigUpdater()
+            fresh.read_string(text, source=path)
+            self.docs[path] = fresh
+        else:
+            doc[section]["ignoreip"] = value
+        self.changed.add(path)
+
+    def results(self) -> dict[str, str]:
+        return {path: str(self.docs[path]) for path in sorted(self.changed)}
+
+
+def _section_in(tree: Tree, path: str, name: str) -> str:
+    """The section as written in `path` (conditional sections keep their suffix)."""
+    for parsed in tree.files:
+        if parsed.path == path:
+            for written in parsed.sections:
+                if written == name or written.split("?")[0] == name:
+                    return written
+    return name
+
+
+def plan_edits(
+    tree: Tree,
+    jails: Sequence[str],
+    target: Network,
+    *,
+    restricted: bool,
+    refuse: Callable[[str], Optional[str]] = lambda path: None,
+) -> tuple[dict[str, str], list[JailState], list[str]]:
+    """Config edits that put `target` into every jail's effective ignoreip. Pure.
+
+    Returns (new texts by path, per-jail states, notes). `refuse(path)` says why a file must not
+    be written (symlink out, group-writable), or None.
+    """
+    confdir = tree.confdir
+    local = os.path.join(confdir, "jail.local")
+    token = spelling(target)
+    editor = _Editor({})
+    states: list[JailState] = []
+    notes: list[str] = []
+    done_default: Optional[str] = None
+    for jail in jails:
+        entries = splitwords(tree.get(jail, "ignoreip", _static(tree)))
+        cover = covering(entries, target)
+        origin = tree.origin(jail, "ignoreip")
+        if cover is not None:
+            how = "" if cover == token else f" (through {cover})"
+            states.append(JailState(jail, "already", f"already ignored{how}", _where(origin)))
+            continue
+        own = tree.own(jail, "ignoreip")
+        if origin is not None and not own and done_default == origin.path:
+            states.append(JailState(jail, "added", "added through [DEFAULT]", _where(origin)))
+            continue
+        if origin is not None and _editable_name(origin.path) and (own or not restricted):
+            why = refuse(origin.path)
+            if why:
+                raise InputError(why)
+            editor.append(origin.path, origin.section, token)
+            if not own:
+                done_default = origin.path
+            states.append(JailState(jail, "added", f"added to {_where(origin)}", _where(origin)))
+            continue
+        why = refuse(local)
+        if why:
+            raise InputError(why)
+        if origin is None:
+            section = jail if restricted else "DEFAULT"
+            value = token
+        elif own or restricted:
+            section = jail
+            value = f"%(known/ignoreip)s {token}"
+        else:
+            section = "DEFAULT"
+            raw = tree.raw("DEFAULT", "ignoreip") or ""
+            value = " ".join([*splitwords(raw), token]) if "%" not in raw else f"{raw} {token}"
+        if editor.doc(local).has_section(section) and editor.doc(local)[section].has_option(
+            "ignoreip"
+        ):
+            editor.append(local, section, token)
+        else:
+            editor.set_new(local, section, value)
+        if section == "DEFAULT":
+            done_default = local
+        if origin is not None and not _editable_name(origin.path):
+            notes.append(
+                f"{_where(origin)} sets ignoreip for {jail}; unban leaves "
+                f"{os.path.basename(origin.path)} alone (package upgrades overwrite it): "
+                f"the effective value now comes from {local} [{section}]"
+            )
+        states.append(
+            JailState(jail, "added", f"added to {local} [{section}]", f"{local} [{section}]")
+        )
+    return editor.results(), states, notes
+
+
+def plan_removals(
+    tree: Tree,
+    jails: Sequence[str],
+    target: Network,
+    *,
+    restricted: bool,
+    refuse: Callable[[str], Optional[str]] = lambda path: None,
+) -> tuple[dict[str, str], list[JailState], list[str]]:
+    """Config edits that take `target` (exact entries) out of every jail's ignoreip. Pure."""
+    editor = _Editor({})
+    states: list[JailState] = []
+    notes: list[str] = []
+    overrides: dict[str, str] = {}
+    for jail in jails:
+        current = tree if not overrides else read_tree(tree.confdir, "jail", overrides)
+        entries = splitwords(current.get(jail, "ignoreip", _static(current)))
+        if not exact(entries, target):
+            cover = covering(entries, target)
+            if cover:
+                states.append(
+                    JailState(jail, "kept", f"not listed itself, but {cover} still covers it")
+                )
+            else:
+                states.append(JailState(jail, "absent", "not in ignoreip"))
+            continue
+        candidates: list[Origin] = []
+        if current.own(jail, "ignoreip"):
+            own = current.origins.get((jail, "ignoreip"))
+            if own:
+                candidates.append(own)
+            history = current.history.get((jail, "ignoreip"), [])
+            if len(history) > 1:
+                candidates.append(history[-2])
+        default = current.origins.get(("DEFAULT", "ignoreip"))
+        if default:
+            candidates.append(default)
+        removed_from: list[str] = []
+        for origin in candidates:
+            if not _editable_name(origin.path):
+                continue
+            if origin.section == "DEFAULT" and restricted:
+                notes.append(
+                    f"{target} is in [DEFAULT] ignoreip of {origin.path}, which other jails "
+                    f"share: run without --jail to take it out there"
+                )
+                continue
+            why = refuse(origin.path)
+            if why:
+                raise InputError(why)
+            if editor.remove(origin.path, origin.section, lambda t: entry_network(t) == target):
+                removed_from.append(_where(origin))
+        overrides = editor.results()
+        after = read_tree(tree.confdir, "jail", overrides) if overrides else tree
+        left = exact(splitwords(after.get(jail, "ignoreip", _static(after))), target)
+        if left:
+            where = [o for o in candidates if not _editable_name(o.path)]
+            place = _where(where[0]) if where else _where(after.origin(jail, "ignoreip"))
+            states.append(
+                JailState(jail, "kept", f"still listed in {place}; unban does not edit it")
+            )
+        else:
+            states.append(JailState(jail, "removed", "removed from " + ", ".join(removed_from)))
+    return editor.results(), states, notes
+
+
+def _static(tree: Tree) -> dict[str, str]:
+    return {"fail2ban_version": "1.0.2", "fail2ban_confpath": tree.confdir}
+
+
+# ---------------------------------------------------------------- safety of writes
+
+
+def refusal(path: str, confdir: str) -> Optional[str]:
+    """Why a root tool must not write `path` (or create it), or None."""
+    confdir_real = os.path.realpath(confdir)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, confdir_real]) != confdir_real:
+            return (
+                f"{path} is a symlink to {real}, outside {confdir}: refused (a root tool must "
+                "not write through a link it does not control)"
+            )
+    real = os.path.realpath(path)
+    if info is not None:
+        target = os.stat(real)
+        if not stat.S_ISREG(target.st_mode):
+            return f"{path} is not a regular file: refused"
+        if target.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return (
+                f"{path} is writable by group or others (mode {stat.S_IMODE(target.st_mode):04o}):"
+                " refused (a root tool must not act on a file others can change; "
+                f"chmod go-w {path} first)"
+            )
+    directory = os.path.dirname(real)
+    try:
+        dir_info = os.stat(directory)
+    except FileNotFoundError:
+        return f"{directory} does not exist"
+    if dir_info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"{directory} is writable by group or others (mode {stat.S_IMODE(dir_info.st_mode):04o}):"
+            " refused (a root tool must not write where others can swap files)"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- live server
+
+
+def _live_state(
+    socket_path: str, jails: Sequence[str], restricted: bool
+) -> Optional[dict[str, list[str]]]:
+    """Running jails (restricted to `jails` when asked) and their live ignoreip, or None."""
+    try:
+        with Client(socket_path) as client:
+            status = client.call(["status"])
+            names = _jail_list(status)
+            if restricted:
+                names = [j for j in names if j in jails]
+            return {j: [str(e) for e in client.call(["get", j, "ignoreip"])] for j in names}
+    except ServerNotRunning:
+        return None
+
+
+def _jail_list(status: Any) -> list[str]:
+    for key, value in status or []:
+        if key == "Jail list":
+            return [j for j in splitwords(str(value).replace(",", " ")) if j]
+    return []
+
+
+def undo_live(action: Mapping[str, Any]) -> None:
+    """Rollback handler for IGNORE_KIND actions."""
+    socket_path = str(action["socket"])
+    jail = str(action["jail"])
+    ip = str(action["ip"])
+    op = str(action["op"])
+    try:
+        with Client(socket_path) as client:
+            names = _jail_list(client.call(["status"]))
+            if jail not in names:
+                return
+            live = [str(e) for e in client.call(["get", jail, "ignoreip"])]
+            present = any(entry_network(e) == entry_network(ip) for e in live)
+            if op == "add" and present:
+                client.call(["set", jail, "delignoreip", ip])
+            elif op == "del" and not present:
+                client.call(["set", jail, "addignoreip", ip])
+    except ServerNotRunning:
+        return  # nothing live to undo; the restored config applies at the next start
+
+
+# ---------------------------------------------------------------- operations
+
+
+@dataclass
+class IgnoreResult:
+    plan: IgnorePlan
+    change_set: Optional[str] = None
+    verified: str = ""
+    applied: list[str] = field(default_factory=list)
+
+
+def _target_jails(tree: Tree, wanted: Sequence[str]) -> list[str]:
+    names = [j for j in tree.jails() if j not in ("DEFAULT", INCLUDES)]
+    if wanted:
+        unknown = [j for j in wanted if j not in names]
+        if unknown:
+            raise InputError(
+                f"no jail {', '.join(unknown)} in {tree.confdir} (jails: {', '.join(names) or 'none'})"
+            )
+        return list(dict.fromkeys(wanted))
+    return [j for j in names if tree.enabled(j)]
+
+
+def plan(
+    operation: str, confdir: str, target: Network, wanted: Sequence[str], *, live: bool = True
+) -> IgnorePlan:
+    """What `unban ignore|unignore` would change (reads only)."""
+    if not os.path.isdir(confdir):
+        raise InputError(f"no fail2ban config dir {confdir} (use --fail2ban-conf DIR)")
+    tree = read_tree(confdir, "jail")
+    jails = _target_jails(tree, wanted)
+    restricted = bool(wanted)
+
+    def refuse(path: str) -> Optional[str]:
+        return refusal(path, confdir)
+
+    planner = plan_edits if operation == "ignore" else plan_removals
+    texts, states, notes = planner(tree, jails, target, restricted=restricted, refuse=refuse)
+    if texts:
+        after = read_tree(confdir, "jail", texts)
+        _check_result(operation, after, jails, target, "unban's planned edit")
+    edits = tuple(
+        FileEdit(path, _read_or_none(path), text)
+        for path, text in texts.items()
+        if _read_or_none(path) != text
+    )
+    socket_path: Optional[str] = None
+    changes: list[LiveChange] = []
+    if live:
+        socket_path = server_paths(confdir).socket
+        state = _live_state(socket_path, jails, restricted)
+        if state is None:
+            notes.append("fail2ban-server is not running: the config applies when it starts")
+        else:
+            token = spelling(target)
+            for jail, entries in state.items():
+                if jail not in jails and restricted:
+                    continue
+                if operation == "ignore" and covering(entries, target) is None:
+                    command = ("set", jail, "addignoreip", token)
+                    undo = ("set", jail, "delignoreip", token)
+                elif operation == "unignore" and exact(entries, target):
+                    command = ("set", jail, "delignoreip", exact(entries, target)[0])
+                    undo = ("set", jail, "addignoreip", exact(entries, target)[0])
+                else:
+                    continue
+                changes.append(LiveChange(jail, command, undo, client_command(command, confdir)))
+    return IgnorePlan(
+        operation=operation,
+        address=spelling(target),
+        confdir=confdir,
+        jails=tuple(states),
+        edits=edits,
+        live=tuple(changes),
+        notes=tuple(notes),
+        socket=socket_path,
+    )
+
+
+def _read_or_none(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _check_result(
+    operation: str, tree: Tree, jails: Sequence[str], target: Network, who: str
+) -> None:
+    wrong = []
+    for jail in jails:
+        entries = splitwords(tree.get(jail, "ignoreip", _static(tree)))
+        if operation == "ignore" and covering(entries, target) is None:
+            wrong.append(jail)
+    if wrong:
+        raise IgnoreError(
+            f"{who} would leave {target} out of the ignoreip of {', '.join(wrong)}; nothing changed"
+        )
+
+
+def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResult:
+    """Write the edits (backed up first), check with fail2ban's own parser, then go live."""
+    result = IgnoreResult(plan_)
+    if plan_.is_empty():
+        return result
+    change_set = reverter.begin(f"{plan_.operation} {plan_.address} (fail2ban ignoreip)")
+    result.change_set = change_set.id
+    try:
+        _write_edits(plan_, change_set)
+        result.verified = _verify(plan_, target)
+        _go_live(plan_, change_set, result)
+    except BaseException as exc:
+        try:
+            change_set.rollback({IGNORE_KIND: undo_live})
+        except UnbanError as undo_exc:
+            raise IgnoreError(
+                f"{exc}; putting things back failed too: {undo_exc}. Backups are in "
+                f"{change_set.path}"
+            ) from exc
+        if isinstance(exc, UnbanError):
+            raise IgnoreError(
+                f"{exc}; change set {change_set.id} was rolled back, nothing changed"
+            ) from exc
+        raise
+    change_set.finalize()
+    return result
+
+
+def _write_edits(plan_: IgnorePlan, change_set: ChangeSet) -> None:
+    for edit in plan_.edits:
+        why = refusal(edit.path, plan_.confdir)
+        if why:
+            raise InputError(why)
+        if _read_or_none(edit.path) != edit.before:
+            raise IgnoreError(f"{edit.path} changed while unban was working; run it again")
+        change_set.write(
+            edit.path, edit.after.encode("utf-8"), mode=None if edit.before is not None else 0o644
+        )
+
+
+def _verify(plan_: IgnorePlan, target: Network) -> str:
+    """fail2ban's own parser must now see the address (ignore) or not see it (unignore)."""
+    if not plan_.edits:
+        return ""
+    if which("fail2ban-client") is None:
+        return "not checked with fail2ban-client (not installed)"
+    view = fail2ban_view(plan_.confdir)
+    wrong = []
+    for state in plan_.jails:
+        jail_view = view.get(state.jail)
+        if jail_view is None:
+            continue  # not enabled: fail2ban does not start it
+        entries = jail_view.ignoreip
+        if plan_.operation == "ignore" and covering(entries, target) is None:
+            wrong.append(state.jail)
+        if plan_.operation == "unignore" and state.status == "removed" and exact(entries, target):
+            wrong.append(state.jail)
+    if wrong:
+        raise IgnoreError(
+            f"fail2ban-client -d does not agree: jail(s) {', '.join(wrong)} would not have "
+            f"the expected ignoreip"
+        )
+    return "checked with fail2ban-client -d"
+
+
+def _go_live(plan_: IgnorePlan, change_set: ChangeSet, result: IgnoreResult) -> None:
+    if not plan_.live or plan_.socket is None:
+        return
+    with Client(plan_.socket) as client:
+        for change in plan_.live:
+            op = "add" if change.command[2] == "addignoreip" else "del"
+            change_set.record_action(
+                IGNORE_KIND,
+                op=op,
+                jail=change.jail,
+                ip=change.command[3],
+                socket=plan_.socket,
+                summary=f"live: {change.shell}",
+            )
+            client.call(list(change.command))
+            result.applied.append(change.shell)
+
+
+def rollback_check(socket_of: Callable[[], str]) -> Callable[[Any], None]:
+    """A reverter `check` refusing to restore fail2ban's database under a running server."""
+
+    def check(info: Any) -> None:
+        if not any(r.kind == "fail2ban-db" for r in info.files):
+            return
+        try:
+            with Client(socket_of()) as client:
+                client.call(["ping"])
+        except ServerNotRunning:
+            return
+        raise InputError(
+            f"change set {info.id} restores fail2ban's database, and fail2ban-server is running: "
+            "stop it first (the server overwrites its database), then roll back"
+        )
+
+    return check
+
+
+__all__ = ["LAYER", "IgnorePlan", "apply", "plan", "undo_live"]
