@@ -76,7 +76,7 @@ def test_plan_deletes_by_full_spec_and_adds_back_with_the_protocol() -> None:
     routes += parse_routes(V6_UNREACHABLE, "ipv6")
     findings = [finding_of(r, r.network) for r in routes]
     batch = build_batch(findings + findings[:1])
-    assert (batch.layer, batch.scope) == ("route", "routes")
+    assert (batch.layer, batch.scope) == ("route", "all tables")
     assert batch.payload == (
         "route del prohibit 0.0.0.0/0 table 101",
         "route del unreachable 198.18.0.0/22 table main tos 0x10",

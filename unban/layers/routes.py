@@ -165,7 +165,7 @@ def build_batch(findings: Sequence[Finding]) -> Batch:
         steps.append(Step(finding=finding, command=f"ip {delete}", undo_command=f"ip {add}"))
     return Batch(
         layer=LAYER,
-        scope="routes",
+        scope="all tables",
         steps=tuple(steps),
         payload=tuple(deletes),
         undo_payload=tuple(adds),
