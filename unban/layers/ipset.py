@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Optional
@@ -25,7 +25,7 @@ from typing import Optional
 from unban.address import Network, family_of
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import RuleRef, SourceMatcher, XtablesLayer, set_rules
+from unban.layers.xtables import RuleRef, SourceMatcher, XtablesLayer, restore_input, set_rules
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
 from unban.system import first_line, run, which
 
@@ -203,14 +203,29 @@ def build_batch(findings: Sequence[Finding], add_lines: dict[tuple[str, str], st
     )
 
 
-def restore_input(lines: Sequence[str]) -> str:
-    return "\n".join(lines) + "\n"
-
-
 def failed_line(error: str) -> Optional[int]:
     """N from ipset's `Error in line N: ...`; lines after N were not run."""
     match = re.search(r"Error in line (\d+):", error)
     return int(match.group(1)) if match else None
+
+
+def by_name(refs: Iterable[RuleRef]) -> dict[str, list[RuleRef]]:
+    """Set or list name -> the rules that drop its members, in ruleset order."""
+    rules: dict[str, list[RuleRef]] = {}
+    for ref in refs:
+        rules.setdefault(ref.name, []).append(ref)
+    return rules
+
+
+def rules_shown(query: ListQuery, rules: Sequence[RuleRef]) -> list[RuleRef]:
+    """The rules `unban list --table/--chain/-4/-6` asks for."""
+    return [
+        r
+        for r in rules
+        if (not query.table or r.table == query.table)
+        and (not query.chain or r.chain == query.chain)
+        and (not query.family or r.family == query.family)
+    ]
 
 
 def dropped_by(rules: Sequence[RuleRef]) -> str:
@@ -254,12 +269,7 @@ class IpsetLayer:
         return parse_headers(run(LAYER, ["ipset", "list", "-t"]).stdout)
 
     def _dropping_rules(self) -> dict[str, list[RuleRef]]:
-        """Set name -> the rules that drop its members, in ruleset order."""
-        rules: dict[str, list[RuleRef]] = {}
-        for ruleset in self.xtables.rulesets():
-            for ref in set_rules(ruleset):
-                rules.setdefault(ref.name, []).append(ref)
-        return rules
+        return by_name(ref for ruleset in self.xtables.rulesets() for ref in set_rules(ruleset))
 
     def _used_sets(
         self, headers: dict[str, SetHeader], rules: dict[str, list[RuleRef]]
@@ -287,12 +297,7 @@ class IpsetLayer:
         used = self._used_sets(headers, self._dropping_rules())
         shown = []
         for header in headers.values():
-            rules = [
-                r
-                for r in used.get(header.name, [])
-                if (not query.table or r.table == query.table)
-                and (not query.chain or r.chain == query.chain)
-            ]
+            rules = rules_shown(query, used.get(header.name, []))
             if (query.table or query.chain) and not rules:
                 continue
             if query.family and header.family != query.family:

@@ -21,7 +21,7 @@ from typing import Union
 from unban.address import Network, family_of, is_targeted, overlaps
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.ipset import dropped_by
+from unban.layers.ipset import by_name, dropped_by, rules_shown
 from unban.layers.xtables import RuleRef, XtablesLayer, option_value, recent_rules, split_spec
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
 
@@ -124,12 +124,7 @@ class RecentLayer:
         return [LayerStatus(LAYER, present, detail)]
 
     def _dropping_rules(self) -> dict[str, list[RuleRef]]:
-        """List name -> the rules that drop its sources, in ruleset order."""
-        rules: dict[str, list[RuleRef]] = {}
-        for ruleset in self.xtables.rulesets():
-            for ref in recent_rules(ruleset):
-                rules.setdefault(ref.name, []).append(ref)
-        return rules
+        return by_name(ref for ruleset in self.xtables.rulesets() for ref in recent_rules(ruleset))
 
     def _entries(self, name: str) -> list[Entry]:
         try:
@@ -145,13 +140,7 @@ class RecentLayer:
         rules = self._dropping_rules()
         lists = []
         for path in sorted(self.proc_dir.iterdir()):
-            refs = [
-                r
-                for r in rules.get(path.name, [])
-                if (not query.table or r.table == query.table)
-                and (not query.chain or r.chain == query.chain)
-                and (not query.family or r.family == query.family)
-            ]
+            refs = rules_shown(query, rules.get(path.name, []))
             if (query.table or query.chain) and not refs:
                 continue
             entries = [
