@@ -107,5 +107,12 @@ def is_targeted(rule_network: Network, target: Network) -> bool:
     return rule_network.subnet_of(target)  # type: ignore[arg-type]
 
 
+def show(network: Network) -> str:
+    """A single host as a bare address, a network in CIDR form."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
 def family_of(network: Network) -> str:
     return "ipv4" if network.version == 4 else "ipv6"

@@ -245,17 +245,17 @@ def _execute(
     _emit(
         json_output,
         {"dry_run": False, "plan": plan, "applied": outcome.applied, "remaining": remaining},
-        _remaining_text(target, remaining),
+        _remaining_text(remaining),
     )
     return ExitStatus.STILL_BLOCKED if remaining and remaining.findings else ExitStatus.OK
 
 
-def _remaining_text(target: Optional[Network], remaining: Optional[Report]) -> list[str]:
+def _remaining_text(remaining: Optional[Report]) -> list[str]:
     if remaining is None:
         return []
     if not remaining.findings:
-        return [f"{target} is no longer blocked by any packet filter"]
-    return [f"still blocking {target}:", *report_text(remaining)[1:]]
+        return [f"{remaining.target} is no longer blocked by any packet filter"]
+    return [f"still blocking {remaining.target}:", *report_text(remaining)[1:]]
 
 
 def main() -> None:

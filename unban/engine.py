@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Callable, Optional
 
-from unban.address import Network, parse_network
+from unban.address import Network, parse_network, show
 from unban.errors import ApplyError, UnbanError
 from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report
@@ -45,7 +45,7 @@ def find(target: Network, layers: Sequence[Layer]) -> Report:
     for layer in layers:
         statuses.extend(layer.status())
         findings.extend(layer.find(target))
-    return Report(str(target), tuple(findings), tuple(statuses))
+    return Report(show(target), tuple(findings), tuple(statuses))
 
 
 def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Plan:

@@ -78,7 +78,7 @@ def test_remove_says_what_still_blocks(layer: MemoryLayer) -> None:
     result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
     assert result.exit_code == 3
     assert "done: memory a (1 change(s))" in result.stdout
-    assert "still blocking 203.0.113.4/32:" in result.stdout
+    assert "still blocking 203.0.113.4:" in result.stdout
     assert layer.blocks == [("a", "203.0.113.0/24")]
 
 

@@ -72,7 +72,11 @@ def test_find_reports_every_backend_and_family(netns: Netns) -> None:
     ]
     # The line numbers are the ones iptables -L --line-numbers shows.
     listed = netns.run("iptables-legacy", "-L", "f2b-sshd", "-n", "--line-numbers").stdout
-    assert "1    REJECT     all  --  203.0.113.4" in listed
+    numbered = [line.split() for line in listed.splitlines()[2:]]
+    assert [(row[0], row[1], row[4]) for row in numbered][:2] == [
+        ("1", "REJECT", "203.0.113.4"),
+        ("2", "REJECT", "203.0.113.9"),
+    ]
 
     report6 = netns.unban_json("find", "2001:db8:0::4")
     found6 = [(f["backend"], f["family"], f["line"], f["targeted"]) for f in report6["findings"]]
@@ -99,11 +103,11 @@ def test_remove_deletes_targeted_rules_and_leaves_the_rest(netns: Netns, backend
     assert proc.returncode == 3, proc.stderr  # the /24 still blocks it
     assert "still blocking 203.0.113.4" in proc.stdout
     after = save(netns, backend)
-    removed = [line for line in before if line not in after]
+    removed = sorted(line for line in before if line not in after)
     assert removed == [
         "-A INPUT -s 203.0.113.4/32 -p tcp -m tcp --dport 22 -j DROP",
-        "-A f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable",
         "-A PREROUTING -s 203.0.113.4/32 -j DROP",
+        "-A f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable",
     ]
     assert [line for line in after if line not in before] == []
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from unban.address import Network, family_of, is_targeted, overlaps, parse_network
+from unban.address import Network, family_of, is_targeted, overlaps, parse_network, show
 from unban.errors import InputError, LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
 from unban.model import Batch, Finding, LayerStatus, Step
@@ -476,7 +476,7 @@ class XtablesLayer:
         network = parse_network(source) if source else None
         if expect is not None and (network is None or not overlaps(network, expect)):
             raise InputError(
-                f"rule {number} of {chain} is '-A {chain} {spec}', which does not match {expect}; "
+                f"rule {number} of {chain} is '-A {chain} {spec}', which does not match {show(expect)}; "
                 "nothing deleted"
             )
         return Finding(
