@@ -41,11 +41,12 @@ def plan_text(plan: Plan) -> list[str]:
         for batch in plan.batches:
             lines.append(f"  [{batch.layer} {batch.scope}]")
             for step in batch.steps:
-                lines.append(f"    remove {step.finding.rule}")
-                if step.finding.element:
-                    lines.append(
-                        f"           element {step.finding.element} of {step.finding.set_name}"
-                    )
+                finding = step.finding
+                if finding.element:
+                    lines.append(f"    remove {finding.element} from {finding.set_name}")
+                    lines.append(f"      (dropped by: {finding.rule})")
+                else:
+                    lines.append(f"    remove {finding.rule}")
                 lines.append(f"      $ {step.command}")
                 lines.append(f"      undo: {step.undo_command}")
     if plan.skipped:
