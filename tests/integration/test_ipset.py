@@ -296,3 +296,25 @@ def test_cli_finds_and_removes_an_ipset_element(netns: Netns) -> None:
     proc = netns.unban("remove", "203.0.113.4")
     assert proc.returncode == 0, proc.stderr
     assert list(members(netns, "f2b-sshd")) == ["203.0.113.9"]
+
+
+def test_one_finding_per_element_however_many_rules_drop_the_set(netns: Netns) -> None:
+    fail2ban_ipset(netns, "iptables-nft", {"203.0.113.4": 600})
+    netns.run(
+        "iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-m", "set",
+        "--match-set", "f2b-sshd", "src", "-j", "DROP",
+    )  # fmt: skip
+    netns.run("iptables-nft", "-A", "FORWARD", "-m", "set", "--match-set", "f2b-sshd", "src",
+              "-j", "DROP")  # fmt: skip
+    with netns.entered():
+        used = layers()
+        report = engine.find(parse_target("203.0.113.4"), used)
+        # The first dropping rule, in backend order (legacy, then nft), names the finding.
+        assert [(f.set_name, f.element, f.chain, f.verdict) for f in report.findings] == [
+            ("f2b-sshd", "203.0.113.4", "INPUT", "DROP")
+        ]
+        assert "--dport 22" in report.findings[0].rule
+        plan = engine.plan(report, used)
+        assert plan.batches[0].payload == ("del f2b-sshd 203.0.113.4",)
+        engine.apply(plan, used)
+    assert members(netns, "f2b-sshd") == {}
