@@ -1,0 +1,1023 @@
+"""Native nftables: every table iptables-nft does not own, read with `nft -j`, changed in one
+`nft -f -` transaction per table.
+
+Reading (nft 1.0.6, measured in a netns; see tests/integration/test_nftables.py):
+- Tables come from `nft -j list chains` (5 ms at any size). `nft list tables` is no cheaper than
+  a full listing on 1.0.6: it fetches every rule, 1.1 s with 100k iptables-nft rules. A table with
+  no chain has no rule, so it cannot block anything.
+- Tables named filter/nat/mangle/raw/security in family ip/ip6 (and ebtables-nft's bridge tables,
+  arptables' arp tables) belong to the xtables layer and are never listed here.
+- Each other table: `nft -j -t list table F T`. nft still fetches the elements of the table's
+  sets (0.35 s for a 100k-element set) but does not print them.
+- Membership of one address in a named set: `nft -c delete element F T S { ADDR }` (check mode:
+  the kernel looks the element up and the transaction is aborted; 20 ms at 100k, rc 1 when absent).
+  `nft get element` (needed for an interval set's containing range, and for a found element's
+  timeout/expires/comment) fetches every element of every set first: 0.35 s per 100k.
+- The rule text shown (and re-added by revert) is `nft -a -s` text, fetched only for tables with
+  findings.
+firewalld: findings in `table inet firewalld` have owner "firewalld"; `plan` leaves them out
+(firewalld rewrites that table: change it with firewall-cmd).
+Plans are pure, but use what `find` read (each chain's rule order, each element's timeout) to build
+undo commands; findings from elsewhere get a plain `add rule` at the chain's end.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shlex
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from unban.address import Network
+from unban.errors import LayerError, RuleChangedError
+from unban.layers import Listing, ListQuery, owner_of
+from unban.model import Batch, Finding, LayerStatus, Step
+from unban.system import first_line, run, which
+
+LAYER = "nftables"
+BACKEND = "nft"
+BLOCKING = ("drop", "reject")
+XTABLES_TABLES = frozenset(
+    [
+        (family, name)
+        for family in ("ip", "ip6")
+        for name in ("filter", "nat", "mangle", "raw", "security")
+    ]
+    + [("bridge", name) for name in ("filter", "nat", "broute")]
+)
+FIREWALLD = ("inet", "firewalld")
+SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+PROTOCOLS = {4: "ip", 6: "ip6"}
+DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
+NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
+
+Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def display_family(nft_family: str) -> str:
+    """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
+    return DISPLAY_FAMILY.get(nft_family, nft_family)
+
+
+def nft_family(family: str) -> str:
+    return NFT_FAMILY.get(family, family)
+
+
+def is_native(family: str, table: str) -> bool:
+    """False for tables iptables-nft (or ebtables/arptables-nft) owns: the xtables layer's."""
+    return family != "arp" and (family, table) not in XTABLES_TABLES
+
+
+_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
+
+
+def quote_name(name: str) -> str:
+    """A table, chain or set name as nft's parser reads it."""
+    return name if _NAME.fullmatch(name) else f'"{name}"'
+
+
+# ---------------------------------------------------------------- values (pure)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A source value from a rule or set (an address, a prefix or a range) as the interval of
+    addresses it covers. Interval tests are address.overlaps/is_targeted for networks, and work
+    for ranges too; integers keep a scan of 100k values fast."""
+
+    text: str  # as nft prints it: 203.0.113.4, 198.18.0.0/22, 10.0.0.1-10.0.0.9
+    version: int
+    low: int
+    high: int
+
+    def network(self) -> str:
+        """The source network for a Finding: a CIDR (203.0.113.4/32), else the range."""
+        first, last = _ip(self.version, self.low), _ip(self.version, self.high)
+        nets = list(ipaddress.summarize_address_range(first, last))
+        return str(nets[0]) if len(nets) == 1 else self.text
+
+    def overlaps(self, target: Network) -> bool:
+        """Holds some address of the target."""
+        return (
+            self.version == target.version
+            and self.low <= int(target.broadcast_address)
+            and self.high >= int(target.network_address)
+        )
+
+    def inside(self, target: Network) -> bool:
+        """Holds nothing outside the target: a targeted finding."""
+        return (
+            self.version == target.version
+            and self.low >= int(target.network_address)
+            and self.high <= int(target.broadcast_address)
+        )
+
+
+def _ip(version: int, value: int) -> Address:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+def _address(text: str) -> Optional[tuple[int, int]]:
+    """(version, value) of an address, or None."""
+    for version, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+        try:
+            return version, int.from_bytes(socket.inet_pton(af, text), "big")
+        except OSError:
+            continue
+    return None
+
+
+def span_of(value: Any) -> Optional[Span]:
+    """A JSON value (`"1.2.3.4"`, `{"prefix": ...}`, `{"range": [...]}`, `{"elem": ...}`) or
+    an element as nft prints it, as a Span; None for anything else (concatenations, names)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("prefix"), dict):
+            prefix = value["prefix"]
+            return span_of(f"{prefix.get('addr')}/{prefix.get('len')}")
+        if isinstance(value.get("range"), list) and len(value["range"]) == 2:
+            first, last = (span_of(v) for v in value["range"])
+            if first is None or last is None or first.version != last.version:
+                return None
+            return Span(f"{first.text}-{last.text}", first.version, first.low, last.high)
+        if isinstance(value.get("elem"), dict):
+            return span_of(value["elem"].get("val"))
+        return None
+    if not isinstance(value, str):
+        return None
+    if "-" in value:
+        low_text, _, high_text = value.partition("-")
+        low, high = _address(low_text), _address(high_text)
+        if low is None or high is None or low[0] != high[0]:
+            return None
+        return Span(value, low[0], low[1], high[1])
+    addr_text, slash, plen_text = value.partition("/")
+    parsed = _address(addr_text)
+    if parsed is None:
+        return None
+    version, addr = parsed
+    bits = 32 if version == 4 else 128
+    plen = int(plen_text) if slash and plen_text.isdigit() else bits
+    if (slash and not plen_text.isdigit()) or plen > bits:
+        return None
+    host = (1 << (bits - plen)) - 1
+    return Span(value, version, addr & ~host, addr | host)
+
+
+# ---------------------------------------------------------------- JSON ruleset (pure)
+
+
+@dataclass(frozen=True)
+class SetInfo:
+    name: str
+    type: str
+    flags: tuple[str, ...]
+    timeout: bool = False  # a default timeout: elements may expire even without the flag
+
+    @property
+    def interval(self) -> bool:
+        return "interval" in self.flags
+
+    @property
+    def expiring(self) -> bool:
+        return self.timeout or "timeout" in self.flags
+
+
+@dataclass(frozen=True)
+class SourceMatch:
+    """A positive `ip saddr` / `ip6 saddr` match in a rule whose verdict blocks."""
+
+    chain: str
+    handle: int
+    verdict: str
+    protocol: str  # ip | ip6
+    value: Any  # the JSON right-hand side
+
+
+@dataclass
+class TableJson:
+    """What `nft -j -t list table` says about one table."""
+
+    family: str
+    name: str
+    sets: dict[str, SetInfo] = field(default_factory=dict)
+    chains: dict[str, list[int]] = field(default_factory=dict)  # rule handles in order
+    matches: list[SourceMatch] = field(default_factory=list)
+    rules: dict[int, dict[str, Any]] = field(default_factory=dict)  # blocking rules by handle
+
+
+def objects(doc: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
+    for item in doc.get("nftables", []):
+        if kind in item:
+            yield item[kind]
+
+
+def parse_table_json(doc: Mapping[str, Any], family: str, name: str) -> TableJson:
+    table = TableJson(family, name)
+    for item in doc.get("nftables", []):
+        if "set" in item:
+            s = item["set"]
+            flags = s.get("flags", [])
+            table.sets[s["name"]] = SetInfo(
+                s["name"],
+                s["type"] if isinstance(s.get("type"), str) else "",
+                tuple([flags] if isinstance(flags, str) else flags),
+                "timeout" in s,
+            )
+        elif "chain" in item:
+            table.chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            rule = item["rule"]
+            table.chains.setdefault(rule["chain"], []).append(rule["handle"])
+            found = list(source_matches(rule))
+            if found:
+                table.matches.extend(found)
+                table.rules[rule["handle"]] = rule
+    return table
+
+
+def source_matches(rule: Mapping[str, Any]) -> Iterator[SourceMatch]:
+    """The positive source-address matches of a rule that drops or rejects."""
+    exprs = rule.get("expr", [])
+    verdict = next((k for e in exprs for k in e if k in BLOCKING), None)
+    if verdict is None:
+        return
+    for expr in exprs:
+        match = expr.get("match")
+        if not match or match.get("op") not in ("==", "in"):
+            continue
+        payload = match.get("left", {})
+        payload = payload.get("payload") if isinstance(payload, dict) else None
+        if not payload or payload.get("field") != "saddr":
+            continue
+        if payload.get("protocol") not in ("ip", "ip6"):
+            continue
+        yield SourceMatch(
+            rule["chain"], rule["handle"], verdict, payload["protocol"], match.get("right")
+        )
+
+
+_BARE_META = ("iif", "oif", "iifname", "oifname")
+_VERDICTS = ("accept", "drop", "return", "continue")
+
+
+def render_rule(rule: Mapping[str, Any]) -> Optional[str]:
+    """A rule's JSON as nft prints it (`nft -s`), for the statements unban meets in ban rules;
+    None when it holds anything else (then the text comes from `nft -a -s list table`)."""
+    words = []
+    for expr in rule.get("expr", []):
+        text = _render_statement(expr)
+        if text is None:
+            return None
+        words.append(text)
+    if "comment" in rule:
+        words.append(f'comment "{rule["comment"]}"')
+    return " ".join(words)
+
+
+def _render_statement(expr: Mapping[str, Any]) -> Optional[str]:
+    if len(expr) != 1:
+        return None
+    ((key, value),) = expr.items()
+    if key in _VERDICTS and value is None:
+        return key
+    if key in ("jump", "goto") and isinstance(value, dict) and "target" in value:
+        return f"{key} {value['target']}"
+    if key == "counter":
+        return "counter"
+    if key == "match" and isinstance(value, dict):
+        return _render_match(value)
+    if key == "reject":
+        if value is None:
+            return "reject"
+        if isinstance(value, dict) and set(value) <= {"type", "expr"}:
+            return " ".join(
+                ["reject with", str(value.get("type")), *filter(None, [value.get("expr")])]
+            )
+        return None
+    if key == "log" and isinstance(value, dict) and set(value) <= {"prefix", "level"}:
+        words = ["log"]
+        if "prefix" in value:
+            words.append(f'prefix "{value["prefix"]}"')
+        if value.get("level", "warn") != "warn":
+            words.append(f"level {value['level']}")
+        return " ".join(words)
+    if key == "limit" and isinstance(value, dict) and set(value) <= {"rate", "per", "burst", "inv"}:
+        words = [
+            "limit rate",
+            *(["over"] if value.get("inv") else []),
+            f"{value.get('rate')}/{value.get('per')}",
+        ]
+        if value.get("burst", 5) != 5:
+            words.append(f"burst {value['burst']} packets")
+        return " ".join(words)
+    return None
+
+
+def _render_match(match: Mapping[str, Any]) -> Optional[str]:
+    left = match.get("left")
+    op = match.get("op")
+    quote = False
+    if isinstance(left, dict) and isinstance(left.get("payload"), dict):
+        payload = left["payload"]
+        if "protocol" not in payload or "field" not in payload:
+            return None
+        subject = f"{payload['protocol']} {payload['field']}"
+    elif isinstance(left, dict) and isinstance(left.get("meta"), dict):
+        key = left["meta"].get("key")
+        subject = key if key in _BARE_META else f"meta {key}"
+        quote = key in ("iifname", "oifname")
+    elif isinstance(left, dict) and isinstance(left.get("ct"), dict) and len(left["ct"]) == 1:
+        subject = f"ct {left['ct'].get('key')}"
+    else:
+        return None
+    right = _render_value(match.get("right"), quote)
+    if right is None or op not in ("==", "!=", "in"):
+        return None
+    return f"{subject} {'!= ' if op == '!=' else ''}{right}"
+
+
+def _render_value(value: Any, quote: bool = False) -> Optional[str]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, str)):
+        return f'"{value}"' if quote and isinstance(value, str) else str(value)
+    if isinstance(value, list):
+        parts = [_render_value(v) for v in value]
+        return None if None in parts else ",".join(str(p) for p in parts)
+    if isinstance(value, dict) and isinstance(value.get("set"), list):
+        parts = [_render_value(v, quote) for v in value["set"]]
+        return None if None in parts else "{ " + ", ".join(str(p) for p in parts) + " }"
+    span = span_of(value) if isinstance(value, dict) else None
+    return span.text if span is not None else None
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """A rule whose own source value (or anonymous set) overlaps the target."""
+
+    match: SourceMatch
+    span: Span
+    targeted: bool
+    anonymous: bool
+
+
+def rule_hits(table: TableJson, target: Network) -> list[RuleHit]:
+    """Rules matching the target by value: `ip saddr 203.0.113.0/24` or `ip saddr { a, b }`."""
+    hits = []
+    protocol = PROTOCOLS[target.version]
+    for m in table.matches:
+        if m.protocol != protocol:
+            continue
+        value = m.value
+        if isinstance(value, dict) and "set" in value:
+            spans = [span_of(v) for v in value["set"]]
+            if any(s is None for s in spans):
+                continue  # concatenations and the like: not a plain source set
+            inside = [s for s in spans if s is not None and s.overlaps(target)]
+            if inside:
+                every = all(s is not None and s.inside(target) for s in spans)
+                hits.append(RuleHit(m, inside[0], every, True))
+            continue
+        if isinstance(value, str) and value.startswith("@"):
+            continue
+        span = span_of(value)
+        if span is not None and span.overlaps(target):
+            hits.append(RuleHit(m, span, span.inside(target), False))
+    return hits
+
+
+def set_refs(table: TableJson, target: Network) -> dict[str, list[SourceMatch]]:
+    """Named sets of the target's address type that blocking rules match sources against."""
+    refs: dict[str, list[SourceMatch]] = {}
+    protocol = PROTOCOLS[target.version]
+    for m in table.matches:
+        if m.protocol != protocol or not (isinstance(m.value, str) and m.value.startswith("@")):
+            continue
+        info = table.sets.get(m.value[1:])
+        if info is None or info.type != SET_TYPES[target.version]:
+            continue
+        refs.setdefault(info.name, []).append(m)
+    return refs
+
+
+@dataclass(frozen=True)
+class Element:
+    """A set element holding (part of) the target, with what re-adding it needs."""
+
+    value: str  # as nft prints it
+    extras: str  # timeout 10m expires 9m40s600ms comment "..." (may be empty)
+    span: Span
+
+
+def elements_from_json(doc: Mapping[str, Any], target: Network) -> list[Element]:
+    """Elements of a `nft -j list set` that overlap the target."""
+    found = []
+    for s in objects(doc, "set"):
+        for item in s.get("elem", []):
+            span = span_of(item)
+            if span is None or not span.overlaps(target):
+                continue
+            extras = []
+            if isinstance(item, dict) and isinstance(item.get("elem"), dict):
+                e = item["elem"]
+                if "timeout" in e:
+                    extras.append(f"timeout {e['timeout']}s")
+                if "expires" in e:
+                    extras.append(f"expires {e['expires']}s")
+                if "comment" in e:
+                    extras.append(f'comment "{e["comment"]}"')
+            found.append(Element(span.text, " ".join(extras), span))
+    return found
+
+
+def split_elements(text: str) -> list[str]:
+    """The elements of `{ a timeout 1h, b comment "x, y" } ...`: up to the closing brace,
+    split at commas outside quotes."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in ",}":
+            items.append("".join(current).strip())
+            current = []
+            if char == "}":
+                break
+            continue
+        current.append(char)
+    return [item for item in items if item]
+
+
+def elements_from_text(text: str) -> list[Element]:
+    """The elements in `nft get element` output (value first, then timeout/expires/comment)."""
+    start = text.find("elements = {")
+    if start < 0:
+        return []
+    found = []
+    for item in split_elements(" ".join(text[start + len("elements = {") :].split())):
+        value, _, extras = item.partition(" ")
+        span = span_of(value)
+        if span is not None:
+            found.append(Element(value, extras, span))
+    return found
+
+
+# ---------------------------------------------------------------- text listing (pure)
+
+
+@dataclass
+class TextChain:
+    name: str
+    handle: Optional[int]
+    header: list[str] = field(default_factory=list)  # type/policy/comment lines
+    rules: list[tuple[int, str]] = field(default_factory=list)  # (handle, rule text)
+
+
+@dataclass
+class TextSet:
+    kind: str  # set | map
+    name: str
+    handle: Optional[int]
+    attributes: list[str] = field(default_factory=list)  # type, flags, timeout, size ...
+    elements: int = 0
+
+
+@dataclass
+class TextTable:
+    family: str
+    name: str
+    chains: list[TextChain] = field(default_factory=list)
+    sets: list[TextSet] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)  # counters, quotas, flowtables: verbatim
+
+    def rule_texts(self) -> dict[int, tuple[str, str]]:
+        """handle -> (chain, rule text)."""
+        return {h: (c.name, text) for c in self.chains for h, text in c.rules}
+
+
+def _header(line: str) -> tuple[str, Optional[int]]:
+    """`chain f2b-chain { # handle 1` -> ("f2b-chain", 1)."""
+    head, _, comment = line.partition(" # handle ")
+    name = head.split(" ", 1)[1].rstrip("{").strip() if " " in head else ""
+    handle = int(comment.split()[0]) if comment.split() and comment.split()[0].isdigit() else None
+    return name.strip('"'), handle
+
+
+def parse_table_text(text: str) -> list[TextTable]:
+    """`nft -a [-s] [-t] list table|chain` text, rules with their handles, sets with counts."""
+    tables: list[TextTable] = []
+    table: Optional[TextTable] = None
+    chain: Optional[TextChain] = None
+    nset: Optional[TextSet] = None
+    other = False
+    depth = 0  # of an open `elements = {` block: element lines until it closes
+    commas = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if depth:
+            depth, commas = _scan_elements(line, depth, commas)
+            if not depth and nset is not None:
+                nset.elements = commas + 1
+            continue
+        if not line:
+            continue
+        if line.startswith("table "):
+            parts = line.split()
+            table = TextTable(parts[1], parts[2].strip('"'))
+            tables.append(table)
+        elif table is None:
+            continue
+        elif line == "}":
+            if other:
+                table.other.append(line)
+            elif chain is None and nset is None:
+                table = None
+            chain, nset, other = None, None, False
+        elif chain is not None:
+            if " # handle " in line and not line.startswith(("type ", "policy ")):
+                rule, _, handle = line.rpartition(" # handle ")
+                chain.rules.append((int(handle.split()[0]), rule))
+            else:
+                chain.header.append(line)
+        elif nset is not None:
+            if line.startswith("elements = {"):
+                depth, commas = _scan_elements(line[len("elements = ") :], 0, 0)
+                if not depth:
+                    nset.elements = commas + 1
+            else:
+                nset.attributes.append(line)
+        elif line.startswith("chain "):
+            chain = TextChain(*_header(line))
+            table.chains.append(chain)
+        elif line.startswith(("set ", "map ")):
+            nset = TextSet(line.split(" ", 1)[0], *_header(line))
+            table.sets.append(nset)
+        else:
+            table.other.append(line)
+            other = line.endswith("{") or other
+    return tables
+
+
+def _scan_elements(line: str, depth: int, commas: int) -> tuple[int, int]:
+    """Brace depth and top-level commas after one line of an elements block, quotes skipped."""
+    if '"' not in line:
+        return depth + line.count("{") - line.count("}"), commas + line.count(",")
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == "," and depth == 1:
+            commas += 1
+    return depth, commas
+
+
+def format_table(table: TextTable, *, chain: Optional[str] = None) -> list[str]:
+    """A table as `nft -a list table` prints it, each set's elements replaced by their count."""
+    lines = [f"table {table.family} {quote_name(table.name)} {{"]
+    if chain is None:
+        for s in table.sets:
+            lines.append(f"\t{s.kind} {quote_name(s.name)} {{ # handle {s.handle}")
+            lines.extend(f"\t\t{a}" for a in s.attributes)
+            lines.append(f"\t\t# {s.elements} element{'s' if s.elements != 1 else ''}")
+            lines.append("\t}")
+        lines.extend(f"\t{line}" for line in table.other)
+    for c in table.chains:
+        if chain is not None and c.name != chain:
+            continue
+        lines.append(f"\tchain {quote_name(c.name)} {{ # handle {c.handle}")
+        lines.extend(f"\t\t{h}" for h in c.header)
+        lines.extend(f"\t\t{text} # handle {handle}" for handle, text in c.rules)
+        lines.append("\t}")
+    lines.append("}")
+    return lines
+
+
+def table_data(table: TextTable, *, chain: Optional[str] = None) -> dict[str, Any]:
+    return {
+        "family": display_family(table.family),
+        "nft_family": table.family,
+        "table": table.name,
+        "sets": []
+        if chain is not None
+        else [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "handle": s.handle,
+                "attributes": s.attributes,
+                "elements": s.elements,
+            }
+            for s in table.sets
+        ],
+        "chains": [
+            {
+                "name": c.name,
+                "handle": c.handle,
+                "header": c.header,
+                "rules": [{"handle": h, "rule": text} for h, text in c.rules],
+            }
+            for c in table.chains
+            if chain is None or c.name == chain
+        ],
+    }
+
+
+# ---------------------------------------------------------------- findings and plans (pure)
+
+
+def owner(family: str, table: str, chain: Optional[str], set_name: Optional[str]) -> str:
+    """Who made the block: firewalld, fail2ban (jail from the set name), sshguard, CrowdSec ..."""
+    if (family, table) == FIREWALLD:
+        return "firewalld"
+    if set_name:
+        by_set = owner_of(set_name)
+        if by_set != "manual":
+            return by_set
+    if table == "f2b-table" or chain == "f2b-chain":
+        return "fail2ban"
+    return owner_of(table)
+
+
+def rule_finding(table: TableJson, hit: RuleHit, rule: str) -> Finding:
+    m = hit.match
+    return Finding(
+        layer=LAYER,
+        backend=BACKEND,
+        family=display_family(table.family),
+        table=table.name,
+        chain=m.chain,
+        line=None,
+        handle=m.handle,
+        rule=rule,
+        verdict=m.verdict,
+        owner=owner(table.family, table.name, m.chain, None),
+        network=hit.span.network(),
+        targeted=hit.targeted,
+    )
+
+
+def set_finding(
+    table: TableJson, set_name: str, m: SourceMatch, element: Element, rule: str, target: Network
+) -> Finding:
+    return Finding(
+        layer=LAYER,
+        backend=BACKEND,
+        family=display_family(table.family),
+        table=table.name,
+        chain=m.chain,
+        line=None,
+        handle=None,
+        rule=rule,
+        verdict=m.verdict,
+        owner=owner(table.family, table.name, m.chain, set_name),
+        network=element.span.network(),
+        targeted=element.span.inside(target),
+        set_name=set_name,
+        element=element.value,
+    )
+
+
+def is_changeable(finding: Finding) -> bool:
+    """firewalld's table is left to firewall-cmd."""
+    return (nft_family(finding.family), finding.table) != FIREWALLD
+
+
+Key = tuple[str, str, str]  # nft family, table, chain or set
+
+
+def build_batches(
+    findings: Sequence[Finding],
+    orders: Optional[Mapping[Key, Sequence[int]]] = None,
+    extras: Optional[Mapping[tuple[str, str, str, str], str]] = None,
+) -> list[Batch]:
+    """One `nft -f -` transaction per table. Pure.
+
+    `orders` (rule handles of each chain, in order) puts re-added rules back where they were;
+    `extras` keeps a deleted element's timeout, expiry and comment for the undo.
+    """
+    orders = orders or {}
+    extras = extras or {}
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        if finding.layer == LAYER and is_changeable(finding):
+            groups.setdefault((nft_family(finding.family), finding.table), []).append(finding)
+    batches = []
+    for (family, table), group in groups.items():
+        steps: list[Step] = []
+        payload: list[str] = []
+        undo: list[str] = []
+        seen: set[tuple[str, str, str]] = set()
+        deleted = {(f.chain or "", f.handle) for f in group if f.set_name is None}
+        anchors = _anchors(family, table, orders, deleted)
+        for finding in group:
+            chain = finding.chain or ""
+            if finding.set_name is not None and finding.element is not None:
+                key = ("element", finding.set_name, finding.element)
+                extra = extras.get((family, table, finding.set_name, finding.element), "")
+                where = [family, quote_name(table), quote_name(finding.set_name)]
+                do = ["delete", "element", *where, f"{{ {finding.element} }}"]
+                back = [
+                    "add",
+                    "element",
+                    *where,
+                    f"{{ {' '.join(filter(None, [finding.element, extra]))} }}",
+                ]
+            elif finding.handle is not None:
+                key = ("rule", chain, str(finding.handle))
+                where = [family, quote_name(table), quote_name(chain)]
+                do = ["delete", "rule", *where, "handle", str(finding.handle)]
+                anchor = anchors.get((chain, finding.handle))
+                back = (
+                    ["insert", "rule", *where, "position", str(anchor), finding.rule]
+                    if anchor is not None
+                    else ["add", "rule", *where, finding.rule]
+                )
+            else:
+                continue
+            if key in seen:
+                continue
+            seen.add(key)
+            payload.append(" ".join(do))
+            undo.append(" ".join(back))
+            steps.append(Step(finding, shlex.join(["nft", *do]), shlex.join(["nft", *back])))
+        if steps:
+            batches.append(
+                Batch(LAYER, f"{family} {table}", tuple(steps), tuple(payload), tuple(undo))
+            )
+    return batches
+
+
+def _anchors(
+    family: str,
+    table: str,
+    orders: Mapping[Key, Sequence[int]],
+    deleted: set[tuple[str, Optional[int]]],
+) -> dict[tuple[str, int], int]:
+    """For each deleted rule, the next rule of its chain that stays: re-inserting each deleted
+    rule before that one, in the order of the deletions, rebuilds the chain's order. A deleted
+    rule with none after it (or of a chain `find` did not read) is re-added at the chain's end.
+    """
+    anchors: dict[tuple[str, int], int] = {}
+    for chain in {c for c, _h in deleted}:
+        following: Optional[int] = None
+        for handle in reversed(orders.get((family, table, chain), ())):
+            if (chain, handle) in deleted:
+                if following is not None:
+                    anchors[(chain, handle)] = following
+            else:
+                following = handle
+    return anchors
+
+
+# ---------------------------------------------------------------- adapter
+
+
+class NftablesLayer:
+    """Native nftables through the `nft` binary. Remembers what `find` read, for `plan`."""
+
+    name = LAYER
+
+    def __init__(self) -> None:
+        self._tables: Optional[list[tuple[str, str]]] = None
+        self._error = ""
+        self._orders: dict[Key, list[int]] = {}
+        self._extras: dict[tuple[str, str, str, str], str] = {}
+
+    # ------------------------------------------------------------ reading
+
+    def _present(self) -> bool:
+        return which("nft") is not None
+
+    def tables(self) -> list[tuple[str, str]]:
+        """Native tables (nft family, name) that have chains or sets; cheap listings only."""
+        if self._tables is None:
+            self._error = ""
+            found: dict[tuple[str, str], None] = {}
+            try:
+                for kind in ("chains", "sets"):
+                    doc = json.loads(run(LAYER, ["nft", "-j", "-t", "list", kind]).stdout)
+                    for obj in objects(doc, kind[:-1]):
+                        found[(obj["family"], obj["table"])] = None
+            except LayerError as exc:
+                self._error = str(exc)
+                return []
+            self._tables = [t for t in found if is_native(*t)]
+        return self._tables
+
+    def status(self) -> list[LayerStatus]:
+        if not self._present():
+            return [LayerStatus(LAYER, False, "nft not installed")]
+        tables = self.tables()
+        if self._error:
+            return [LayerStatus(LAYER, False, self._error)]
+        detail = ""
+        if FIREWALLD in tables:
+            detail = (
+                "table inet firewalld: blocks there are reported, not changed (use firewall-cmd)"
+            )
+        return [LayerStatus(LAYER, True, detail)]
+
+    def _table_json(self, family: str, table: str) -> Optional[TableJson]:
+        argv = ["nft", "-j", "-t", "list", "table", family, quote_name(table)]
+        result = run(LAYER, argv, check=False)
+        if result.returncode != 0:
+            if "No such file or directory" in result.stderr:
+                return None  # deleted since the table list was read
+            raise LayerError(
+                LAYER, f"'nft list table {family} {table}' failed: {first_line(result.stderr)}"
+            )
+        return parse_table_json(json.loads(result.stdout), family, table)
+
+    def _table_text(self, family: str, table: str, *, full: bool = False) -> Optional[TextTable]:
+        argv = ["nft", "-a", "-s", "list", "table", family, quote_name(table)]
+        if not full:
+            argv.insert(1, "-t")
+        result = run(LAYER, argv, check=False)
+        if result.returncode != 0:
+            if "No such file or directory" in result.stderr:
+                return None
+            raise LayerError(LAYER, f"'{' '.join(argv)}' failed: {first_line(result.stderr)}")
+        parsed = parse_table_text(result.stdout)
+        return parsed[0] if parsed else None
+
+    def find(self, target: Network) -> list[Finding]:
+        if not self._present():
+            return []
+        self._tables = None
+        tables = [
+            (family, name)
+            for family, name in self.tables()
+            if family not in ("ip", "ip6") or family == PROTOCOLS[target.version]
+        ]
+        # One nft process per table, run side by side: each waits mostly on the kernel's dump.
+        with ThreadPoolExecutor(max_workers=min(4, len(tables) or 1)) as pool:
+            found = pool.map(lambda t: self._find_in(t[0], t[1], target), tables)
+            return [finding for findings in found for finding in findings]
+
+    def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
+        table = self._table_json(family, name)
+        return self._find_in_table(table, target) if table is not None else []
+
+    def _find_in_table(self, table: TableJson, target: Network) -> list[Finding]:
+        hits = rule_hits(table, target)
+        members: list[tuple[str, SourceMatch, Element]] = []
+        for set_name, matches in set_refs(table, target).items():
+            for element in self._members(table, table.sets[set_name], target):
+                members.append((set_name, matches[0], element))
+        if not hits and not members:
+            return []
+        for chain, handles in table.chains.items():
+            self._orders[(table.family, table.name, chain)] = list(handles)
+        shown = {m.handle: render_rule(table.rules[m.handle]) for _s, m, _e in members}
+        texts: dict[int, tuple[str, str]] = {}
+        if hits or None in shown.values():
+            # Deleting a rule needs its exact text (for the undo), so ask nft for it.
+            text = self._table_text(table.family, table.name)
+            texts = text.rule_texts() if text else {}
+        findings = []
+        for hit in hits:
+            if hit.match.handle in texts:  # else the rule went away between the two reads
+                findings.append(rule_finding(table, hit, texts[hit.match.handle][1]))
+        for set_name, m, element in members:
+            rule = shown[m.handle] or texts.get(m.handle, ("", f"... saddr @{set_name} ..."))[1]
+            self._extras[(table.family, table.name, set_name, element.value)] = element.extras
+            findings.append(set_finding(table, set_name, m, element, rule, target))
+        return findings
+
+    def _members(self, table: TableJson, info: SetInfo, target: Network) -> list[Element]:
+        """Elements of the set that hold part of the target; for one address, without listing
+        the set: a kernel lookup, then `get element` only where it tells more (the range of an
+        interval set, an element's timeout and expiry)."""
+        base = [table.family, quote_name(table.name), quote_name(info.name)]
+        if target.prefixlen != target.max_prefixlen:
+            listed = run(LAYER, ["nft", "-j", "list", "set", *base])
+            return elements_from_json(json.loads(listed.stdout), target)
+        address = str(target.network_address)
+        probe = f"{{ {address} }}"
+        if not info.interval:
+            check = run(LAYER, ["nft", "-c", "delete", "element", *base, probe], check=False)
+            if check.returncode != 0:
+                self._raise_unless_absent(check.stderr, info.name)
+                return []
+            if not info.expiring:
+                span = span_of(address)
+                return [Element(address, "", span)] if span else []
+        got = run(LAYER, ["nft", "get", "element", *base, probe], check=False)
+        if got.returncode != 0:
+            self._raise_unless_absent(got.stderr, info.name)
+            return []
+        return [e for e in elements_from_text(got.stdout) if e.span.overlaps(target)]
+
+    @staticmethod
+    def _raise_unless_absent(stderr: str, set_name: str) -> None:
+        if "No such file or directory" not in stderr:
+            raise LayerError(LAYER, f"could not look up set {set_name}: {first_line(stderr)}")
+
+    def listings(self, query: ListQuery) -> list[Listing]:
+        """One listing per native table: chains with their rules and handles, sets with their
+        type, flags and element count (nft lists the elements; only their number is kept)."""
+        if not self._present():
+            return []
+        self._tables = None
+        wanted = [
+            (family, name)
+            for family, name in self.tables()
+            if not (
+                query.family and family in ("ip", "ip6") and display_family(family) != query.family
+            )
+            and not (query.table and name != query.table)
+        ]
+        with ThreadPoolExecutor(max_workers=min(4, len(wanted) or 1)) as pool:
+            tables = list(pool.map(lambda t: self._table_text(t[0], t[1], full=True), wanted))
+        listings = []
+        for table in tables:
+            if table is None or (query.chain and all(c.name != query.chain for c in table.chains)):
+                continue
+            title = f"nft list table {table.family} {table.name}"
+            if (table.family, table.name) == FIREWALLD:
+                title += "  (firewalld's table: change it with firewall-cmd)"
+            listings.append(
+                Listing(
+                    layer=LAYER,
+                    title=title,
+                    lines=tuple(format_table(table, chain=query.chain)),
+                    data=table_data(table, chain=query.chain),
+                )
+            )
+        return listings
+
+    # ------------------------------------------------------------ changing
+
+    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
+        return build_batches(findings, self._orders, self._extras)
+
+    def apply(self, batch: Batch) -> None:
+        self._check_rules(batch)
+        self._transaction(batch, batch.payload, "changes")
+
+    def revert(self, batch: Batch) -> None:
+        self._transaction(batch, batch.undo_payload, "undo")
+
+    def _transaction(self, batch: Batch, lines: Sequence[str], what: str) -> None:
+        self._tables = None
+        result = run(LAYER, ["nft", "-f", "-"], stdin="\n".join(lines) + "\n", check=False)
+        if result.returncode != 0:
+            error = RuleChangedError if what == "changes" else LayerError
+            raise error(
+                LAYER,
+                f"nft refused the {what} for table {batch.scope} ({_nft_error(result.stderr)}); "
+                "nothing in that table was changed"
+                + (". It changed meanwhile: run `unban find` again" if what == "changes" else ""),
+            )
+
+    def _check_rules(self, batch: Batch) -> None:
+        """Each rule to delete is still the rule `find` saw at that handle (a table rebuilt with
+        new contents reuses handles)."""
+        family, table = batch.scope.split(" ", 1)
+        wanted = {
+            (s.finding.chain, s.finding.handle): s.finding.rule
+            for s in batch.steps
+            if s.finding.set_name is None
+        }
+        for chain in sorted({c for c, _h in wanted if c}):
+            result = run(
+                LAYER,
+                ["nft", "-a", "-s", "list", "chain", family, quote_name(table), quote_name(chain)],
+                check=False,
+            )
+            tables = parse_table_text(result.stdout) if result.returncode == 0 else []
+            now = tables[0].rule_texts() if tables else {}
+            for (c, handle), rule in wanted.items():
+                if c != chain or handle is None:
+                    continue
+                current = now.get(handle)
+                if current is None or current[1] != rule:
+                    where = f"it is now '{current[1]}'" if current else "it is gone"
+                    raise RuleChangedError(
+                        LAYER,
+                        f"rule handle {handle} of {family} {table} {chain} is no longer "
+                        f"'{rule}' ({where}); nothing in that table was changed. "
+                        "Run `unban find` again",
+                    )
+
+
+def _nft_error(stderr: str) -> str:
+    """nft's error and the command it refused, on one line."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if set(line) - set("^~ ")]
+    if not lines:
+        return "no message"
+    message = lines[0].split(": ", 1)[1] if lines[0].startswith("/dev/stdin:") else lines[0]
+    return f"{message}: {lines[1]}" if len(lines) > 1 else message
