@@ -153,12 +153,13 @@ def append_token(lines: Sequence[str], token: str) -> list[str]:
         head = head_match.group(1) if head_match else body
         rest = body[len(head) :]
         value, comment = _split_comment(rest)
+        gap = value[len(value.rstrip()) :] if comment else ""  # spacing before `; comment`
         value = value.rstrip()
         if not value:
             head = head.rstrip() + " "
-            out[0] = f"{head}{token}{comment}\n"
+            out[0] = f"{head}{token}{gap}{comment}\n"
         else:
-            out[0] = f"{head}{value} {token}{comment}\n"
+            out[0] = f"{head}{value} {token}{gap}{comment}\n"
         return out
     indent = ""
     for line in reversed(out[1:end]):

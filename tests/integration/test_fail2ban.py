@@ -1,0 +1,180 @@
+"""fail2ban for real: bans made by a real fail2ban-server from log lines, lifted by `unban remove`,
+checked through fail2ban itself, the firewall and its database, also after a restart."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pytest
+
+from tests.integration import fail2ban_fixtures
+from tests.integration.fail2ban_fixtures import Factory, Fail2ban
+
+fail2ban_factory = fail2ban_fixtures.fail2ban_factory  # the fixture, for this module
+
+IP = "203.0.113.4"
+
+
+def firewall_holds(f2b: Fail2ban, banaction: str, jail: str, ip: str) -> bool:
+    """Does the firewall rule/set element fail2ban made for `jail` still hold `ip`?"""
+    if banaction.startswith("nftables"):
+        proc = f2b.ns.run(
+            "nft", "list", "set", "inet", "f2b-table", f"addr-set-{jail}", check=False
+        )
+        return ip in proc.stdout
+    if "ipset" in banaction:
+        return f2b.ns.run("ipset", "test", f"f2b-{jail}", ip, check=False).returncode == 0
+    proc = f2b.ns.run("iptables", "-S", f"f2b-{jail}", check=False)
+    return f"-s {ip}/32" in proc.stdout
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
+    """fail2ban lists a ban a moment before its action has made the firewall rule."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def settle(f2b: Fail2ban, seconds: float = 2.5) -> None:
+    """Give the polling backend time to read new log lines (it polls every second)."""
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize(
+    "banaction", ["iptables-multiport", "nftables-multiport", "iptables-ipset-proto6"]
+)
+def test_remove_unbans_through_fail2ban_and_stays_unbanned(
+    fail2ban_factory: Factory, banaction: str
+) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {"banaction": banaction}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+    assert eventually(lambda: firewall_holds(f2b, banaction, "sshd", IP))
+
+    report = f2b.unban_json("find", IP)
+    bans = [f for f in report["findings"] if f["layer"] == "fail2ban"]
+    assert len(bans) == 1
+    ban = bans[0]
+    assert (ban["backend"], ban["chain"], ban["owner"], ban["verdict"]) == (
+        "server",
+        "sshd",
+        "fail2ban:sshd",
+        "ban",
+    )
+    assert ban["targeted"] and ban["family"] == "ipv4" and ban["table"] == ""
+    assert "banned in jail sshd since" in ban["rule"] and banaction in ban["rule"]
+    assert "not in its ignoreip" in ban["rule"]
+    firewall = [f for f in report["findings"] if f["layer"] != "fail2ban"]
+    assert firewall and all(f["owner"] == "fail2ban:sshd" for f in firewall)
+
+    dry = f2b.unban_json("remove", IP, "--dry-run")
+    steps = [s for b in dry["plan"]["batches"] for s in b["steps"]]
+    # fail2ban removes its own rule: the packet-filter layers must not plan it too
+    assert [b["layer"] for b in dry["plan"]["batches"]] == ["fail2ban"]
+    assert steps[0]["command"].endswith(f"set sshd unbanip {IP}")
+    assert steps[0]["undo_command"].endswith(f"set sshd banip {IP}")
+
+    proc = f2b.unban("remove", IP)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert IP not in f2b.banned("sshd")
+    assert not firewall_holds(f2b, banaction, "sshd", IP)
+    assert (IP, "sshd") not in f2b.db_rows("bips")
+    assert (IP, "sshd") not in f2b.db_rows("bans")
+
+    f2b.restart()
+    settle(f2b)
+    assert IP not in f2b.banned("sshd")
+    assert not firewall_holds(f2b, banaction, "sshd", IP)
+
+
+def test_recidive_and_sshd_both_unbanned(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {}, "recidive": {}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+    f2b.wait_banned("recidive", IP)
+    assert eventually(lambda: firewall_holds(f2b, "iptables", "recidive", IP))
+
+    report = f2b.unban_json("find", IP)
+    jails = sorted(f["chain"] for f in report["findings"] if f["layer"] == "fail2ban")
+    assert jails == ["recidive", "sshd"]
+    recidive = next(f for f in report["findings"] if f.get("chain") == "recidive")
+    assert "iptables-allports" in recidive["rule"]
+
+    proc = f2b.unban("remove", IP)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    for jail in ("sshd", "recidive"):
+        assert IP not in f2b.banned(jail)
+        assert not firewall_holds(f2b, "iptables", jail, IP)
+    assert not [row for row in f2b.db_rows() if row[0] == IP]
+
+    f2b.restart()
+    settle(f2b)
+    assert IP not in f2b.banned("sshd") and IP not in f2b.banned("recidive")
+
+
+def test_ignore_keeps_new_failures_from_banning(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+    assert f2b.unban("remove", IP).returncode == 0
+
+    proc = f2b.unban("ignore", IP)
+    assert proc.returncode == 0, proc.stderr
+    assert IP in f2b.ignoreip("sshd")
+    assert "checked with fail2ban-client -d" in proc.stdout
+
+    f2b.fail(IP, count=4)
+    settle(f2b)
+    assert IP not in f2b.banned("sshd")
+
+    f2b.restart()
+    assert IP in f2b.ignoreip("sshd")
+    f2b.fail(IP, count=4)
+    settle(f2b)
+    assert IP not in f2b.banned("sshd")
+
+    # a second run writes no byte, makes no change set, and says so
+    before = f2b.snapshot()
+    sets_before = f2b.unban_json("rollback", "--list")["change_sets"]
+    again = f2b.unban("ignore", IP)
+    assert again.returncode == 0
+    assert "already ignored" in again.stdout
+    assert f2b.snapshot() == before
+    assert f2b.unban_json("rollback", "--list")["change_sets"] == sets_before
+    assert f2b.ignoreip("sshd").count(IP) == 1
+
+
+def test_database_edited_when_server_is_stopped(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+    f2b.stop()
+    assert (IP, "sshd") in f2b.db_rows()
+    db_before = f2b.dbfile.read_bytes()
+
+    report = f2b.unban_json("find", IP)
+    ban = next(f for f in report["findings"] if f["layer"] == "fail2ban")
+    assert ban["backend"] == "database" and ban["chain"] == "sshd"
+
+    proc = f2b.unban("remove", IP)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert (IP, "sshd") not in f2b.db_rows()
+    sets = f2b.unban_json("rollback", "--list")["change_sets"]
+    assert sets[-1]["files"][0]["path"] == str(f2b.dbfile)
+
+    f2b.start()
+    settle(f2b)
+    assert IP not in f2b.banned("sshd")
+
+    # rolling the database back refuses under a running server, then restores it byte for byte
+    refused = f2b.unban("rollback")
+    assert refused.returncode == 2 and "stop it first" in refused.stderr
+    f2b.stop()
+    assert f2b.unban("rollback").returncode == 0
+    assert f2b.dbfile.read_bytes() == db_before
+    f2b.start()
+    f2b.wait_banned("sshd", IP, timeout=10)
