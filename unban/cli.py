@@ -14,7 +14,7 @@ from unban.address import Network, family_of, parse_target
 from unban.errors import ExitStatus, InputError, UnbanError
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.layers import ListQuery
-from unban.layers.xtables import XtablesLayer, build_number_batch
+from unban.layers.xtables import XtablesLayer, build_batches
 from unban.model import Batch, Plan, Report, as_json
 from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.reverter import DEFAULT_STATE_DIR
@@ -207,7 +207,9 @@ def delete(
             family=family,
             expect=expected,
         )
-        plan = Plan(target=f"{chain} rule {number}", batches=(build_number_batch(finding),))
+        plan = Plan(
+            target=f"{chain} rule {number}", batches=tuple(build_batches([finding], by_number=True))
+        )
         return _execute(plan, expected, dry_run=dry_run, json_output=json_output, layers=[xtables])
 
     _guarded(body)

@@ -12,7 +12,7 @@ from tests.integration.conftest import Netns
 from unban import engine
 from unban.address import parse_target
 from unban.errors import ApplyError, RuleChangedError
-from unban.layers.xtables import XtablesLayer, build_number_batch
+from unban.layers.xtables import XtablesLayer, build_batches
 
 BACKENDS = ["legacy", "nft"]
 
@@ -189,7 +189,7 @@ def test_delete_asks_which_backend_when_both_have_the_chain(netns: Netns) -> Non
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_rule_that_slid_to_another_number_is_not_deleted(netns: Netns, backend: str) -> None:
+def test_the_rule_seen_is_deleted_even_after_it_slid(netns: Netns, backend: str) -> None:
     """The article's race: fail2ban inserts at 1 between reading the list and deleting."""
     fail2ban_like(netns, backend, ["203.0.113.9", "203.0.113.4"])
     with netns.entered():
@@ -202,18 +202,23 @@ def test_a_rule_that_slid_to_another_number_is_not_deleted(netns: Netns, backend
             family="ipv4",
             expect=parse_target("203.0.113.4"),
         )
+        batch = build_batches([finding], by_number=True)[0]
         subprocess.run(
             [ipt(backend), "-w", "-I", "f2b-sshd", "1", "-s", "198.51.100.1", "-j", "REJECT"],
             check=True,
         )
-        with pytest.raises(RuleChangedError, match="it is now rule 2"):
-            layer.apply(build_number_batch(finding))
-    rules = chain_rules(netns, backend, "f2b-sshd")
-    assert rules[:3] == [
-        "-A f2b-sshd -s 198.51.100.1/32 -j REJECT --reject-with icmp-port-unreachable",
-        "-A f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable",
-        "-A f2b-sshd -s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable",
-    ]
+        layer.apply(batch)  # rule 1 is now 198.51.100.1: it must survive
+        assert chain_rules(netns, backend, "f2b-sshd") == [
+            "-A f2b-sshd -s 198.51.100.1/32 -j REJECT --reject-with icmp-port-unreachable",
+            "-A f2b-sshd -s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable",
+            "-A f2b-sshd -j RETURN",
+        ]
+        with pytest.raises(RuleChangedError, match="is gone"):
+            layer.apply(batch)
+        layer.revert(batch)
+    assert chain_rules(netns, backend, "f2b-sshd")[0] == (
+        "-A f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
+    )
 
 
 def _start_inserter(ns: Netns, backend: str, count: int) -> subprocess.Popen[str]:

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
+from unban.errors import RuleChangedError
 from unban.layers.xtables import (
+    Chain,
+    RuleTarget,
     build_batches,
-    build_number_batch,
     find_in_ruleset,
-    is_number_delete,
+    locate,
     parse_save,
     recent_rules,
     set_rules,
@@ -104,17 +108,19 @@ def test_set_and_recent_rules_are_only_the_blocking_source_ones() -> None:
     assert [(r.name, r.chain, r.line) for r in recent_rules(ruleset)] == [("SSH", "INPUT", 7)]
 
 
-def test_plan_is_one_restore_batch_per_table_deleting_by_spec() -> None:
+def test_plan_is_one_batch_per_table_with_the_rules_to_delete() -> None:
     found = list(find_in_ruleset(parse_save(SAVE, "legacy", "ipv4"), target("203.0.113.0/28")))
     batches = build_batches(found)
     assert [b.scope for b in batches] == ["legacy ipv4 filter", "legacy ipv4 raw"]
     filter_batch = batches[0]
     assert filter_batch.payload == (
-        "*filter",
-        '-D INPUT -m comment --comment "blocked by hand" -s 203.0.113.0/24 -j DROP',
-        "-D f2b-sshd -s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable",
-        "-D f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable",
-        "COMMIT",
+        RuleTarget("INPUT", 8, '-m comment --comment "blocked by hand" -s 203.0.113.0/24 -j DROP'),
+        RuleTarget(
+            "f2b-sshd", 1, "-s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable"
+        ),
+        RuleTarget(
+            "f2b-sshd", 2, "-s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
+        ),
     )
     assert filter_batch.undo_payload[1:3] == (
         '-I INPUT 8 -m comment --comment "blocked by hand" -s 203.0.113.0/24 -j DROP',
@@ -124,12 +130,38 @@ def test_plan_is_one_restore_batch_per_table_deleting_by_spec() -> None:
         "iptables-legacy -t filter -D INPUT -m comment --comment 'blocked by hand' "
         "-s 203.0.113.0/24 -j DROP"
     )
-    assert not is_number_delete(filter_batch)
 
 
-def test_number_batch_shows_the_articles_command() -> None:
+def test_by_number_shows_the_articles_command() -> None:
     found = list(find_in_ruleset(parse_save(SAVE, "nft", "ipv4"), target("203.0.113.4/32")))
-    batch = build_number_batch(found[1])
+    batch = build_batches([found[1]], by_number=True)[0]
     assert batch.steps[0].command == "iptables-nft -t filter -D f2b-sshd 2"
-    assert batch.payload == ("*filter", "-D f2b-sshd 2", "COMMIT")
-    assert is_number_delete(batch)
+    assert batch.steps[0].undo_command == (
+        "iptables-nft -t filter -I f2b-sshd 2 -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
+    )
+
+
+def chains(*specs: str) -> dict[str, Chain]:
+    return {"f2b-sshd": Chain("f2b-sshd", "-", list(specs))}
+
+
+def test_locate_takes_rules_where_they_are_now() -> None:
+    a, b, c = "-s 192.0.2.1/32 -j REJECT", "-s 192.0.2.2/32 -j REJECT", "-s 192.0.2.3/32 -j REJECT"
+    # Read as [a, b]; then fail2ban inserted c at 1: b slid from 2 to 3.
+    spots = locate(chains(c, a, b), [RuleTarget("f2b-sshd", 2, b), RuleTarget("f2b-sshd", 1, a)])
+    assert spots == [("f2b-sshd", 2), ("f2b-sshd", 1)]  # highest index first
+
+
+def test_locate_picks_the_copy_nearest_the_number_read_and_each_copy_once() -> None:
+    a, b = "-s 192.0.2.1/32 -j REJECT", "-s 192.0.2.2/32 -j REJECT"
+    assert locate(chains(a, b, a), [RuleTarget("f2b-sshd", 3, a)]) == [("f2b-sshd", 2)]
+    both = [RuleTarget("f2b-sshd", 1, a), RuleTarget("f2b-sshd", 3, a)]
+    assert locate(chains(a, b, a), both) == [("f2b-sshd", 2), ("f2b-sshd", 0)]
+
+
+def test_locate_refuses_when_a_rule_is_gone() -> None:
+    a, b = "-s 192.0.2.1/32 -j REJECT", "-s 192.0.2.2/32 -j REJECT"
+    with pytest.raises(RuleChangedError, match="is gone; nothing in its table was changed"):
+        locate(chains(a), [RuleTarget("f2b-sshd", 1, a), RuleTarget("f2b-sshd", 2, b)])
+    with pytest.raises(RuleChangedError):
+        locate(chains(a), [RuleTarget("f2b-sshd", 1, a), RuleTarget("f2b-sshd", 1, a)])

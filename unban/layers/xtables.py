@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shlex
 import socket
 import time
@@ -246,8 +245,21 @@ def _index_of(tokens: Sequence[str], token: str) -> Optional[int]:
         return None
 
 
-def build_batches(findings: Sequence[Finding]) -> list[Batch]:
-    """One restore batch per backend, family and table. Pure."""
+@dataclass(frozen=True)
+class RuleTarget:
+    """A rule to delete: its chain, the number it had when read, and its exact spec."""
+
+    chain: str
+    line: int
+    spec: str
+
+
+def build_batches(findings: Sequence[Finding], *, by_number: bool = False) -> list[Batch]:
+    """One batch per backend, family and table, committed at once by the adapter. Pure.
+
+    The shell commands delete by spec, or by number with `by_number` (the article's
+    `iptables -D CHAIN NUMBER`, right only while nothing else changes the chain).
+    """
     groups: dict[tuple[str, str, str], list[Finding]] = {}
     for finding in findings:
         groups.setdefault((finding.backend, finding.family, finding.table), []).append(finding)
@@ -255,20 +267,31 @@ def build_batches(findings: Sequence[Finding]) -> list[Batch]:
     for (backend, family, table), group in groups.items():
         group.sort(key=lambda f: (f.chain or "", f.line or 0))
         steps = []
-        deletes = []
+        targets = []
         inserts = []
         for finding in group:
             spec = finding.rule.split(" ", 2)[2]
             chain = finding.chain or ""
-            deletes.append(f"-D {chain} {spec}")
-            inserts.append(f"-I {chain} {finding.line} {spec}")
-            base = [display_tool(backend, family), "-t", table]
+            line = finding.line or 0
+            targets.append(RuleTarget(chain, line, spec))
+            inserts.append(f"-I {chain} {line} {spec}")
+            base = [display_tool(backend, family), "-t", table, "-D", chain]
             steps.append(
                 Step(
                     finding=finding,
-                    command=shlex.join([*base, "-D", chain, *split_spec(spec)]),
+                    command=shlex.join(
+                        [*base, str(line)] if by_number else [*base, *split_spec(spec)]
+                    ),
                     undo_command=shlex.join(
-                        [*base, "-I", chain, str(finding.line), *split_spec(spec)]
+                        [
+                            display_tool(backend, family),
+                            "-t",
+                            table,
+                            "-I",
+                            chain,
+                            str(line),
+                            *split_spec(spec),
+                        ]
                     ),
                 )
             )
@@ -277,7 +300,7 @@ def build_batches(findings: Sequence[Finding]) -> list[Batch]:
                 layer=LAYER,
                 scope=f"{backend} {family} {table}",
                 steps=tuple(steps),
-                payload=(f"*{table}", *deletes, "COMMIT"),
+                payload=tuple(targets),
                 # Re-inserting in ascending line order puts every rule back at its number.
                 undo_payload=(f"*{table}", *inserts, "COMMIT"),
             )
@@ -285,33 +308,28 @@ def build_batches(findings: Sequence[Finding]) -> list[Batch]:
     return batches
 
 
-def build_number_batch(finding: Finding) -> Batch:
-    """Delete one rule by its number, as the article's `iptables -D CHAIN NUMBER` does. Pure.
+def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tuple[str, int]]:
+    """Where each target rule is now, as (chain, 0-based index). Pure.
 
-    The adapter checks the rule is still `finding.rule` before deleting it.
+    A rule still at its number is taken there; one that slid (fail2ban inserted above it) is
+    taken at the copy of its spec nearest its old number; a rule that is gone raises.
     """
-    chain = finding.chain or ""
-    spec = finding.rule.split(" ", 2)[2]
-    base = [display_tool(finding.backend, finding.family), "-t", finding.table]
-    step = Step(
-        finding=finding,
-        command=shlex.join([*base, "-D", chain, str(finding.line)]),
-        undo_command=shlex.join([*base, "-I", chain, str(finding.line), *split_spec(spec)]),
-    )
-    return Batch(
-        layer=LAYER,
-        scope=f"{finding.backend} {finding.family} {finding.table}",
-        steps=(step,),
-        payload=(f"*{finding.table}", f"-D {chain} {finding.line}", "COMMIT"),
-        undo_payload=(f"*{finding.table}", f"-I {chain} {finding.line} {spec}", "COMMIT"),
-    )
-
-
-_NUMBER_DELETE = re.compile(r"-D \S+ \d+")
-
-
-def is_number_delete(batch: Batch) -> bool:
-    return len(batch.steps) == 1 and _NUMBER_DELETE.fullmatch(batch.payload[1]) is not None
+    claimed: set[tuple[str, int]] = set()
+    for target in targets:
+        rules = chains[target.chain].rules if target.chain in chains else []
+        spots = [
+            i
+            for i, spec in enumerate(rules)
+            if spec == target.spec and (target.chain, i) not in claimed
+        ]
+        if not spots:
+            raise RuleChangedError(
+                LAYER,
+                f"'-A {target.chain} {target.spec}' (rule {target.line} when read) is gone; "
+                "nothing in its table was changed. Run again to see the rules as they are now",
+            )
+        claimed.add((target.chain, min(spots, key=lambda i: abs(i + 1 - target.line))))
+    return sorted(claimed, key=lambda spot: (spot[0], -spot[1]))
 
 
 def restore_input(lines: Sequence[str]) -> str:
@@ -425,10 +443,52 @@ class XtablesLayer:
         return build_batches([f for f in findings if f.layer == LAYER])
 
     def apply(self, batch: Batch) -> None:
-        if is_number_delete(batch):
-            self._delete_by_number(batch.steps[0].finding)
+        """Delete the batch's rules in one commit, each only if it is still there.
+
+        legacy: hold the xtables lock (fail2ban's `iptables -w` waits for it) from reading the
+        table to libiptc's commit, so nothing can move between the check and the delete.
+        nft: map positions to nft handles (never reused) read before and after the check,
+        and delete by handle in one nft transaction.
+        """
+        backend, family, table = batch.scope.split(" ")
+        targets: list[RuleTarget] = list(batch.payload)
+        self._cache.pop((backend, family), None)
+        if backend == "legacy":
+            with xtables_lock():
+                spots = locate(self._table_now(backend, family, table), targets)
+                _libiptc_delete(family, table, spots)
         else:
-            self._restore(batch, batch.payload)
+            self._delete_nft(family, table, targets)
+        self._cache.pop((backend, family), None)
+
+    def _table_now(self, backend: str, family: str, table: str) -> dict[str, Chain]:
+        out = run(LAYER, [tool(backend, family, "-save"), "-t", table]).stdout
+        return parse_save(out, backend, family).tables.get(table, Table(table)).chains
+
+    def _delete_nft(self, family: str, table: str, targets: Sequence[RuleTarget]) -> None:
+        nft_family = "ip" if family == "ipv4" else "ip6"
+        chains = sorted({t.chain for t in targets})
+        for _attempt in range(3):
+            before = {c: _nft_handles(nft_family, table, c) for c in chains}
+            spots = locate(self._table_now("nft", family, table), targets)
+            after = {c: _nft_handles(nft_family, table, c) for c in chains}
+            if before != after:
+                continue  # the chain changed while it was read: read again
+            script = "".join(
+                f"delete rule {nft_family} {table} {chain} handle {after[chain][index]}\n"
+                for chain, index in spots
+            )
+            result = run(LAYER, ["nft", "-f", "-"], stdin=script, check=False)
+            if result.returncode != 0:
+                raise RuleChangedError(
+                    LAYER,
+                    f"nft refused deleting from table {table} ({_first(result.stderr)}); "
+                    "nothing in that table was changed. Run again",
+                )
+            return
+        raise RuleChangedError(
+            LAYER, f"table {table} kept changing while it was read; nothing deleted"
+        )
 
     def revert(self, batch: Batch) -> None:
         self._restore(batch, batch.undo_payload)
@@ -511,65 +571,6 @@ class XtablesLayer:
             )
         return holders[0]
 
-    def _delete_by_number(self, finding: Finding) -> None:
-        """Delete rule `finding.line`, but only while it is still exactly `finding.rule`."""
-        if finding.backend == "legacy":
-            # Hold the xtables lock from the check to the commit: `iptables -w` writers
-            # (fail2ban) wait, so the rule checked is the rule libiptc deletes.
-            with xtables_lock():
-                self._check_unchanged(finding)
-                _libiptc_delete(
-                    finding.family, finding.table, finding.chain or "", finding.line or 0
-                )
-            self._cache.pop(("legacy", finding.family), None)
-            return
-        nft_family = "ip" if finding.family == "ipv4" else "ip6"
-        chain = finding.chain or ""
-        for _attempt in range(3):
-            before = _nft_handles(nft_family, finding.table, chain)
-            self._check_unchanged(finding)
-            after = _nft_handles(nft_family, finding.table, chain)
-            # nft never reuses a handle, so equal lists mean the save saw exactly this chain.
-            if before == after:
-                handle = after[(finding.line or 0) - 1]
-                run(
-                    LAYER,
-                    [
-                        "nft",
-                        "delete",
-                        "rule",
-                        nft_family,
-                        finding.table,
-                        chain,
-                        "handle",
-                        str(handle),
-                    ],
-                )
-                self._cache.pop(("nft", finding.family), None)
-                return
-        raise RuleChangedError(
-            LAYER, f"chain {chain} kept changing while it was read; nothing deleted"
-        )
-
-    def _check_unchanged(self, finding: Finding) -> None:
-        self._cache.pop((finding.backend, finding.family), None)
-        table = self.ruleset(finding.backend, finding.family).tables.get(finding.table)
-        chain = table.chains.get(finding.chain or "") if table else None
-        rules = [f"-A {chain.name} {spec}" for spec in chain.rules] if chain else []
-        line = finding.line or 0
-        if line <= len(rules) and rules[line - 1] == finding.rule:
-            return
-        where = (
-            f"it is now rule {rules.index(finding.rule) + 1}"
-            if finding.rule in rules
-            else "it is gone"
-        )
-        raise RuleChangedError(
-            LAYER,
-            f"rule {line} of {finding.chain} is no longer '{finding.rule}' ({where}); "
-            "nothing deleted. List the chain again and retry",
-        )
-
 
 def _first(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -612,8 +613,11 @@ class xtables_lock:  # noqa: N801 - used as a context manager, like open()
         os.close(self._fd)
 
 
-def _libiptc_delete(family: str, table: str, chain: str, number: int) -> None:
-    """Delete rule NUMBER in-process through libiptc, one commit (the caller holds the lock)."""
+def _libiptc_delete(family: str, table: str, spots: Sequence[tuple[str, int]]) -> None:
+    """Delete rules by (chain, index) in-process through libiptc, in one commit.
+
+    The caller holds the xtables lock and gives indices highest first within each chain.
+    """
     try:
         import iptc  # python-iptables; imported here: it loads libxtables
     except Exception as exc:  # noqa: BLE001 - any import failure means the same thing here
@@ -621,6 +625,15 @@ def _libiptc_delete(family: str, table: str, chain: str, number: int) -> None:
     table_class = iptc.Table if family == "ipv4" else iptc.Table6
     handle = table_class(table, autocommit=False)
     handle.refresh()
-    if not handle._iptc.iptc_delete_num_entry(chain.encode(), number - 1, handle._handle):
-        raise LayerError(LAYER, f"libiptc could not delete rule {number} of {chain}")
-    handle.commit()
+    for chain, index in spots:
+        if not handle._iptc.iptc_delete_num_entry(chain.encode(), index, handle._handle):
+            handle.refresh()  # drop the uncommitted deletions
+            raise LayerError(
+                LAYER, f"libiptc could not delete rule {index + 1} of {chain}; nothing changed"
+            )
+    try:
+        handle.commit()
+    except iptc.IPTCError as exc:
+        raise LayerError(
+            LAYER, f"libiptc could not commit table {table}: {exc}; nothing changed"
+        ) from None
