@@ -423,3 +423,48 @@ def test_odd_names_are_quoted_for_nft() -> None:
     (batch,) = build_batches([odd])
     assert batch.payload == ('delete rule ip "my table" "1st" handle 5',)
     assert batch.steps[0].command == "nft delete rule ip '\"my table\"' '\"1st\"' handle 5"
+
+
+# `nft -a -s list table inet x`: objects besides sets and chains, and a map.
+X_TEXT = """\
+table inet x { # handle 1
+\tcounter cnt { # handle 2
+\t}
+
+\tquota q { # handle 3
+\t\tover 10 mbytes
+\t}
+
+\tmap m { # handle 4
+\t\ttype ipv4_addr : verdict
+\t\telements = { 1.2.3.4 : drop, 5.6.7.8 : accept }
+\t}
+
+\tchain c { # handle 1
+\t\tcomment "my chain"
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip saddr vmap @m # handle 6
+\t\tcounter name "cnt" # handle 7
+\t}
+}
+"""
+
+
+def test_other_objects_are_kept_and_do_not_end_the_table() -> None:
+    (x,) = parse_table_text(X_TEXT)
+    assert [(s.kind, s.name, s.elements) for s in x.sets] == [("map", "m", 2)]
+    assert [(c.name, c.header, c.rules) for c in x.chains] == [
+        (
+            "c",
+            ['comment "my chain"', "type filter hook input priority filter; policy accept;"],
+            [(6, "ip saddr vmap @m"), (7, 'counter name "cnt"')],
+        )
+    ]
+    assert format_table(x)[5:11] == [
+        "\tcounter cnt { # handle 2",
+        "\t}",
+        "\tquota q { # handle 3",
+        "\t\tover 10 mbytes",
+        "\t}",
+        "\tchain c { # handle 1",
+    ]
