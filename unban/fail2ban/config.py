@@ -71,12 +71,6 @@ def parse_text(text: str, path: str) -> ParsedFile:
     parser = _parser()
     try:
         parser.read_string(text, source=path)
-    except configparser.ParsingError as exc:
-        first_lineno, first_line = exc.errors[0]
-        raise ConfigError(
-            f"{path}, line {first_lineno}: cannot parse {first_line.strip()}; fix the file first, unban "
-            "changes nothing until it parses"
-        ) from None
     except (
         configparser.DuplicateSectionError,
         configparser.DuplicateOptionError,
@@ -84,9 +78,17 @@ def parse_text(text: str, path: str) -> ParsedFile:
     ) as exc:
         lineno = getattr(exc, "lineno", None) or "?"
         reason = str(exc).split("]: ", 1)[-1].replace("\n", " ")
+        if isinstance(exc, configparser.MissingSectionHeaderError):
+            reason = f"no section header before {exc.line.strip()!r}"
         raise ConfigError(
             f"{path}, line {lineno}: {reason}; fix the file first, unban changes nothing "
             "until it parses"
+        ) from None
+    except configparser.ParsingError as exc:
+        first_lineno, first_line = exc.errors[0]
+        raise ConfigError(
+            f"{path}, line {first_lineno}: cannot parse {first_line.strip()}; fix the file "
+            "first, unban changes nothing until it parses"
         ) from None
     except configparser.Error as exc:
         raise ConfigError(f"{path}: {exc}".replace("\n", " ")) from None

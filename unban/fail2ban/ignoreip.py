@@ -62,12 +62,11 @@ def parse_ignore_target(text: str, *, force: bool) -> Network:
 
     try:
         return parse_target(text)
-    except InputError:
-        raw = text.strip()
+    except InputError as exc:
         try:
-            network = ipaddress.ip_network(raw, strict=True)
+            network = ipaddress.ip_network(text.strip(), strict=True)
         except ValueError:
-            raise
+            raise exc from None
         if not force:
             raise InputError(
                 f"'{text}' is {network.num_addresses:,} addresses: fail2ban would never ban any "

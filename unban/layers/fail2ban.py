@@ -214,7 +214,7 @@ class Fail2banLayer:
                 return [
                     LayerStatus(LAYER, True, f"server {self._version} at {self.paths().socket}")
                 ]
-        except LayerError as exc:
+        except (LayerError, ConfigError) as exc:
             return [LayerStatus(LAYER, False, str(exc))]
         dbfile = self.paths().dbfile
         if dbfile and os.path.isfile(dbfile):
@@ -230,6 +230,10 @@ class Fail2banLayer:
     def find(self, target: Network) -> list[Finding]:
         if not self.present():
             return []
+        try:
+            self.paths()
+        except ConfigError:
+            return []  # status() says why: fail2ban cannot start with this config either
         if self.running():
             return [to_finding(b, target, "server") for b in self._server_bans(target)]
         return [to_finding(b, target, "database") for b in self._stored_bans(target)]
@@ -314,7 +318,7 @@ class Fail2banLayer:
             return []
         try:
             running = self.running()
-        except LayerError:
+        except (LayerError, ConfigError):
             return []
         lines: list[str] = []
         data: dict[str, Any] = {"confdir": self.confdir, "running": running, "jails": []}

@@ -1,0 +1,175 @@
+"""Change sets: register before write, atomic writes keeping owner and mode, rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unban.errors import InputError
+from unban.reverter import Reverter, ReverterError, atomic_write, describe
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_write_keeps_owner_and_mode(tmp_path: Path) -> None:
+    target = tmp_path / "jail.local"
+    target.write_text("old\n")
+    os.chmod(target, 0o640)
+    if os.geteuid() == 0:
+        os.chown(target, 65534, 65534)
+    inode = target.stat().st_ino
+    atomic_write(target, b"new\n")
+    assert target.read_bytes() == b"new\n"
+    assert mode(target) == 0o640
+    assert target.stat().st_ino != inode  # replaced by rename, never rewritten in place
+    if os.geteuid() == 0:
+        assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
+    assert [p.name for p in tmp_path.iterdir()] == ["jail.local"]  # no temp file left
+
+
+def test_atomic_write_through_symlink_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.local"
+    real.write_text("a")
+    link = tmp_path / "link.local"
+    link.symlink_to(real)
+    atomic_write(link, b"b")
+    assert link.is_symlink() and real.read_text() == "b"
+
+
+def test_atomic_write_new_file_mode(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "new", b"x", mode=0o600)
+    assert mode(tmp_path / "new") == 0o600
+
+
+def test_state_dir_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    reverter = Reverter(state)
+    reverter.begin("x")
+    assert mode(state) == 0o700 and mode(state / "changes") == 0o700
+    os.chmod(state, 0o755)
+    Reverter(state).begin("y")
+    assert mode(state) == 0o700
+
+
+def test_register_then_write_then_rollback_byte_for_byte(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    edited = conf / "jail.local"
+    edited.write_bytes(b"[DEFAULT]\r\nignoreip = 1.2.3.4 \t\n# no newline at end")
+    os.chmod(edited, 0o600)
+    os.utime(edited, ns=(1_000_000_000_000_000_000, 1_500_000_000_123_456_789))
+    before = edited.read_bytes(), edited.stat()
+    created = conf / "jail.d" / "new.local"
+    created.parent.mkdir()
+
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("ignore 203.0.113.4")
+    change.write(edited, b"changed")
+    change.write(created, b"[sshd]\n", mode=0o644)
+    change.record_action("live", jail="sshd", summary="live: addignoreip")
+    change.finalize()
+    manifest = json.loads((change.path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and len(manifest["files"]) == 2
+
+    undone: list[dict[str, Any]] = []
+    info = reverter.rollback(handlers={"live": undone.append})
+    assert info.id == change.id and info.status == "rolled-back"
+    assert edited.read_bytes() == before[0]
+    after = edited.stat()
+    assert (mode(edited), after.st_uid, after.st_mtime_ns) == (
+        0o600,
+        before[1].st_uid,
+        1_500_000_000_123_456_789,
+    )
+    assert not created.exists()
+    assert undone == [{"kind": "live", "jail": "sshd", "summary": "live: addignoreip"}]
+    with pytest.raises(InputError, match="no change set to roll back"):
+        reverter.rollback()
+
+
+def test_backup_is_taken_before_the_write(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("original")
+    change = Reverter(tmp_path / "state").begin("x")
+    record = change.register(target)
+    target.write_text("clobbered by someone")  # even a non-atomic write afterwards
+    assert (change.path / (record.backup or "")).read_text() == "original"
+    change.rollback()
+    assert target.read_text() == "original"
+
+
+def test_list_get_and_ids(tmp_path: Path) -> None:
+    reverter = Reverter(tmp_path / "state")
+    first = reverter.begin("one")
+    first.finalize()
+    second = reverter.begin("two")  # in progress (interrupted): still rollback-able
+    assert [i.id for i in reverter.list()] == ["1", "2"]
+    assert reverter.get().id == "2" and reverter.get("0001").id == "1"
+    with pytest.raises(InputError, match="no change set 7"):
+        reverter.get("7")
+    reverter.rollback("2")
+    assert reverter.get().id == "1"
+    text = "\n".join(describe(reverter.list()))
+    assert "rolled-back  two" in text and "done         one" in text
+    assert second.path.name == "0002"
+
+
+def test_rollback_refuses_unknown_action_kinds_and_checks(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("a")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(target, b"b")
+    change.record_action("mystery")
+    with pytest.raises(ReverterError, match="cannot undo here: mystery"):
+        reverter.rollback()
+    assert target.read_text() == "b"
+
+    def refuse(_info: Any) -> None:
+        raise InputError("not now")
+
+    with pytest.raises(InputError, match="not now"):
+        reverter.rollback(handlers={"mystery": lambda a: None}, check=refuse)
+    assert target.read_text() == "b"
+    reverter.rollback(handlers={"mystery": lambda a: None})
+    assert target.read_text() == "a"
+
+
+def test_a_failing_undo_still_restores_files_and_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("a")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(target, b"b")
+    change.record_action("live")
+
+    def boom(_action: Any) -> None:
+        raise RuntimeError("server gone")
+
+    with pytest.raises(ReverterError, match="only partly rolled back: live: server gone"):
+        reverter.rollback(handlers={"live": boom})
+    assert target.read_text() == "a"
+
+
+def test_empty_change_set_can_be_discarded(tmp_path: Path) -> None:
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("nothing")
+    change.discard()
+    assert reverter.list() == []
+
+
+def test_state_dir_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    with pytest.raises(ReverterError, match="owned by uid 65534"):
+        Reverter(state).begin("x")
