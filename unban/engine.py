@@ -52,11 +52,14 @@ def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Pla
     """The plan that removes every targeted finding (broad ones too with `broad`). Pure."""
     chosen = [f for f in report.findings if f.targeted or broad]
     skipped = tuple(f for f in report.findings if not (f.targeted or broad))
-    chosen = [f for f in chosen if not left_to_fail2ban(f, chosen)]
+    ours = [f for f in chosen if not left_to_fail2ban(f, chosen)]
     batches: list[Batch] = []
     for layer in layers:
-        batches.extend(layer.plan([f for f in chosen if f.layer == layer.name]))
-    return Plan(report.target, tuple(batches), skipped)
+        batches.extend(layer.plan([f for f in ours if f.layer == layer.name]))
+    # A layer may decline a finding (firewalld's table belongs to firewall-cmd): say so.
+    planned = {step.finding for batch in batches for step in batch.steps}
+    declined = tuple(f for f in ours if f not in planned)
+    return Plan(report.target, tuple(batches), skipped + declined)
 
 
 def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:

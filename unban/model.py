@@ -18,7 +18,7 @@ class Finding:
 
     layer: str  # iptables | nftables | ipset | route | xt_recent
     backend: str  # legacy | nft for iptables; the binary or library otherwise
-    family: str  # ipv4 | ipv6 | inet
+    family: str  # ipv4 | ipv6, or the nft table family: inet, netdev, bridge
     table: str
     chain: Optional[str]
     line: Optional[int]
@@ -81,7 +81,7 @@ class Batch:
 class Plan:
     target: str
     batches: tuple[Batch, ...]
-    skipped: tuple[Finding, ...] = ()  # broad findings left alone (no --broad)
+    skipped: tuple[Finding, ...] = ()  # broad ones without --broad; ones a layer declined
 
     @property
     def steps(self) -> tuple[Step, ...]:

@@ -49,9 +49,15 @@ def plan_text(plan: Plan) -> list[str]:
                     lines.append(f"    remove {finding.rule}")
                 lines.append(f"      $ {step.command}")
                 lines.append(f"      undo: {step.undo_command}")
-    if plan.skipped:
+    broad = [f for f in plan.skipped if not f.targeted]
+    declined = [f for f in plan.skipped if f.targeted]
+    if broad:
         lines.append(f"left alone, broader than {plan.target} (add --broad to remove them too):")
-        for finding in plan.skipped:
+        for finding in broad:
+            lines.extend(finding_lines(finding))
+    if declined:
+        lines.append("left alone, owned by another tool (change them with that tool):")
+        for finding in declined:
             lines.extend(finding_lines(finding))
     return lines
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
 
 import pytest
 
@@ -9,7 +10,8 @@ from tests.fakes import MemoryLayer
 from unban import engine
 from unban.address import parse_target
 from unban.errors import ApplyError, ExitStatus
-from unban.model import Batch
+from unban.model import Batch, Finding
+from unban.render import plan_text
 
 
 def three_scopes() -> MemoryLayer:
@@ -92,3 +94,17 @@ def test_success_reports_every_applied_batch() -> None:
     assert seen == ["a", "b", "c"]
     assert [b.scope for b in outcome.applied] == ["a", "b", "c"]
     assert engine.find(parse_target("203.0.113.4"), [layer]).findings[0].network == "203.0.113.0/24"
+
+
+def test_findings_a_layer_declines_are_listed_as_skipped() -> None:
+    """firewalld's table belongs to firewall-cmd: the nft layer plans nothing for it."""
+
+    class Declining(MemoryLayer):
+        def plan(self, findings: Sequence[Finding]) -> list[Batch]:
+            return super().plan([f for f in findings if f.table != "firewalld"])
+
+    layer = Declining("memory", [("a", "203.0.113.4/32"), ("firewalld", "203.0.113.4/32")])
+    plan = engine.plan(engine.find(parse_target("203.0.113.4"), [layer]), [layer])
+    assert [b.scope for b in plan.batches] == ["a"]
+    assert [(f.table, f.targeted) for f in plan.skipped] == [("firewalld", True)]
+    assert "left alone, owned by another tool" in "\n".join(plan_text(plan))

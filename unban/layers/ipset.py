@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Optional
@@ -25,7 +25,16 @@ from typing import Optional
 from unban.address import Network, family_of
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import RuleRef, SourceMatcher, XtablesLayer, restore_input, set_rules
+from unban.layers.xtables import (
+    RuleRef,
+    SourceMatcher,
+    XtablesLayer,
+    by_name,
+    dropped_by,
+    restore_input,
+    rules_shown,
+    set_rules,
+)
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
 from unban.system import first_line, run, which
 
@@ -207,32 +216,6 @@ def failed_line(error: str) -> Optional[int]:
     """N from ipset's `Error in line N: ...`; lines after N were not run."""
     match = re.search(r"Error in line (\d+):", error)
     return int(match.group(1)) if match else None
-
-
-def by_name(refs: Iterable[RuleRef]) -> dict[str, list[RuleRef]]:
-    """Set or list name -> the rules that drop its members, in ruleset order."""
-    rules: dict[str, list[RuleRef]] = {}
-    for ref in refs:
-        rules.setdefault(ref.name, []).append(ref)
-    return rules
-
-
-def rules_shown(query: ListQuery, rules: Sequence[RuleRef]) -> list[RuleRef]:
-    """The rules `unban list --table/--chain/-4/-6` asks for."""
-    return [
-        r
-        for r in rules
-        if (not query.table or r.table == query.table)
-        and (not query.chain or r.chain == query.chain)
-        and (not query.family or r.family == query.family)
-    ]
-
-
-def dropped_by(rules: Sequence[RuleRef]) -> str:
-    """`dropped by nft ipv4 filter INPUT #1; ...` for a listing line."""
-    return "dropped by " + "; ".join(
-        f"{r.backend} {r.family} {r.table} {r.chain} #{r.line}" for r in rules
-    )
 
 
 def listing_line(header: SetHeader, rules: Sequence[RuleRef]) -> str:

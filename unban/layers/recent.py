@@ -21,8 +21,16 @@ from typing import Union
 from unban.address import Network, family_of, is_targeted, overlaps
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.ipset import by_name, dropped_by, rules_shown
-from unban.layers.xtables import RuleRef, XtablesLayer, option_value, recent_rules, split_spec
+from unban.layers.xtables import (
+    RuleRef,
+    XtablesLayer,
+    by_name,
+    dropped_by,
+    option_value,
+    recent_rules,
+    rules_shown,
+    split_spec,
+)
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
 
 LAYER = "xt_recent"

@@ -14,7 +14,7 @@ import os
 import shlex
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -147,6 +147,32 @@ class RuleRef:
     rule: str
     verdict: str
     name: str  # the set or recent-list name
+
+
+def by_name(refs: Iterable[RuleRef]) -> dict[str, list[RuleRef]]:
+    """Set or list name -> the rules that drop its members, in ruleset order."""
+    rules: dict[str, list[RuleRef]] = {}
+    for ref in refs:
+        rules.setdefault(ref.name, []).append(ref)
+    return rules
+
+
+def rules_shown(query: ListQuery, rules: Sequence[RuleRef]) -> list[RuleRef]:
+    """The rules `unban list --table/--chain/-4/-6` asks for."""
+    return [
+        r
+        for r in rules
+        if (not query.table or r.table == query.table)
+        and (not query.chain or r.chain == query.chain)
+        and (not query.family or r.family == query.family)
+    ]
+
+
+def dropped_by(rules: Sequence[RuleRef]) -> str:
+    """`dropped by nft ipv4 filter INPUT #1; ...` for a listing line."""
+    return "dropped by " + "; ".join(
+        f"{r.backend} {r.family} {r.table} {r.chain} #{r.line}" for r in rules
+    )
 
 
 def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
@@ -314,14 +340,16 @@ def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tupl
     A rule still at its number is taken there; one that slid (fail2ban inserted above it) is
     taken at the copy of its spec nearest its old number; a rule that is gone raises.
     """
+    positions: dict[str, dict[str, list[int]]] = {}
+    for name in {target.chain for target in targets}:
+        by_spec: dict[str, list[int]] = {}
+        for index, spec in enumerate(chains[name].rules if name in chains else []):
+            by_spec.setdefault(spec, []).append(index)
+        positions[name] = by_spec
     claimed: set[tuple[str, int]] = set()
     for target in targets:
-        rules = chains[target.chain].rules if target.chain in chains else []
-        spots = [
-            i
-            for i, spec in enumerate(rules)
-            if spec == target.spec and (target.chain, i) not in claimed
-        ]
+        spots = positions[target.chain].get(target.spec, [])
+        spots = [i for i in spots if (target.chain, i) not in claimed]
         if not spots:
             raise RuleChangedError(
                 LAYER,
