@@ -12,6 +12,7 @@ Prints a Markdown table (the one in README) with each ratio unban / system tool.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -182,6 +183,60 @@ def bench_sets(size: int, repeat: int) -> list[tuple[str, str, Timing, Timing]]:
     return rows
 
 
+LIBRARY_PROBE = """
+import json, socket, subprocess, sys, time
+n = int(sys.argv[1])
+routes = "".join(f"route add unreachable 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/32\\n" for i in range(n))
+subprocess.run(["ip", "-batch", "-"], input=routes, text=True, check=True)
+subprocess.run(["ipset", "create", "s", "hash:ip"], check=True)
+subprocess.run(["ipset", "add", "s", "203.0.113.4"], check=True)
+result = {}
+start = time.perf_counter()
+for family in ("-4", "-6"):
+    for kind in ("unreachable", "blackhole", "prohibit"):
+        json.loads(subprocess.run(["ip", "-j", family, "route", "show", "table", "all", "type", kind],
+                                  capture_output=True, text=True).stdout or "[]")
+result["routes_ip"] = time.perf_counter() - start
+start = time.perf_counter()
+from pyroute2 import IPRoute, IPSet
+with IPRoute() as ipr:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        [m for m in ipr.route("dump", family=family) if m["type"] in (2, 6, 7)]
+result["routes_pyroute2"] = time.perf_counter() - start
+start = time.perf_counter()
+subprocess.run(["ipset", "test", "s", "203.0.113.4"], capture_output=True)
+result["ipset_test_binary"] = time.perf_counter() - start
+start = time.perf_counter()
+with IPSet() as ips:
+    ips.test("s", "203.0.113.4")
+result["ipset_test_pyroute2"] = time.perf_counter() - start
+print(json.dumps(result))
+"""
+
+
+def bench_libraries(size: int) -> list[tuple[str, str, Timing, Timing]]:
+    """pyroute2 (a first choice for routes and ipsets) against the binaries unban uses.
+
+    Library times include its import, which a one-shot CLI pays on every run.
+    """
+    with Namespace() as ns:
+        result = json.loads(ns.run(sys.executable, "-c", LIBRARY_PROBE, str(size)))
+    return [
+        (
+            f"pyroute2 reads {size:,} blocking routes",
+            "ip -j route show (6 calls)",
+            Timing(result["routes_pyroute2"], 0),
+            Timing(result["routes_ip"], 0),
+        ),
+        (
+            "pyroute2 IPSet tests one address",
+            "ipset test",
+            Timing(result["ipset_test_pyroute2"], 0),
+            Timing(result["ipset_test_binary"], 0),
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -201,13 +256,15 @@ def main() -> None:
     rows.extend(bench_sets(biggest, args.repeat))
     if not args.no_iptc:
         rows.append(bench_iptc(biggest))
+    rows.extend(bench_libraries(min(biggest, 10000)))
 
-    print("| case | unban | system tool | tool | ratio | unban peak RSS |")
+    print("| case | unban | system tool | tool | ratio | peak RSS |")
     print("| --- | ---: | ---: | --- | ---: | ---: |")
     for case, tool, ours, theirs in rows:
         print(
             f"| {case} | {ours.seconds:.3f} s | {theirs.seconds:.3f} s | `{tool}` | "
-            f"{ours.seconds / theirs.seconds:.2f}x | {ours.max_rss_kb / 1024:.0f} MB |"
+            f"{ours.seconds / theirs.seconds:.2f}x | "
+            f"{f'{ours.max_rss_kb / 1024:.0f} MB' if ours.max_rss_kb else '-'} |"
         )
 
 
