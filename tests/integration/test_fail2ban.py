@@ -178,3 +178,55 @@ def test_database_edited_when_server_is_stopped(fail2ban_factory: Factory) -> No
     assert f2b.dbfile.read_bytes() == db_before
     f2b.start()
     f2b.wait_banned("sshd", IP, timeout=10)
+
+
+def test_ipv6_ban(fail2ban_factory: Factory) -> None:
+    ip6 = "2001:db8::4"
+    f2b = fail2ban_factory(jails={"sshd": {}}, default={"allowipv6": "auto"})
+    f2b.fail(ip6)
+    f2b.wait_banned("sshd", ip6)
+
+    def held() -> bool:
+        return f"-s {ip6}/128" in f2b.ns.run("ip6tables", "-S", "f2b-sshd", check=False).stdout
+
+    assert eventually(held)
+    report = f2b.unban_json("find", "2001:0db8:0:0::4")  # any spelling
+    ban = next(f for f in report["findings"] if f["layer"] == "fail2ban")
+    assert ban["family"] == "ipv6" and ban["network"] == f"{ip6}/128"
+    proc = f2b.unban("remove", ip6)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert ip6 not in f2b.banned("sshd") and not held()
+
+
+def test_route_action_leaves_its_route_to_fail2ban(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {"banaction": "route"}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+
+    def routed() -> bool:
+        return IP in f2b.ns.run("ip", "route", "show", "type", "unreachable").stdout
+
+    assert eventually(routed)
+    report = f2b.unban_json("find", IP)
+    layers = sorted(f["layer"] for f in report["findings"])
+    assert layers == ["fail2ban", "route"]
+    ban = next(f for f in report["findings"] if f["layer"] == "fail2ban")
+    assert ban["clears"] == ["route"]
+    dry = f2b.unban_json("remove", IP, "--dry-run")
+    assert [b["layer"] for b in dry["plan"]["batches"]] == ["fail2ban"]
+    proc = f2b.unban("remove", IP)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert not routed() and IP not in f2b.banned("sshd")
+
+
+def test_network_target_finds_every_ban_inside(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {}})
+    for ip in ("203.0.113.4", "203.0.113.9"):
+        f2b.fail(ip)
+    f2b.wait_banned("sshd", "203.0.113.4")
+    f2b.wait_banned("sshd", "203.0.113.9")
+    report = f2b.unban_json("find", "203.0.113.0/28")
+    bans = sorted(f["network"] for f in report["findings"] if f["layer"] == "fail2ban")
+    assert bans == ["203.0.113.4/32", "203.0.113.9/32"]
+    assert f2b.unban("remove", "203.0.113.0/28").returncode == 0
+    assert f2b.banned("sshd") == []

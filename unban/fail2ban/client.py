@@ -45,7 +45,7 @@ class ServerError(LayerError):
     def __init__(self, command: Sequence[str], failure: BaseException) -> None:
         name = getattr(failure, "remote_name", type(failure).__name__)
         detail = str(failure) or name
-        super().__init__(LAYER, f"fail2ban refused '{shlex.join(command)}': {name}: {detail}")
+        super().__init__(LAYER, f"fail2ban refused '{_short(command)}': {name}: {_clip(detail)}")
         self.command = tuple(command)
         self.failure = failure
 
@@ -197,7 +197,7 @@ class Client:
             raw = self._receive(self._sock)
         except socket.timeout:
             self.close()
-            raise self._timeout(f"running '{shlex.join(command)}'") from None
+            raise self._timeout(f"running '{_short(command)}'") from None
         except OSError as exc:
             self.close()
             raise LayerError(
@@ -206,9 +206,9 @@ class Client:
         try:
             reply = safe_loads(raw)
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-            raise LayerError(LAYER, f"unreadable reply to '{shlex.join(command)}': {exc}") from None
+            raise LayerError(LAYER, f"unreadable reply to '{_short(command)}': {exc}") from None
         if not (isinstance(reply, tuple) and len(reply) == 2 and reply[0] in (0, 1)):
-            raise LayerError(LAYER, f"unexpected reply to '{shlex.join(command)}': {reply!r:.200}")
+            raise LayerError(LAYER, f"unexpected reply to '{_short(command)}': {reply!r:.200}")
         status, result = reply
         if status == 1:
             failure = result if isinstance(result, BaseException) else RemoteFailure(result)
@@ -225,6 +225,14 @@ class Client:
             if len(chunks) > MAX_REPLY:
                 raise OSError(f"reply larger than {MAX_REPLY} bytes")
         return bytes(chunks[: -len(END)])
+
+
+def _short(command: Sequence[str]) -> str:
+    return _clip(shlex.join(command))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _peer_uid(sock: socket.socket) -> Optional[int]:
