@@ -291,3 +291,83 @@ def test_plan_raises_refusal(tmp_path: Path) -> None:
         plan_edits(
             read_tree(confdir, "jail"), ["sshd"], IP, restricted=False, refuse=lambda p: "nope"
         )
+
+
+# ---------------------------------------------------------------- apply rolls back
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the socket must be root's")
+def test_apply_rolls_back_files_when_going_live_fails(tmp_path: Path) -> None:
+    import pickle
+    import shutil
+    import socket
+    import threading
+
+    from unban.fail2ban.client import END
+    from unban.fail2ban.ignoreip import FileEdit, IgnoreError, IgnorePlan, LiveChange, apply
+    from unban.reverter import Reverter
+
+    if shutil.which("fail2ban-client") is None:
+        pytest.skip("fail2ban-client is not installed")
+    confdir = tmp_path / "conf"
+    confdir.mkdir(mode=0o755)
+    os.chmod(confdir, 0o755)
+    (confdir / "fail2ban.conf").write_text("[Definition]\nloglevel = INFO\n")
+    (confdir / "jail.conf").write_text("[DEFAULT]\n")
+    local = confdir / "jail.local"
+    local.write_text("[DEFAULT]\nignoreip = 127.0.0.1/8\n")
+    os.chmod(local, 0o644)
+    original = local.read_bytes()
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    os.chmod(run, 0o755)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(run / "f.sock"))
+    server.listen(1)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while True:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    while END in data:
+                        message, data = data.split(END, 1)
+                        if message.startswith(b"<F2B"):
+                            continue
+                        request = pickle.loads(message)
+                        if request == ["status"]:
+                            reply: object = (0, [("Number of jail", 0), ("Jail list", "")])
+                        else:
+                            reply = (1, KeyError("sshd"))
+                        conn.sendall(pickle.dumps(reply) + END)
+
+    threading.Thread(target=serve, daemon=True).start()
+    change = ("set", "sshd", "addignoreip", "203.0.113.4")
+    plan = IgnorePlan(
+        operation="ignore",
+        address="203.0.113.4",
+        confdir=str(confdir),
+        jails=(),
+        edits=(
+            FileEdit(
+                str(local), original.decode(), "[DEFAULT]\nignoreip = 127.0.0.1/8 203.0.113.4\n"
+            ),
+        ),
+        live=(LiveChange("sshd", change, ("set", "sshd", "delignoreip", "203.0.113.4"), "x"),),
+        socket=str(run / "f.sock"),
+    )
+    reverter = Reverter(tmp_path / "state")
+    with pytest.raises(IgnoreError, match="rolled back, nothing changed"):
+        apply(plan, reverter, IP)
+    server.close()
+    assert local.read_bytes() == original
+    assert reverter.list()[-1].status == "rolled-back"

@@ -689,12 +689,18 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
     result = IgnoreResult(plan_)
     if plan_.is_empty():
         return result
+    from unban.engine import _DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
+
     change_set = reverter.begin(f"{plan_.operation} {plan_.address} (fail2ban ignoreip)")
     result.change_set = change_set.id
     try:
-        _write_edits(plan_, change_set)
-        result.verified = _verify(plan_, target)
-        _go_live(plan_, change_set, result)
+        with _DeferredSignals() as signals:
+            _write_edits(plan_, change_set)
+            signals.check()
+            result.verified = _verify(plan_, target)
+            signals.check()
+            _go_live(plan_, change_set, result)
+            signals.check()
     except BaseException as exc:
         try:
             change_set.rollback({IGNORE_KIND: undo_live})
