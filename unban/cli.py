@@ -413,3 +413,82 @@ def rollback(
         return ExitStatus.OK
 
     _guarded(body)
+
+
+# ---------------------------------------------------------------- diagnosis: doctor, probe
+# (issue 5) `unban doctor ADDRESS` on the server, `unban probe HOST` on the client. Both exit 0
+# when nothing refuses the client, 3 when something does (doctor: a check says "blocks"; probe:
+# an attempt got no version string).
+
+
+@app.command()
+def doctor(
+    address: Annotated[str, typer.Argument(help="The client's IPv4 or IPv6 address.")],
+    *,
+    user: Annotated[
+        Optional[str], typer.Option("--user", help="Login name to check AllowUsers/DenyUsers for.")
+    ] = None,
+    port: Annotated[
+        Optional[int], typer.Option("--port", help="sshd's port (default: its first Port).")
+    ] = None,
+    sshd_config: Annotated[
+        Optional[str], typer.Option("--sshd-config", metavar="FILE", help="sshd -f FILE.")
+    ] = None,
+    log: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--log", metavar="FILE", help="Read this log instead of the journal (repeatable)."
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Why ADDRESS cannot get in: fail2ban, packet filters (the rule a SYN meets first), routes,
+    hosts.allow/hosts.deny, sshd's Listen/MaxStartups/PerSourcePenalties/AllowUsers, the logs.
+    Most likely cause first; each with its evidence and the command that fixes it."""
+
+    def body() -> int:
+        from unban import doctor as doctor_mod
+
+        parse_target(address)
+        if port is not None and not 0 < port < 65536:
+            raise InputError(f"--port {port} is not a TCP port")
+        require_root()
+        options = doctor_mod.Options(
+            user=user, port=port, sshd_config=sshd_config, logs=tuple(log or ())
+        )
+        diagnosis = doctor_mod.diagnose(address, options)
+        if json_output:
+            _emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
+        else:
+            from rich.console import Console
+
+            Console(highlight=False).print(doctor_mod.render(diagnosis))
+        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+
+    _guarded(body)
+
+
+@app.command()
+def probe(
+    host: Annotated[str, typer.Argument(help="Server host name or address.")],
+    *,
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 22,
+    count: Annotated[
+        int, typer.Option("--count", help="Attempts per address (MaxStartups drops at random).")
+    ] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the connection and the banner.")
+    ] = 10.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Connect to HOST like ssh does and say what happens: the server's version string, reset
+    during identification, closed, refused, timed out, unreachable. No root needed."""
+
+    def body() -> int:
+        from unban import probe as probe_mod
+
+        report = probe_mod.probe(host, port, count=count, timeout=timeout)
+        _emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
+        return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+
+    _guarded(body)
