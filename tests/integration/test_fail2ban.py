@@ -120,12 +120,15 @@ def test_ignore_keeps_new_failures_from_banning(fail2ban_factory: Factory) -> No
     f2b = fail2ban_factory(jails={"sshd": {}})
     f2b.fail(IP)
     f2b.wait_banned("sshd", IP)
-    assert f2b.unban("remove", IP).returncode == 0
 
     proc = f2b.unban("ignore", IP)
     assert proc.returncode == 0, proc.stderr
     assert IP in f2b.ignoreip("sshd")
     assert "checked with fail2ban-client -d" in proc.stdout
+    assert f"still banned in jail sshd: `unban remove {IP}`" in proc.stdout
+    ban = next(f for f in f2b.unban_json("find", IP)["findings"] if f["layer"] == "fail2ban")
+    assert f"already in its ignoreip ({IP})" in ban["rule"]
+    assert f2b.unban("remove", IP).returncode == 0
 
     f2b.fail(IP, count=4)
     settle(f2b)
@@ -230,3 +233,17 @@ def test_network_target_finds_every_ban_inside(fail2ban_factory: Factory) -> Non
     assert bans == ["203.0.113.4/32", "203.0.113.9/32"]
     assert f2b.unban("remove", "203.0.113.0/28").returncode == 0
     assert f2b.banned("sshd") == []
+
+
+def test_list_shows_jails_and_ban_counts(fail2ban_factory: Factory) -> None:
+    f2b = fail2ban_factory(jails={"sshd": {}})
+    f2b.fail(IP)
+    f2b.wait_banned("sshd", IP)
+    data = f2b.unban_json("list")
+    listing = next(item for item in data["listings"] if item["layer"] == "fail2ban")
+    assert listing["data"]["running"] is True
+    assert listing["data"]["jails"] == [
+        {"jail": "sshd", "banned": 1, "actions": ["iptables-multiport"]}
+    ]
+    text = f2b.unban("list").stdout
+    assert "sshd: 1 banned, actions iptables-multiport" in text

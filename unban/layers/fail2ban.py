@@ -325,14 +325,15 @@ class Fail2banLayer:
             title = f"fail2ban server {self._version} ({self.paths().socket})"
         else:
             dbfile = self.paths().dbfile
+            if not dbfile or not os.path.isfile(dbfile):
+                return []
             import time
 
             now = time.time()
             counts: dict[str, int] = {}
-            if dbfile and os.path.isfile(dbfile):
-                for row in db.read_rows(dbfile):
-                    if row.active(now):
-                        counts[row.jail] = counts.get(row.jail, 0) + 1
+            for row in db.read_rows(dbfile):
+                if row.active(now):
+                    counts[row.jail] = counts.get(row.jail, 0) + 1
             for jail, count in sorted(counts.items()):
                 lines.append(f"{jail}: {count} banned (restored at the next start)")
                 data["jails"].append({"jail": jail, "banned": count, "actions": []})
