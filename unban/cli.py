@@ -293,8 +293,10 @@ def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[st
     for change in plan.live:
         lines.append(f"  live: $ {change.shell}")
     if plan.is_empty():
-        already = "already ignored" if plan.operation == "ignore" else "not ignored"
-        lines.append(f"{plan.address} is {already} in every jail asked; nothing written")
+        if plan.operation == "ignore":
+            lines.append(f"{plan.address} is already ignored in every jail asked; nothing written")
+        else:
+            lines.append(f"nothing to take out for {plan.address}; nothing written")
     elif dry_run:
         lines.append("dry run: nothing changed")
     elif result is not None:

@@ -343,16 +343,6 @@ class _Editor:
         return {path: str(self.docs[path]) for path in sorted(self.changed)}
 
 
-def _section_in(tree: Tree, path: str, name: str) -> str:
-    """The section as written in `path` (conditional sections keep their suffix)."""
-    for parsed in tree.files:
-        if parsed.path == path:
-            for written in parsed.sections:
-                if written == name or written.split("?")[0] == name:
-                    return written
-    return name
-
-
 def plan_edits(
     tree: Tree,
     jails: Sequence[str],
