@@ -850,10 +850,8 @@ def fail2ban_check(result: LayerResult, address: str) -> Check:
     else:
         summary = f"fail2ban has {address} banned in jail {', '.join(jails)}"
         verdict = BLOCKS
-        for jail in jails:
-            command = f"fail2ban-client set {jail} unbanip {address}"
-            if command not in fixes:
-                fixes.insert(0, command)
+        if not any("unbanip" in fix for fix in fixes):  # the layer's own, with its -c, first
+            fixes[:0] = [f"fail2ban-client set {jail} unbanip {address}" for jail in jails]
     return Check(
         "fail2ban",
         title,

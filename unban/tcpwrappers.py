@@ -712,6 +712,46 @@ def _valid_severity(value: str) -> bool:
     return facility in _LEVELS
 
 
+# ---------------------------------------------------------------- editing one entry (pure)
+
+
+def remove_client(entry: Entry, token: str) -> Optional[tuple[str, ...]]:
+    """The entry's physical lines with one client pattern taken out, everything else kept.
+
+    Returns () when `token` was the entry's only client pattern (delete the entry's lines), and
+    None when it cannot be done safely: the pattern is not in the client list, or only after an
+    EXCEPT (removing it there would widen what the entry matches).
+    """
+    # Map each character of the logical line to (physical line, column).
+    positions: list[tuple[int, int]] = []
+    for number, raw in enumerate(entry.raw):
+        body = raw[:-2] if raw.endswith("\\\n") else raw
+        positions.extend((number, column) for column in range(len(body)))
+    split = _split_at(entry.text, ":")
+    if split is None:
+        return None
+    start = len(split[0]) + 1
+    clients = entry.clients
+    spans = [(m.start() + start, m.end() + start) for m in re.finditer(r"[^, \t\r\n]+", clients)]
+    words = [entry.text[a:b] for a, b in spans]
+    except_at = next((i for i, w in enumerate(words) if w.upper() == "EXCEPT"), len(words))
+    index = next((i for i, w in enumerate(words[:except_at]) if w == token), None)
+    if index is None:
+        return None
+    if except_at == 1:  # the only pattern before EXCEPT (or at all): the entry goes
+        return ()
+    # Take the pattern and the separators after it (or, for the last one, before it).
+    first, last = spans[index]
+    if index + 1 < len(spans):
+        last = spans[index + 1][0]
+    else:
+        first = spans[index - 1][1]
+    lines = [list(raw) for raw in entry.raw]
+    for line_number, column in sorted((positions[i] for i in range(first, last)), reverse=True):
+        del lines[line_number][column]
+    return tuple("".join(chars) for chars in lines)
+
+
 # ---------------------------------------------------------------- reading the system
 
 

@@ -223,7 +223,7 @@ def test_fail2ban_ban(
     result = server.doctor(CLIENT4, global_args=("--fail2ban-conf", str(f2b.confdir)))
     first = _first(result)
     assert (first["key"], first["verdict"]) == ("fail2ban", "blocks")
-    assert f"fail2ban-client set sshd unbanip {CLIENT4}" in first["fix"]
+    assert any(f"set sshd unbanip {CLIENT4}" in fix for fix in first["fix"])
     # the packet path shows the rule fail2ban added, in its chain
     walk = _check(result, "iptables")
     assert walk["verdict"] == "blocks"
@@ -252,3 +252,30 @@ def test_doctor_bad_input(link: Link, sshd_factory: SshdFactory, bad: str) -> No
     proc = server.unban("doctor", bad)
     assert proc.returncode == 2
     assert proc.stderr.startswith("unban: ")
+
+
+def test_native_nftables_set(link: Link, sshd_factory: SshdFactory) -> None:
+    server = sshd_factory()
+    ruleset = (
+        "table inet guard {\n"
+        "  set blocked { type ipv4_addr; }\n"
+        "  chain input { type filter hook input priority 0; ip saddr @blocked tcp dport 22 drop; }\n"
+        "}\n"
+        f"add element inet guard blocked {{ {CLIENT4} }}\n"
+    )
+    link.server.run("nft", "-f", "-", input=ruleset)
+    result = server.doctor(CLIENT4)
+    first = _first(result)
+    assert (first["key"], first["verdict"]) == ("nftables", "blocks")
+    assert any("blocked" in line for line in first["evidence"])
+    assert any("nft" in fix for fix in first["fix"])
+    assert link.probe(SERVER4, "--timeout", "1.5")["probe"]["outcome"] == "timeout"
+
+
+def test_unreachable_route(link: Link, sshd_factory: SshdFactory) -> None:
+    server = sshd_factory()
+    link.server.run("ip", "route", "add", "unreachable", f"{CLIENT4}/32")
+    first = _first(server.doctor(CLIENT4))
+    assert (first["key"], first["verdict"]) == ("route", "blocks")
+    assert "unreachable" in first["summary"]
+    assert link.probe(SERVER4, "--timeout", "1.5")["probe"]["outcome"] == "timeout"

@@ -27,6 +27,7 @@ from unban.tcpwrappers import (
     parse_table,
     read_pattern_file,
     read_tables,
+    remove_client,
 )
 
 V4 = "203.0.113.4"
@@ -467,3 +468,38 @@ def test_read_tables_missing_files_are_empty(tmp_path: Path) -> None:
     (tmp_path / "d").write_text("sshd: 203.0.113.4\n")
     allow, deny = read_tables(str(tmp_path / "a"), str(tmp_path / "d"))
     assert deny.present and deny.entries[0].path == str(tmp_path / "d")
+
+
+# ---------------------------------------------------------------- editing one entry
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "expected"),
+    [
+        ("sshd: 203.0.113.4\n", "203.0.113.4", ()),
+        ("ALL : 203.0.113.4 : DENY\n", "203.0.113.4", ()),
+        ("sshd: 198.51.100.1, 203.0.113.4, 192.0.2.7\n", "203.0.113.4",
+         ("sshd: 198.51.100.1, 192.0.2.7\n",)),
+        ("sshd: 198.51.100.1 203.0.113.4\n", "203.0.113.4", ("sshd: 198.51.100.1\n",)),
+        ("sshd: 203.0.113.4,198.51.100.1 : spawn /bin/echo %a\n", "203.0.113.4",
+         ("sshd: 198.51.100.1 : spawn /bin/echo %a\n",)),
+        ("ALL: [2001:db8::4] [2001:db8::9]\n", "[2001:db8::4]", ("ALL: [2001:db8::9]\n",)),
+        ("sshd: 198.51.100.1 \\\n      203.0.113.4\n", "203.0.113.4",
+         ("sshd: 198.51.100.1\\\n", "\n")),
+        ("sshd: 203.0.113.4 \\\n      198.51.100.1\n", "203.0.113.4",
+         ("sshd: \\\n", "198.51.100.1\n")),
+        ("sshd: 203.0.113.4 EXCEPT 203.0.113.9\n", "203.0.113.4", ()),
+        ("sshd: ALL EXCEPT 203.0.113.4\n", "203.0.113.4", None),  # would widen the entry
+        ("sshd: 198.51.100.1\n", "203.0.113.4", None),
+    ],
+)  # fmt: skip
+def test_remove_client(text: str, token: str, expected: Optional[tuple[str, ...]]) -> None:
+    entry = parse_table(text, "/etc/hosts.deny").entries[0]
+    result = remove_client(entry, token)
+    assert result == expected
+    if result:
+        edited = parse_table("".join(result), "/etc/hosts.deny").entries[0]
+        others = [t for t in entry.client_tokens if t != token]
+        assert edited.client_tokens == others
+        assert edited.daemons.strip() == entry.daemons.strip()
+        assert edited.options == entry.options
