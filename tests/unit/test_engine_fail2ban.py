@@ -108,7 +108,7 @@ def test_default_layers_put_fail2ban_first() -> None:
 def test_clears_of() -> None:
     assert clears_of(["route"], []) == ("route",)
     assert clears_of(["myroute"], ["ip route del blackhole <ip>"]) == ("route",)
-    assert clears_of(["hostsdeny"], []) == ("hostsdeny",)
+    assert clears_of(["hostsdeny"], []) == ("hosts",)
     assert (
         clears_of(["iptables-multiport"], ["<iptables> -D f2b-sshd -s <ip> -j <blocktype>"]) == ()
     )

@@ -39,7 +39,7 @@ DB_KIND = "fail2ban-db"
 
 def clears_of(actions: Sequence[str], unban_commands: Sequence[str]) -> tuple[str, ...]:
     """Layers (other than those named f2b-JAIL) whose entry for the address fail2ban's unban
-    removes: `route` (action route: `ip route del`), `hostsdeny` (action hostsdeny)."""
+    removes: `route` (action route: `ip route del`), `hosts` (action hostsdeny: its hosts.deny line)."""
     found: list[str] = []
     text = "\n".join(unban_commands)
     if any(a == "route" or a.startswith("route-") for a in actions) or re.search(
@@ -47,7 +47,7 @@ def clears_of(actions: Sequence[str], unban_commands: Sequence[str]) -> tuple[st
     ):
         found.append("route")
     if any(a.startswith("hostsdeny") for a in actions) or "hosts.deny" in text:
-        found.append("hostsdeny")
+        found.append("hosts")
     return tuple(found)
 
 
