@@ -9,14 +9,11 @@ is kept byte for byte.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from unban.tcpwrappers import Entry
-
-_TOKEN = re.compile(r"[^,\s]+")
+from unban.tcpwrappers import Entry, parse_table, remove_client
 
 
 @dataclass(frozen=True)
@@ -51,48 +48,26 @@ def is_exact_pattern(token: str, address: str) -> bool:
     return suffix == full or (wanted.version == 4 and suffix == "255.255.255.255")
 
 
-def _clients_span(text: str) -> Optional[tuple[int, int]]:
-    """Start and end of the client list in a logical line (outside [brackets])."""
-    depth = 0
-    colons = []
-    for i, ch in enumerate(text):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        elif depth == 0 and ch == ":":
-            colons.append(i)
-            if len(colons) == 2:
-                break
-    if not colons:
-        return None
-    end = colons[1] if len(colons) == 2 else len(text.rstrip("\r\n"))
-    return colons[0] + 1, end
-
-
 def remove_address(entry: Entry, address: str) -> Optional[Edit]:
-    """The edit that removes `address`'s own patterns from `entry`, or None if it has none."""
-    text = entry.text
-    span = _clients_span(text)
-    if span is None:
+    """The edit that removes `address`'s own patterns from `entry`, or None if it has none.
+
+    Patterns after EXCEPT stay: taking one out there would widen what the entry refuses.
+    """
+    current: Optional[Entry] = entry
+    lines: tuple[str, ...] = entry.raw
+    while current is not None:
+        exact = [t for t in current.client_tokens if is_exact_pattern(t, address)]
+        if not exact:
+            break
+        removed = remove_client(current, exact[0])
+        if removed is None:
+            break
+        lines = removed
+        parsed = parse_table("".join(lines), entry.path).entries
+        current = parsed[0] if parsed else None
+    if lines == entry.raw:
         return None
-    start, end = span
-    clients = text[start:end]
-    tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(clients)]
-    except_at = next((i for i, t in enumerate(tokens) if t[0].upper() == "EXCEPT"), len(tokens))
-    head = tokens[:except_at]
-    keep = [t for t in head if not is_exact_pattern(t[0], address)]
-    if len(keep) == len(head):
-        return None
-    if not keep:
-        return Edit(entry.path, entry.line, entry.end_line, entry.raw, ())
-    separator = ", " if "," in clients else " "
-    lead = clients[: len(clients) - len(clients.lstrip())]
-    tail = clients[tokens[except_at - 1][2] :] if except_at else clients
-    new_clients = lead + separator.join(t[0] for t in keep) + tail
-    newline = "\n" if entry.raw and entry.raw[-1].endswith("\n") else ""
-    new_text = text[:start] + new_clients + text[end:].rstrip("\r\n") + newline
-    return Edit(entry.path, entry.line, entry.end_line, entry.raw, (new_text,))
+    return Edit(entry.path, entry.line, entry.end_line, entry.raw, lines)
 
 
 def allow_line(address: str, comment: str) -> str:
