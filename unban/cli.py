@@ -446,7 +446,8 @@ def doctor(
 ) -> None:
     """Why ADDRESS cannot get in: fail2ban, packet filters (the rule a SYN meets first), routes,
     hosts.allow/hosts.deny, sshd's Listen/MaxStartups/PerSourcePenalties/AllowUsers, the logs.
-    Most likely cause first; each with its evidence and the command that fixes it."""
+    Most likely cause first; each with its evidence and the command that fixes it. Exit 0 when
+    nothing blocks ADDRESS, 3 when something does."""
 
     def body() -> int:
         from unban import doctor as doctor_mod
@@ -484,7 +485,8 @@ def probe(
     json_output: JsonOption = False,
 ) -> None:
     """Connect to HOST like ssh does and say what happens: the server's version string, reset
-    during identification, closed, refused, timed out, unreachable. No root needed."""
+    during identification, closed, refused, timed out, unreachable. No root needed. Exit 0 when
+    every attempt got the server's version string, 3 otherwise."""
 
     def body() -> int:
         from unban import probe as probe_mod

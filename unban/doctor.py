@@ -23,6 +23,7 @@ every sshd process holding it is still a pre-authentication one (title `[accepte
 from __future__ import annotations
 
 import datetime
+import io
 import ipaddress
 import os
 import re
@@ -31,8 +32,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Protocol, Union
 
-from unban.layers.xtables import Ruleset, Table, display_tool, split_spec
-from unban.tcpwrappers import Match
+from unban import sshd as sshd_mod
+from unban import tcpwrappers
+from unban.address import Network, parse_target, show
+from unban.errors import InputError, LayerError, UnbanError
+from unban.layers import Layer, owner_of
+from unban.layers.xtables import (
+    BACKENDS,
+    Ruleset,
+    Table,
+    XtablesLayer,
+    display_tool,
+    split_spec,
+    tool,
+)
+from unban.model import Finding
+from unban.sshd import SshdConfig, UserAccess, in_exempt_list, listens_for
+from unban.system import run, which
+from unban.tcpwrappers import Decision, EntryMatch, Match
 
 BLOCKS = "blocks"
 MAY_BLOCK = "may block"
@@ -772,8 +789,6 @@ def _outcome_lines(outcome: Outcome) -> list[str]:
 
 
 def _firewall_fixes(outcome: Outcome, address: str, port: int) -> list[str]:
-    from unban.layers import owner_of
-
     ref = outcome.ref
     tool = display_tool(ref.backend, ref.family)
     owner = owner_of(ref.chain)
@@ -822,7 +837,7 @@ class LayerResult:
     name: str
     present: bool
     detail: str
-    findings: tuple[Any, ...] = ()  # model.Finding
+    findings: tuple[Finding, ...] = ()
     fixes: tuple[str, ...] = ()
     error: str = ""
 
@@ -921,7 +936,7 @@ def route_check(result: LayerResult, address: str) -> Check:
 
 
 def tcpwrappers_check(
-    decision: Any,  # tcpwrappers.Decision
+    decision: Decision,
     address: str,
     *,
     libwrap: Optional[bool],
@@ -930,8 +945,6 @@ def tcpwrappers_check(
     allow_empty: bool = True,
     daemon: str = "sshd",
 ) -> Check:
-    from unban.tcpwrappers import EntryMatch
-
     title = "TCP wrappers (hosts.allow / hosts.deny)"
     data: dict[str, Any] = {
         "allowed": decision.allowed,
@@ -986,7 +999,7 @@ def tcpwrappers_check(
     return Check("tcpwrappers", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
 
 
-def _entry_data(match: Any) -> Optional[dict[str, Any]]:
+def _entry_data(match: Optional[EntryMatch]) -> Optional[dict[str, Any]]:
     if match is None:
         return None
     entry = match.entry
@@ -1004,7 +1017,7 @@ def _entry_data(match: Any) -> Optional[dict[str, Any]]:
 
 
 def _tcpwrappers_fixes(
-    decision: Any, address: str, allow_path: str, allow_empty: bool, daemon: str
+    decision: Decision, address: str, allow_path: str, allow_empty: bool, daemon: str
 ) -> tuple[str, ...]:
     """Remove the refusing entry (only that entry), or grant the address in hosts.allow."""
     fixes: list[str] = []
@@ -1032,14 +1045,12 @@ def _tcpwrappers_fixes(
 
 
 def listen_check(
-    config: Any,  # sshd.SshdConfig
+    config: SshdConfig,
     address: IPAddress,
     port: int,
     laddr: Optional[str],
     listening: Optional[Sequence[int]],
 ) -> Check:
-    from unban.sshd import listens_for
-
     title = "sshd ListenAddress / Port"
     ok, why = listens_for(config, address.version, port, laddr)
     fix = (
@@ -1078,7 +1089,9 @@ class Load:
     total: int = 0  # established connections to sshd's port
 
 
-def maxstartups_check(config: Any, load: Load, address: str, hits: Sequence[LogHit]) -> Check:
+def maxstartups_check(
+    config: SshdConfig, load: Load, address: str, hits: Sequence[LogHit], port: int = 22
+) -> Check:
     title = "MaxStartups (unauthenticated connections)"
     ms = config.max_startups
     per_source = config.per_source_max_startups
@@ -1095,7 +1108,7 @@ def maxstartups_check(config: Any, load: Load, address: str, hits: Sequence[LogH
     bigger = f"{ms.start * 2}:{ms.rate}:{max(ms.full * 2, ms.start * 2)}"
     fixes = (
         f"raise it in sshd_config, e.g. `MaxStartups {bigger}`, then `sshd -t && systemctl reload ssh`",
-        f"see who holds them: ss -tnp state established '( sport = :{_port_of(load)} )'",
+        f"see who holds them: ss -tnp state established '( sport = :{port} )'",
     )
     if per_source and load.from_address is not None and load.from_address >= per_source:
         summary = (
@@ -1104,11 +1117,10 @@ def maxstartups_check(config: Any, load: Load, address: str, hits: Sequence[LogH
         )
         return Check("maxstartups", title, BLOCKS, summary, tuple(evidence), fixes, sees, data)
     if load.startups is None:
-        verdict = MAY_BLOCK if drops else MAY_BLOCK
         summary = "the number of unauthenticated connections could not be read"
         if drops:
             summary += f"; sshd dropped {address}'s connections recently"
-        return Check("maxstartups", title, verdict, summary, tuple(evidence), fixes, sees, data)
+        return Check("maxstartups", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
     percent = ms.drop_percent(load.startups)
     if percent >= 100:
         summary = (
@@ -1134,17 +1146,9 @@ def maxstartups_check(config: Any, load: Load, address: str, hits: Sequence[LogH
     return Check("maxstartups", title, CLEAR, summary, tuple(evidence), data=data)
 
 
-def _port_of(load: Load) -> str:
-    for connection in load.preauth:
-        return connection.local.rsplit(":", 1)[-1]
-    return "22"
-
-
 def penalties_check(
-    config: Any, address: str, hits: Sequence[LogHit], version: Optional[tuple[int, int]]
+    config: SshdConfig, address: str, hits: Sequence[LogHit], version: Optional[tuple[int, int]]
 ) -> Check:
-    from unban.sshd import in_exempt_list
-
     title = "PerSourcePenalties"
     penalties = [h for h in hits if h.kind == "penalty"]
     if config.per_source_penalties is None:
@@ -1187,7 +1191,7 @@ def penalties_check(
     )
 
 
-def users_check(access: Any, user: Optional[str]) -> Check:  # sshd.UserAccess
+def users_check(access: UserAccess, user: Optional[str]) -> Check:
     title = "AllowUsers / DenyUsers / AllowGroups / DenyGroups"
     if access.allowed is True:
         return Check("users", title, CLEAR, access.reason)
@@ -1440,8 +1444,6 @@ class SystemLookups:
     """Set membership through `ipset test` (O(1) in the kernel) and xt_recent through /proc."""
 
     def set_member(self, name: str, address: str) -> Optional[bool]:
-        from unban.system import run, which
-
         if which("ipset") is None:
             return None
         result = run("ipset", ["ipset", "test", name, address], check=False, timeout=10)
@@ -1471,10 +1473,6 @@ class SystemLookups:
 
 def diagnose(address_text: str, options: Options) -> Diagnosis:
     """Run every check for one client address. Needs root (sshd -T, the firewall)."""
-    from unban import sshd as sshd_mod
-    from unban import tcpwrappers
-    from unban.address import parse_target, show
-    from unban.errors import InputError, LayerError
 
     network = parse_target(address_text)
     if network.num_addresses != 1:
@@ -1570,7 +1568,7 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
             listen_check(config, address, port, laddr if destination_known else None, listening)
         )
         load = _load(port, address, config.per_source_netblock)
-        checks.append(maxstartups_check(config, load, shown, hits))
+        checks.append(maxstartups_check(config, load, shown, hits, port))
         checks.append(penalties_check(config, shown, hits, version))
         checks.append(users_check(_user_access(config, options.user, shown), options.user))
     return Diagnosis(
@@ -1586,8 +1584,6 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
 def _route_to(address: str) -> dict[str, Any]:
     import json
 
-    from unban.system import run, which
-
     if which("ip") is None:
         return {"error": "ip is not installed"}
     result = run("route", ["ip", "-j", "route", "get", address], check=False, timeout=10)
@@ -1601,7 +1597,7 @@ def _route_to(address: str) -> dict[str, Any]:
 
 
 def _local_address(
-    config: Any, version: int, port: int, prefsrc: Optional[str]
+    config: SshdConfig, version: int, port: int, prefsrc: Optional[str]
 ) -> tuple[Optional[str], bool]:
     """The server address the client connects to, and whether that is certain: it is when sshd
     listens on exactly one specific address of that family and port."""
@@ -1615,10 +1611,6 @@ def _local_address(
 
 
 def _firewall_checks(packet: Packet, address: str, port: int) -> list[Check]:
-    from unban.errors import LayerError
-    from unban.layers.xtables import BACKENDS, XtablesLayer, tool
-    from unban.system import which
-
     family = "ipv4" if packet.source.version == 4 else "ipv6"
     layer = XtablesLayer(families=(family,))
     lookups = SystemLookups()
@@ -1645,10 +1637,10 @@ def _firewall_checks(packet: Packet, address: str, port: int) -> list[Check]:
     return checks
 
 
-def _layer_results(network: Any) -> dict[str, LayerResult]:
+def _layer_results(network: Network) -> dict[str, LayerResult]:
     """fail2ban, native nftables and routes, through the engine's own layers."""
     results: dict[str, LayerResult] = {}
-    layers: dict[str, Any] = {}
+    layers: dict[str, Layer] = {}
     try:
         from unban import engine
 
@@ -1668,9 +1660,9 @@ def _layer_results(network: Any) -> dict[str, LayerResult]:
     return results
 
 
-def _layer_result(layer: Any, network: Any) -> LayerResult:
-    from unban.errors import UnbanError
-
+def _layer_result(layer: Layer, network: Network) -> LayerResult:
+    """One layer's status, findings and removal commands. A layer that fails is reported as
+    "could not be read" (may block); the other checks still run."""
     try:
         statuses = list(layer.status())
         present = any(s.present for s in statuses)
@@ -1678,20 +1670,19 @@ def _layer_result(layer: Any, network: Any) -> LayerResult:
         if not present:
             return LayerResult(layer.name, False, detail)
         findings = tuple(layer.find(network))
-    except (UnbanError, OSError) as exc:
-        return LayerResult(layer.name, True, "", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a diagnosis goes on past a broken layer
+        message = str(exc) if isinstance(exc, (UnbanError, OSError)) else repr(exc)
+        return LayerResult(layer.name, True, "", error=message)
     fixes: list[str] = []
     try:
         for batch in layer.plan(list(findings)):
             fixes.extend(step.command for step in batch.steps)
-    except (UnbanError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - no fix commands then; the findings still show
         pass
     return LayerResult(layer.name, True, detail, findings, tuple(dict.fromkeys(fixes)))
 
 
 def _listening_ports() -> Optional[list[int]]:
-    from unban.system import run, which
-
     if which("ss") is None:
         return None
     result = run("sshd", ["ss", "-Htln"], check=False, timeout=10)
@@ -1707,8 +1698,6 @@ def _listening_ports() -> Optional[list[int]]:
 
 
 def _load(port: int, address: IPAddress, netblock: tuple[int, int]) -> Load:
-    from unban.system import run, which
-
     if which("ss") is None:
         return Load(None, "ss is not installed")
     listeners = run("sshd", ["ss", "-Htlnp", f"( sport = :{port} )"], check=False, timeout=10)
@@ -1741,10 +1730,7 @@ def _title(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def _user_access(config: Any, user: Optional[str], address: str) -> Any:
-    from unban import sshd as sshd_mod
-    from unban import tcpwrappers
-
+def _user_access(config: SshdConfig, user: Optional[str], address: str) -> UserAccess:
     if user is None:
         return sshd_mod.check_user(config, None, address)
     groups = sshd_mod.user_groups(user)
@@ -1782,9 +1768,6 @@ def _read_logs(address: str, files: Sequence[str]) -> tuple[list[LogHit], list[s
 
 
 def _journal_lines() -> Optional[list[str]]:
-    from unban.errors import LayerError
-    from unban.system import run, which
-
     if which("journalctl") is None:
         return None
     argv = ["journalctl", "--no-pager", "-q", "-o", "short-iso", "--since=-24h"]
@@ -1853,7 +1836,6 @@ def text_lines(diagnosis: Diagnosis) -> list[str]:
     """The same report as plain lines (for logs and tests)."""
     from rich.console import Console
 
-    console = Console(width=200, color_system=None, record=True, file=open(os.devnull, "w"))
-    console.print(render(diagnosis))
-    console.file.close()
-    return console.export_text().splitlines()
+    out = io.StringIO()
+    Console(width=200, color_system=None, file=out).print(render(diagnosis))
+    return out.getvalue().splitlines()
