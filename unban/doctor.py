@@ -1208,13 +1208,17 @@ def users_check(access: UserAccess, user: Optional[str]) -> Check:
 
 
 def sshd_error_check(message: str) -> Check:
+    fixes = ["sshd -t  (shows what is wrong with the configuration)"]
+    if "privilege separation directory" in message:
+        # systemd creates /run/sshd only while ssh.service runs: sshd is probably stopped
+        fixes = ["systemctl status ssh", "systemctl start ssh"]
     return Check(
         "sshd",
         "sshd's configuration",
         MAY_BLOCK,
         f"sshd's effective configuration could not be read: {message}",
         (),
-        ("sshd -t  (shows the configuration error)",),
+        tuple(fixes),
     )
 
 

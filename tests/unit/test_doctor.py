@@ -33,6 +33,7 @@ from unban.doctor import (
     parse_ss,
     penalties_check,
     scan_log,
+    sshd_error_check,
     tcpwrappers_check,
     text_lines,
     users_check,
@@ -574,3 +575,15 @@ def test_text_report() -> None:
     assert "most likely cause: TCP wrappers" in lines[0]
     assert "[blocks] TCP wrappers: /etc/hosts.deny:1 refuses [2001:db8::4]" in text
     assert "fix: sed -i '1d' /etc/hosts.deny" in text
+
+
+def test_sshd_error_check_hints() -> None:
+    stopped = sshd_error_check(
+        "'sshd -T' failed: Missing privilege separation directory: /run/sshd"
+    )
+    assert stopped.verdict == MAY_BLOCK
+    assert "systemctl start ssh" in stopped.fix
+    broken = sshd_error_check(
+        "'sshd -T' failed: /etc/ssh/sshd_config line 3: Bad configuration option"
+    )
+    assert broken.fix[0].startswith("sshd -t")
