@@ -103,6 +103,16 @@ def delete_input(size: int) -> str:
     return "\n".join(["*filter", *dels, "COMMIT", ""])
 
 
+LAYER_FIND = """
+import sys, time
+from unban.address import parse_target
+from unban.layers.xtables import XtablesLayer
+start = time.perf_counter()
+XtablesLayer(backends=[sys.argv[1]], families=["ipv4"]).find(parse_target("203.0.113.4"))
+print(time.perf_counter() - start)
+"""
+
+
 def bench_backend(backend: str, size: int, repeat: int) -> list[tuple[str, str, Timing, Timing]]:
     rows = []
     with Namespace() as ns:
@@ -110,6 +120,17 @@ def bench_backend(backend: str, size: int, repeat: int) -> list[tuple[str, str, 
         save = median(ns, repeat, [f"iptables-{backend}-save"])
         find = median(ns, repeat, unban("find", BANNED, "--json"))
         rows.append((f"find, {size:,} rules, {backend}", f"iptables-{backend}-save", find, save))
+        layer = Timing(
+            min(float(ns.run(sys.executable, "-c", LAYER_FIND, backend)) for _ in range(repeat)), 0
+        )
+        rows.append(
+            (
+                "  of which the iptables layer's read and scan, in-process",
+                f"iptables-{backend}-save",
+                layer,
+                save,
+            )
+        )
     removed = min(1000, size)
     with Namespace() as ns:  # the system tool deleting the same rules
         ns.run(f"iptables-{backend}-restore", input=chain_restore(size))

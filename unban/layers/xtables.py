@@ -9,11 +9,8 @@ for legacy (python-iptables deletes in-process while the lock is held), by nft h
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shlex
 import socket
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
@@ -21,6 +18,7 @@ from typing import Optional
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network, show
 from unban.errors import InputError, LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
+from unban.locking import FileLock
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.system import run, which
 
@@ -116,9 +114,16 @@ class SourceMatcher:
         self._bits = target.max_prefixlen
         self._start = int(target.network_address)
         self._plen = target.prefixlen
+        # iptables-save prints an IPv4 source as its canonical network: for one host, only
+        # its 33 supernets can match, so a set lookup rejects the other 100k rules quickly.
+        self._only: Optional[frozenset[str]] = None
+        if target.version == 4 and target.prefixlen == 32:
+            self._only = frozenset(str(target.supernet(new_prefix=p)) for p in range(1, 33))
 
     def match(self, source: str) -> Optional[tuple[Network, bool]]:
         """(network, targeted) when `source` overlaps the target, else None."""
+        if self._only is not None and source not in self._only:
+            return None
         addr, _, plen_text = source.partition("/")
         try:
             value = int.from_bytes(socket.inet_pton(self._af, addr), "big")
@@ -615,30 +620,9 @@ def _nft_handles(nft_family: str, table: str, chain: str) -> list[int]:
     return handles
 
 
-class xtables_lock:  # noqa: N801 - used as a context manager, like open()
+def xtables_lock(timeout: float = 10.0) -> FileLock:
     """The lock every `iptables -w` takes (flock on /run/xtables.lock)."""
-
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.timeout = timeout
-        self._fd = -1
-
-    def __enter__(self) -> xtables_lock:
-        self._fd = os.open(XTABLES_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self._fd)
-                    raise LayerError(
-                        LAYER, f"another program held {XTABLES_LOCK} for {self.timeout:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
+    return FileLock(XTABLES_LOCK, timeout, error=lambda message: LayerError(LAYER, message))
 
 
 def _libiptc_delete(family: str, table: str, spots: Sequence[tuple[str, int]]) -> None:
