@@ -139,7 +139,8 @@ def find(
     *,
     json_output: JsonOption = False,
 ) -> None:
-    """Everything in the packet filters that blocks ADDRESS."""
+    """Everything that blocks ADDRESS: fail2ban bans, iptables/ip6tables rules (both backends),
+    nft rules and sets, ipsets, blocking routes, xt_recent lists."""
 
     def body() -> int:
         target = parse_target(address)
@@ -256,7 +257,7 @@ def _remaining_text(remaining: Optional[Report]) -> list[str]:
     if remaining is None:
         return []
     if not remaining.findings:
-        return [f"{remaining.target} is no longer blocked by any packet filter"]
+        return [f"{remaining.target} is no longer blocked by fail2ban or any packet filter"]
     return [f"still blocking {remaining.target}:", *report_text(remaining)[1:]]
 
 
@@ -494,5 +495,98 @@ def probe(
         report = probe_mod.probe(host, port, count=count, timeout=timeout)
         _emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
         return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+
+    _guarded(body)
+
+
+# ---------------------------------------------------------------- self-healing: heal
+# (issue 4) `unban heal` from cron or a systemd timer, `--install cron|systemd`, `--uninstall`.
+# The hidden --lock-file, --cron-dir and --systemd-dir let tests keep off /run and /etc.
+
+from unban import heal as heal_mod  # noqa: E402
+
+
+class ScheduleKind(str, Enum):
+    cron = "cron"
+    systemd = "systemd"
+
+
+def _global_args() -> list[str]:
+    """The global options a scheduled `unban heal` must repeat (only those not at default)."""
+    args = []
+    if _Options.fail2ban_conf != DEFAULT_CONFDIR:
+        args += ["--fail2ban-conf", _Options.fail2ban_conf]
+    if _Options.state_dir != DEFAULT_STATE_DIR:
+        args += ["--state-dir", _Options.state_dir]
+    return args
+
+
+@app.command()
+def heal(
+    *,
+    config: Annotated[
+        str, typer.Option("--config", metavar="FILE", help="The protected addresses.")
+    ] = str(heal_mod.healconfig.DEFAULT_PATH),
+    install: Annotated[
+        Optional[ScheduleKind],
+        typer.Option(
+            "--install", help="Run heal from cron (/etc/cron.d/unban) or a systemd timer."
+        ),
+    ] = None,
+    every: Annotated[
+        Optional[str],
+        typer.Option(
+            "--every", metavar="INTERVAL", help="With --install: how often, 1m to 24h (default 5m)."
+        ),
+    ] = None,
+    uninstall: Annotated[
+        bool, typer.Option("--uninstall", help="Remove what --install wrote.")
+    ] = False,
+    json_output: JsonOption = False,
+    lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = heal_mod.DEFAULT_LOCK,
+    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = heal_mod.CRON_DIR,
+    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = heal_mod.SYSTEMD_DIR,
+) -> None:
+    """For each address, network and host name in FILE (/etc/unban/unban.toml), what `unban me`
+    does, limited to the config's layers. Prints nothing when nothing was blocked, one line per
+    healed address otherwise; logs every run to syslog. A run that cannot get the lock within 5 s
+    (another heal is running) exits 0. A broken config exits 2 and changes nothing."""
+
+    def body() -> int:
+        import dataclasses
+        import os
+        from pathlib import Path
+
+        if install is not None and uninstall:
+            raise InputError("--install and --uninstall: give one of them")
+        if every is not None and install is None:
+            raise InputError("--every goes with --install")
+        require_root()
+        if install is None and not uninstall:
+            report = heal_mod.run(Path(config), log=heal_mod.syslog_log, lock_path=lock_file)
+            if json_output:
+                _emit(True, heal_mod.as_json(report), [])
+            else:
+                for line in heal_mod.output_lines(report):
+                    typer.echo(line)
+                for line in heal_mod.error_lines(report):
+                    typer.echo(line, err=True)
+            return report.exit_status
+        places = heal_mod.Places(cron_dir, systemd_dir)
+        places = dataclasses.replace(places, systemctl=heal_mod.host_systemctl(places))
+        if uninstall:
+            removed = heal_mod.uninstall(places)
+            _emit(json_output, removed, removed.lines())
+            return ExitStatus.OK
+        assert install is not None
+        interval = heal_mod.parse_interval(every or heal_mod.DEFAULT_EVERY)
+        if install is ScheduleKind.cron:
+            interval.cron()  # refuse an interval cron cannot keep before anything else
+        config_path = os.path.abspath(config)
+        heal_mod.healconfig.load(Path(config_path))  # a schedule that fails every run helps nobody
+        command = heal_mod.heal_command(heal_mod.installed_program(), config_path, _global_args())
+        done = heal_mod.install(install.value, interval, command, places)
+        _emit(json_output, done, done.lines())
+        return ExitStatus.OK
 
     _guarded(body)

@@ -19,7 +19,7 @@ def finding_lines(finding: Finding) -> list[str]:
 
 def report_text(report: Report) -> list[str]:
     if not report.findings:
-        lines = [f"nothing in the packet filters blocks {report.target}"]
+        lines = [f"nothing blocks {report.target}: no fail2ban ban, rule, set element, route or list entry"]
     else:
         lines = [f"{report.target} is blocked by {len(report.findings)} finding(s):"]
         for finding in report.findings:

@@ -114,16 +114,9 @@ class SourceMatcher:
         self._bits = target.max_prefixlen
         self._start = int(target.network_address)
         self._plen = target.prefixlen
-        # iptables-save prints an IPv4 source as its canonical network: for one host, only
-        # its 33 supernets can match, so a set lookup rejects the other 100k rules quickly.
-        self._only: Optional[frozenset[str]] = None
-        if target.version == 4 and target.prefixlen == 32:
-            self._only = frozenset(str(target.supernet(new_prefix=p)) for p in range(1, 33))
 
     def match(self, source: str) -> Optional[tuple[Network, bool]]:
         """(network, targeted) when `source` overlaps the target, else None."""
-        if self._only is not None and source not in self._only:
-            return None
         addr, _, plen_text = source.partition("/")
         try:
             value = int.from_bytes(socket.inet_pton(self._af, addr), "big")
@@ -185,6 +178,11 @@ def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
     if (target.version == 4) != (ruleset.family == "ipv4"):
         return
     matcher = SourceMatcher(target)
+    # iptables-save prints an IPv4 source as its canonical network, so one host can only be
+    # matched by its 32 supernets: a set lookup rejects the other 100k rules cheaply.
+    only = None
+    if target.version == 4 and target.prefixlen == 32:
+        only = frozenset(str(target.supernet(new_prefix=p)) for p in range(1, 33))
     for table in ruleset.tables.values():
         for chain in table.chains.values():
             for index, spec in enumerate(chain.rules):
@@ -193,6 +191,8 @@ def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
                     continue
                 end = spec.find(" ", pos + 3)
                 source = spec[pos + 3 : end if end > 0 else None]
+                if only is not None and source not in only:
+                    continue
                 matched = matcher.match(source)
                 if matched is None:
                     continue
