@@ -526,7 +526,7 @@ def heal(
     *,
     config: Annotated[
         str, typer.Option("--config", metavar="FILE", help="The protected addresses.")
-    ] = str(heal_mod.healconfig.DEFAULT_PATH),
+    ] = heal_mod.DEFAULT_CONFIG,
     install: Annotated[
         Optional[ScheduleKind],
         typer.Option(
@@ -554,7 +554,6 @@ def heal(
 
     def body() -> int:
         import dataclasses
-        import os
         from pathlib import Path
 
         if install is not None and uninstall:
@@ -579,13 +578,7 @@ def heal(
             _emit(json_output, removed, removed.lines())
             return ExitStatus.OK
         assert install is not None
-        interval = heal_mod.parse_interval(every or heal_mod.DEFAULT_EVERY)
-        if install is ScheduleKind.cron:
-            interval.cron()  # refuse an interval cron cannot keep before anything else
-        config_path = os.path.abspath(config)
-        heal_mod.healconfig.load(Path(config_path))  # a schedule that fails every run helps nobody
-        command = heal_mod.heal_command(heal_mod.installed_program(), config_path, _global_args())
-        done = heal_mod.install(install.value, interval, command, places)
+        done = heal_mod.schedule(install.value, every, config, places, global_args=_global_args())
         _emit(json_output, done, done.lines())
         return ExitStatus.OK
 

@@ -15,7 +15,6 @@ half-way is still complete enough to roll back (`status` stays "in-progress").
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from unban.errors import InputError, UnbanError
+from unban.locking import FileLock
 
 DEFAULT_STATE_DIR = "/var/lib/unban"
 MANIFEST = "manifest.json"
@@ -189,9 +189,10 @@ class Reverter:
         if stat.S_IMODE(info.st_mode) != 0o700:
             os.chmod(directory, 0o700)
 
-    def _lock(self) -> _DirLock:
+    def _lock(self) -> FileLock:
+        """One unban changes the state dir at a time."""
         self._ensure_dirs()
-        return _DirLock(self.state_dir / "lock")
+        return FileLock(self.state_dir / "lock", 30.0, error=ReverterError, holder="another unban")
 
     # -- change sets
 
@@ -386,33 +387,6 @@ class ChangeSet:
     def rollback(self, handlers: Optional[Mapping[str, UndoHandler]] = None) -> None:
         """Undo this change set now (a later step failed)."""
         self.reverter.rollback(self.id, handlers=handlers)
-
-
-class _DirLock:
-    """flock on a file in the state dir: one unban changes the state dir at a time."""
-
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
-        self.timeout = timeout
-        self._fd = -1
-
-    def __enter__(self) -> _DirLock:
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self._fd)
-                    raise ReverterError(
-                        f"another unban held {self.path} for {self.timeout:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
 
 
 def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:
