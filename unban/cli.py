@@ -10,7 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from unban import engine, fail2ban
-from unban.address import Network, family_of, parse_target
+from unban.address import Network, family_of, parse_target, show
 from unban.errors import ExitStatus, InputError, UnbanError
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.layers import ListQuery
@@ -401,10 +401,12 @@ def rollback(
             infos = reverter.list()
             _emit(json_output, {"change_sets": [i.to_json() for i in infos]}, describe(infos))
             return ExitStatus.OK
+        from unban.me import ME_BATCH, undo_action
+
         confdir = _Options.fail2ban_conf
         info = reverter.rollback(
             change_id,
-            handlers={IGNORE_KIND: undo_live},
+            handlers={IGNORE_KIND: undo_live, ME_BATCH: undo_action},
             check=rollback_check(lambda: server_paths(confdir).socket),
         )
         lines = [f"rolled back change set {info.id} ({info.description}):"]
@@ -580,6 +582,115 @@ def heal(
         assert install is not None
         done = heal_mod.schedule(install.value, every, config, places, global_args=_global_args())
         _emit(json_output, done, done.lines())
+        return ExitStatus.OK
+
+    _guarded(body)
+
+
+# ---------------------------------------------------------------- unban me, unban undo
+# (issue 4) `unban me [ADDRESS]`: every layer in one undoable transaction, checked again;
+# `unban undo [ID]` puts an `unban me` run back. The work is in unban/me.py (heal calls it too).
+
+
+@app.command()
+def me(
+    address: Annotated[
+        Optional[str],
+        typer.Argument(help="Your IPv4/IPv6 address (default: this SSH session's client)."),
+    ] = None,
+    *,
+    broad: Annotated[
+        bool,
+        typer.Option(
+            "--broad",
+            help="Also lift blocks on wider networks holding ADDRESS (hosts files: grant "
+            "ADDRESS in hosts.allow instead of deleting a pattern that covers others).",
+        ),
+    ] = False,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    no_ignore: Annotated[
+        bool, typer.Option("--no-ignore", help="Do not add ADDRESS to fail2ban's ignoreip.")
+    ] = False,
+    user: Annotated[
+        Optional[str],
+        typer.Option("--user", help="Your login name, to check sshd's AllowUsers/DenyUsers."),
+    ] = None,
+    sshd_config: Annotated[
+        Optional[str], typer.Option("--sshd-config", metavar="FILE", help="sshd -f FILE.")
+    ] = None,
+) -> None:
+    """Get ADDRESS back in: unban it in every fail2ban jail, remove the packet-filter blocks on
+    it, take it out of hosts.deny/hosts.allow, add it to fail2ban's ignoreip; in one change set
+    that `unban undo` puts back. Prints the plan, then applies it without asking (--dry-run only
+    prints); then checks again and says what still refuses ADDRESS, with the command that would
+    clear it. Exit 0 when nothing refuses it any more, 3 when something still does, 1 when a
+    step failed (everything already changed was put back)."""
+
+    def body() -> int:
+        from unban import me as me_mod
+        from unban.session import find_origin
+
+        text = address
+        source = ""
+        if text is None:
+            origin = find_origin()
+            if origin is None:
+                raise InputError(
+                    "no SSH session found here (no SSH_CONNECTION, no remote login in utmp): "
+                    "give your address, `unban me ADDRESS`"
+                )
+            text, source = origin.address, origin.source
+        target = parse_target(text)
+        require_root()
+        if source and not json_output:
+            typer.echo(f"address {show(target)} (from {source})")
+        echo: Callable[[str], None] = (lambda line: None) if json_output else typer.echo
+        result = me_mod.run_me(
+            target,
+            broad=broad,
+            ignore=not no_ignore,
+            dry_run=dry_run,
+            user=user,
+            sshd_config=sshd_config,
+            on_event=echo,
+            confdir=_Options.fail2ban_conf,
+            state_dir=_Options.state_dir,
+        )
+        data = {
+            **as_json(result),
+            "source": source or None,
+            "status": int(result.status),
+            "blocked": result.blocked,
+            "changed": result.changed,
+            "summary": result.summary,
+        }
+        _emit(json_output, data, me_mod.text_lines(result))
+        return result.status
+
+    _guarded(body)
+
+
+@app.command()
+def undo(
+    change_id: Annotated[
+        Optional[str],
+        typer.Argument(metavar="[ID]", help="The `unban me` run (default: the last one)."),
+    ] = None,
+    *,
+    json_output: JsonOption = False,
+) -> None:
+    """Put back what an `unban me` run changed: rules and set elements back, fail2ban bans
+    again, ignoreip entries taken out, files byte for byte; says what it cannot restore."""
+
+    def body() -> int:
+        from unban import me as me_mod
+
+        require_root()
+        result = me_mod.undo(
+            change_id, state_dir=_Options.state_dir, confdir=_Options.fail2ban_conf
+        )
+        _emit(json_output, {"undone": result}, me_mod.undo_lines(result))
         return ExitStatus.OK
 
     _guarded(body)

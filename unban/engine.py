@@ -21,6 +21,7 @@ def default_layers() -> list[Layer]:
     packet-filter layers then must not delete again (see `left_to_fail2ban`).
     """
     from unban.layers.fail2ban import Fail2banLayer
+    from unban.layers.hosts import HostsLayer
     from unban.layers.ipset import IpsetLayer
     from unban.layers.nftables import NftablesLayer
     from unban.layers.recent import RecentLayer
@@ -35,6 +36,7 @@ def default_layers() -> list[Layer]:
         IpsetLayer(xtables),
         RecentLayer(xtables),
         RoutesLayer(),
+        HostsLayer.from_settings(),
     ]
 
 
@@ -70,6 +72,8 @@ def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:
     for the route and hostsdeny actions the route or hosts.deny line of that very address
     (`Finding.clears`). Deleting those as well would make fail2ban's own unban, or the undo of
     this plan, fail. Only a running server does this; unbanning in its database does not.
+    The hostsdeny action's unban deletes only its own `ALL: ADDR` line (owner "fail2ban"), not
+    a hand-made `sshd: ADDR` entry for the same address.
     """
     if finding.layer == "fail2ban":
         return False
@@ -79,7 +83,11 @@ def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:
             continue
         if network is None or network != parse_network(ban.network):
             continue  # fail2ban removes only the entry of the address it banned
-        if finding.owner == ban.owner or finding.layer in ban.clears:
+        if finding.owner == ban.owner:
+            return True
+        if finding.layer in ban.clears and (
+            finding.layer != "hosts" or finding.owner.startswith("fail2ban")
+        ):
             return True
     return False
 

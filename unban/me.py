@@ -24,14 +24,18 @@ its undo data, so `unban undo` can put it all back in a later process (`undo`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
-from unban.address import Network
-from unban.errors import ExitStatus
+from unban import engine, render
+from unban.address import Network, show
+from unban.engine import _DeferredSignals
+from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
 from unban.layers import Layer
-from unban.model import Batch, Plan, Report
+from unban.model import Batch, Finding, LayerStatus, Plan, Report, Step, as_json
+from unban.reverter import ChangeSet, Reverter
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -41,6 +45,10 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 Event = Callable[[str], None]
+ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
+DESCRIPTION_PREFIX = "unban me "  # change sets of `unban me` runs (what `unban undo` takes)
+IGNORE_LAYER = "ignoreip"
+FILE_LAYERS = ("hosts", IGNORE_LAYER)
 
 
 def _quiet(_line: str) -> None:
@@ -93,6 +101,15 @@ class MeResult:
         return summary_line(self)
 
 
+@dataclass(frozen=True)
+class UndoResult:
+    change_set: str
+    description: str
+    undone: tuple[str, ...]  # the batches and live changes put back, newest first
+    restored: tuple[str, ...]  # the files restored (or removed: they did not exist)
+    cannot: tuple[str, ...]  # what could not be made exactly as it was
+
+
 def summary_line(result: MeResult) -> str:
     changes = len(result.plan.steps) + len(result.ignored)
     refused = (
@@ -135,7 +152,672 @@ def run_me(
     "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     """
-    raise NotImplementedError("unban me is being written (issue 4); the signature is stable")
+    from unban import fail2ban
+
+    current = fail2ban.settings()
+    confdir = confdir or current.confdir
+    state_dir = state_dir or current.state_dir
+    if layers is None:
+        layers = select_layers(default_layers(confdir, state_dir), groups)
+    layers = list(layers)
+    if groups is not None and "fail2ban" not in groups:
+        ignore = False
+    shown = show(target)
+    notes: list[str] = []
+    if target.num_addresses != 1:
+        notes.append(
+            "hosts.allow/hosts.deny are evaluated for single addresses only: "
+            f"not checked for {shown}"
+        )
+    before = engine.find(target, layers)
+    plan = engine.plan(before, layers, broad=broad)
+    ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
+    for line in plan_lines(plan, ignore_plan):
+        on_event(line)
+    sshd_refusals: list[Refusal] = []
+    if check_sshd and target.num_addresses == 1:
+        sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
+    base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
+    nothing = plan.is_empty() and (ignore_plan is None or ignore_plan.is_empty())
+    if dry_run or nothing:
+        refused = refusals(before, plan.skipped, layers)
+        return replace(base, still_refused=tuple(refused + sshd_refusals))
+    events: list[str] = []
+
+    def event(line: str) -> None:
+        events.append(line)
+        on_event(line)
+
+    applied, change_set, ignored = _transaction(
+        target, plan, ignore_plan, layers, Reverter(state_dir), confdir, event
+    )
+    after = engine.find(target, layers)  # layers read the system again after a change
+    refused = refusals(after, after.findings, layers)
+    return replace(
+        base,
+        applied=applied,
+        ignored=ignored,
+        change_set=change_set,
+        after=after,
+        still_refused=tuple(refused + sshd_refusals),
+        events=tuple(events),
+    )
 
 
-__all__ = ["LAYER_GROUPS", "MeResult", "Refusal", "run_me"]
+# ---------------------------------------------------------------- layers
+
+
+def default_layers(confdir: str, state_dir: str) -> list[Layer]:
+    """engine.default_layers() with this run's fail2ban config dir and state dir."""
+    from unban.layers.fail2ban import Fail2banLayer
+    from unban.layers.hosts import HostsLayer
+
+    layers: list[Layer] = []
+    for layer in engine.default_layers():
+        if isinstance(layer, Fail2banLayer):
+            layer = Fail2banLayer(confdir, state_dir)
+        elif isinstance(layer, HostsLayer):
+            layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
+        layers.append(layer)
+    return layers
+
+
+def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) -> list[Layer]:
+    """Only the layers of these LAYER_GROUPS (None: every layer)."""
+    if groups is None:
+        return list(layers)
+    unknown = set(groups) - set(LAYER_GROUPS)
+    if unknown:
+        raise InputError(
+            f"unknown layer group(s) {', '.join(sorted(unknown))}: use {', '.join(LAYER_GROUPS)}"
+        )
+    names = {name for group in groups for name in LAYER_GROUPS[group]}
+    return [layer for layer in layers if layer.name in names]
+
+
+# ---------------------------------------------------------------- ignoreip
+
+
+def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
+    """fail2ban.ignoreip's plan to ignore `target` in every enabled jail, or None (with a note
+    saying why) when there is no fail2ban here or its config cannot be changed."""
+    from unban.fail2ban import ignoreip
+    from unban.fail2ban.config import ConfigError
+
+    if not os.path.isfile(os.path.join(confdir, "jail.conf")) and not os.path.isfile(
+        os.path.join(confdir, "jail.local")
+    ):
+        return None
+    try:
+        ignoreip.check_range(target, force=False)
+        return ignoreip.plan("ignore", confdir, target, [])
+    except (UnbanError, ConfigError) as exc:
+        notes.append(f"fail2ban's ignoreip is left as it is: {exc}")
+        return None
+
+
+class IgnoreStage:
+    """fail2ban's ignoreip as the engine's last batch, so it rolls back with the rest.
+
+    Its file edits go into the run's change set (restored from there); its live
+    `addignoreip` calls are recorded there as IGNORE_KIND actions, which `revert` undoes.
+    """
+
+    name = IGNORE_LAYER
+
+    def __init__(self, change_set: ChangeSet, target: Network) -> None:
+        self.change_set = change_set
+        self.target = target
+        self.result: Any = None
+        self._live: list[dict[str, Any]] = []
+
+    def status(self) -> list[LayerStatus]:
+        return []
+
+    def listings(self, query: Any) -> list[Any]:
+        return []
+
+    def find(self, target: Network) -> list[Finding]:
+        return []
+
+    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
+        return []
+
+    def apply(self, batch: Batch) -> None:
+        from unban.fail2ban import ignoreip
+
+        first = len(self.change_set.info.actions)
+        try:
+            self.result = ignoreip.apply_into(batch.payload[0], self.change_set, self.target)
+        finally:
+            self._live = [dict(a) for a in self.change_set.info.actions[first:]]
+
+    def revert(self, batch: Batch) -> None:
+        from unban.fail2ban.ignoreip import undo_live
+
+        for action in reversed(self._live):
+            undo_live(action)
+        self._live = []
+
+
+# ---------------------------------------------------------------- the transaction
+
+
+def _transaction(
+    target: Network,
+    plan: Plan,
+    ignore_plan: Any,
+    layers: Sequence[Layer],
+    reverter: Reverter,
+    confdir: str,
+    event: Event,
+) -> tuple[tuple[Batch, ...], str, tuple[str, ...]]:
+    """Apply every batch (and ignoreip) with one change set; on a failure put everything back.
+
+    Returns (the plan's batches applied, the change set id, what the ignoreip step did).
+    """
+    from unban.layers.fail2ban import Fail2banLayer
+    from unban.layers.hosts import HostsLayer
+
+    change_set = reverter.begin(f"{DESCRIPTION_PREFIX}{show(target)}")
+    by_name = {layer.name: layer for layer in layers}
+    for layer in layers:
+        if isinstance(layer, (Fail2banLayer, HostsLayer)):
+            layer.change_set = change_set
+    stage = IgnoreStage(change_set, target)
+    batches = list(plan.batches)
+    if ignore_plan is not None and not ignore_plan.is_empty():
+        batches.append(Batch(IGNORE_LAYER, ignore_plan.confdir, (), (ignore_plan,), ()))
+    full = replace(plan, batches=tuple(batches))
+
+    def done(batch: Batch) -> None:
+        layer = by_name.get(batch.layer, stage)
+        change_set.record_action(ME_BATCH, **batch_record(batch, layer))
+        for line in describe_batch(batch, stage):
+            event(line)
+
+    try:
+        with _DeferredSignals() as signals:
+            try:
+                _preregister(change_set, plan, layers)
+                signals.check()
+                outcome = engine.apply(full, [*layers, stage], on_batch=done)
+            except ApplyError as exc:
+                raise _put_back(exc, change_set, reverter, confdir) from exc
+            except Exception as exc:  # noqa: BLE001 - nothing applied yet: files only
+                raise _put_back(
+                    ApplyError(f"{exc}; nothing is changed", rollback_failed=False),
+                    change_set,
+                    reverter,
+                    confdir,
+                ) from exc
+            change_set.finalize()
+            signals.received = None  # everything is applied and recorded: nothing to stop
+    finally:
+        for layer in layers:
+            if isinstance(layer, (Fail2banLayer, HostsLayer)):
+                layer.change_set = None
+    applied = tuple(b for b in outcome.applied if b.layer != IGNORE_LAYER)
+    ignored: tuple[str, ...] = ()
+    if stage.result is not None:
+        ignored = tuple(ignore_lines(ignore_plan, stage.result))
+    return applied, change_set.id, ignored
+
+
+def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> None:
+    """Back up the hosts files before the first change when this run may change them: fail2ban's
+    hostsdeny action edits hosts.deny itself, so its backup must be taken before fail2ban's
+    unban (undo bans again, then puts the file back byte for byte)."""
+    from unban.layers.hosts import HostsLayer
+
+    hosts = next((layer for layer in layers if isinstance(layer, HostsLayer)), None)
+    if hosts is None:
+        return
+    touched = any(b.layer == hosts.name for b in plan.batches) or any(
+        hosts.name in step.finding.clears
+        for b in plan.batches
+        if b.layer == "fail2ban"
+        for step in b.steps
+    )
+    if touched:
+        for path in (hosts.deny_path, hosts.allow_path):
+            change_set.register(path, kind="hosts")
+
+
+def _put_back(
+    cause: ApplyError, change_set: ChangeSet, reverter: Reverter, confdir: str
+) -> ApplyError:
+    """After the engine reverted the applied batches: restore the change set's files too."""
+    from unban.fail2ban.ignoreip import IGNORE_KIND
+
+    try:
+        reverter.rollback(
+            change_set.id,
+            handlers={ME_BATCH: _already_undone, IGNORE_KIND: _already_undone},
+            check=_db_check(confdir),
+        )
+    except UnbanError as exc:
+        return ApplyError(
+            f"{cause}; restoring the files failed too: {exc}. Backups are in {change_set.path}",
+            rollback_failed=True,
+        )
+    if cause.rollback_failed:
+        return cause
+    return ApplyError(
+        f"{cause} (change set {change_set.id} rolled back: files restored byte for byte)",
+        rollback_failed=False,
+    )
+
+
+def _already_undone(_action: Mapping[str, Any]) -> None:
+    """The engine reverted this batch already (in this process)."""
+
+
+def _db_check(confdir: str) -> Callable[[Any], None]:
+    from unban.fail2ban.config import server_paths
+    from unban.fail2ban.ignoreip import rollback_check
+
+    return rollback_check(lambda: server_paths(confdir).socket)
+
+
+# ---------------------------------------------------------------- records for `unban undo`
+
+
+def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
+    """A batch as JSON for the change set: enough for `rebuild` + layer.revert later.
+
+    Batches whose changes are files (hosts, fail2ban's database, ignoreip's config) are marked
+    `by_file`: the change set's file backups undo them. fail2ban's server batch keeps only the
+    bans this run really lifted (one that expired meanwhile is not banned again).
+    """
+    from unban.layers.fail2ban import Fail2banLayer
+
+    undo_payload: tuple[Any, ...] = batch.undo_payload
+    if isinstance(layer, Fail2banLayer) and batch.scope == "server":
+        undo_payload = tuple(("banip", jail, ip) for jail, ip in layer.unbanned(batch))
+    by_file = batch.layer in FILE_LAYERS or (batch.layer == "fail2ban" and batch.scope != "server")
+    return {
+        "layer": batch.layer,
+        "scope": batch.scope,
+        "by_file": by_file,
+        "steps": [
+            {
+                "finding": as_json(step.finding),
+                "command": step.command,
+                "undo_command": step.undo_command,
+            }
+            for step in batch.steps
+        ],
+        "payload": [] if batch.layer == IGNORE_LAYER else as_json(batch.payload),
+        "undo_payload": as_json(undo_payload),
+        "summary": f"{batch.layer} {batch.scope}: {len(batch.steps)} change(s)",
+    }
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def rebuild(record: Mapping[str, Any]) -> Batch:
+    """The Batch `batch_record` saved, for layer.revert in a later process."""
+    steps = []
+    for step in record.get("steps", []):
+        data = dict(step["finding"])
+        data["clears"] = tuple(data.get("clears", ()))
+        steps.append(Step(Finding(**data), str(step["command"]), str(step["undo_command"])))
+    return Batch(
+        str(record["layer"]),
+        str(record["scope"]),
+        tuple(steps),
+        _tuples(list(record.get("payload", []))),
+        _tuples(list(record.get("undo_payload", []))),
+    )
+
+
+def undo(
+    change_id: Optional[str] = None,
+    *,
+    state_dir: Optional[str] = None,
+    confdir: Optional[str] = None,
+    layers: Optional[Sequence[Layer]] = None,
+) -> UndoResult:
+    """Put back what an `unban me` run changed: the last one not undone yet, or `change_id`.
+
+    Its batches are reverted newest-first (rules and set elements added back, routes and
+    xt_recent entries back, fail2ban bans again), its live ignoreip additions taken out, then
+    its files restored byte for byte (hosts files, jail.local, fail2ban's database). Refuses
+    (InputError, nothing changed) when a later change set, not rolled back, changed one of the
+    same files: undo that one first.
+    """
+    from unban import fail2ban
+    from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
+
+    current = fail2ban.settings()
+    confdir = confdir or current.confdir
+    reverter = Reverter(state_dir or current.state_dir)
+    infos = reverter.list()
+    ours = [i for i in infos if i.description.startswith(DESCRIPTION_PREFIX)]
+    if change_id is None:
+        pending = [i for i in ours if i.status != "rolled-back"]
+        if not pending:
+            raise InputError(f"no `unban me` run to undo in {reverter.changes_dir}")
+        info = pending[-1]
+    else:
+        info = reverter.get(change_id)
+        if info not in ours:
+            raise InputError(
+                f"change set {info.id} is not an `unban me` run ({info.description}): "
+                f"use `unban rollback {info.id}`"
+            )
+    if info.status == "rolled-back":
+        raise InputError(f"`unban me` run {info.id} was already undone")
+    by_name: dict[str, Layer] = {}
+
+    def layer_named(name: str) -> Layer:
+        if not by_name:
+            chosen = layers if layers is not None else default_layers(confdir, reverter_dir)
+            by_name.update({layer.name: layer for layer in chosen})
+        if name not in by_name:
+            raise UnbanError(f"no {name} layer here to undo that batch with")
+        return by_name[name]
+
+    reverter_dir = str(reverter.state_dir)
+
+    def undo_batch(action: Mapping[str, Any]) -> None:
+        if action.get("by_file"):
+            return  # the change set's file backups put it back
+        batch = rebuild(action)
+        layer_named(batch.layer).revert(batch)
+
+    db_check = _db_check(confdir)
+
+    def check(found: Any) -> None:
+        _refuse_if_later(found, reverter.list())
+        db_check(found)
+
+    done = reverter.rollback(
+        info.id, handlers={ME_BATCH: undo_batch, IGNORE_KIND: undo_live}, check=check
+    )
+    return UndoResult(
+        change_set=done.id,
+        description=done.description,
+        undone=tuple(str(a.get("summary") or a.get("kind")) for a in reversed(done.actions)),
+        restored=tuple(
+            f"{'restored' if r.existed else 'removed'} {r.path}" for r in reversed(done.files)
+        ),
+        cannot=tuple(cannot_restore(done.actions)),
+    )
+
+
+def undo_action(action: Mapping[str, Any]) -> None:
+    """`unban rollback`'s handler for ME_BATCH actions (the same as `unban undo` does)."""
+    if action.get("by_file"):
+        return
+    from unban import fail2ban
+
+    current = fail2ban.settings()
+    batch = rebuild(action)
+    for layer in default_layers(current.confdir, current.state_dir):
+        if layer.name == batch.layer:
+            layer.revert(batch)
+            return
+    raise UnbanError(f"no {batch.layer} layer here to undo that batch with")
+
+
+def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
+    mine = {r.path for r in info.files}
+    for other in infos:
+        if int(other.id) <= int(info.id) or other.status == "rolled-back":
+            continue
+        shared = sorted(mine & {r.path for r in other.files})
+        if shared:
+            raise InputError(
+                f"change set {other.id} ({other.description}), made later, changed "
+                f"{', '.join(shared)} too: undo it first (`unban rollback {other.id}`)"
+            )
+
+
+def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What putting the batches back cannot make exactly as it was."""
+    notes: list[str] = []
+    layers = {str(a.get("layer")) for a in actions if not a.get("by_file")}
+    for action in actions:
+        if action.get("layer") == "fail2ban" and action.get("scope") == "server":
+            jails = sorted({str(u[1]) for u in action.get("undo_payload", [])})
+            if jails:
+                notes.append(
+                    f"fail2ban bans again in {', '.join(jails)} from now: the bans' start times "
+                    "and remaining ban times are not restored (a ban counts from the undo)"
+                )
+    if "xt_recent" in layers:
+        notes.append(
+            "xt_recent entries come back with one hit at the time of the undo, not their old "
+            "hit times"
+        )
+    if layers & {"iptables", "nftables"}:
+        notes.append("rules put back start with zero packet and byte counters")
+    return notes
+
+
+# ---------------------------------------------------------------- what still refuses it
+
+
+def refusals(
+    report: Report,
+    findings: Sequence[Finding],
+    layers: Optional[Sequence[Layer]] = None,
+) -> list[Refusal]:
+    """Each finding that still refuses the address, with the command that would clear it."""
+    shown = report.target
+    fixes: dict[Finding, str] = {}
+    if layers is not None:
+        for layer in layers:
+            mine = [f for f in findings if f.layer == layer.name]
+            if not mine:
+                continue
+            try:
+                for batch in layer.plan(mine):
+                    for step in batch.steps:
+                        fixes.setdefault(step.finding, step.command)
+            except Exception:  # noqa: BLE001 - no command then; the finding still shows
+                continue
+    out = []
+    for finding in findings:
+        fix = fixes.get(finding, "")
+        if not finding.targeted:
+            fix = f"unban me {shown} --broad" + (f"  (or: {fix})" if fix else "")
+        elif not fix:
+            fix = f"unban me {shown}"
+            if finding.owner not in ("manual", "") and not finding.owner.startswith("fail2ban"):
+                fix = f"change it with {finding.owner.split(':')[0]}, which owns it"
+        what = f"{finding.location()}: {finding.rule}"
+        if finding.element:
+            what += f" (element {finding.element})"
+        kind = "broad" if not finding.targeted else "targeted"
+        out.append(Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix))
+    return out
+
+
+def sshd_checks(
+    address: str, user: Optional[str], sshd_config: Optional[str], notes: list[str]
+) -> list[Refusal]:
+    """sshd's AllowUsers/DenyUsers (for `user`) and MaxStartups, through the doctor's checks.
+
+    Only a check that surely refuses counts; one that only may (no --user given while
+    AllowUsers is set, MaxStartups throttling at random) goes to `notes`.
+    """
+    import ipaddress
+
+    from unban import doctor
+    from unban import sshd as sshd_mod
+
+    try:
+        binary = sshd_mod.sshd_binary()
+        config = sshd_mod.read_config(address, user=user, config_file=sshd_config, sshd=binary)
+    except LayerError as exc:
+        notes.append(f"sshd not checked: {exc}")
+        return []
+    port = config.ports[0] if config.ports else 22
+    checks = [doctor.users_check(doctor._user_access(config, user, address), user)]
+    try:
+        load = doctor._load(port, ipaddress.ip_address(address), config.per_source_netblock)
+        checks.append(doctor.maxstartups_check(config, load, address, (), port))
+    except LayerError as exc:
+        notes.append(f"MaxStartups not checked: {exc}")
+    out = []
+    for check in checks:
+        if check.verdict == doctor.BLOCKS:
+            out.append(Refusal(check.key, check.summary, check.fix[0] if check.fix else ""))
+        elif check.verdict == doctor.MAY_BLOCK:
+            notes.append(f"{check.title}: {check.summary}")
+    return out
+
+
+# ---------------------------------------------------------------- text
+
+
+def step_text(step: Step) -> str:
+    """What one step does, in words."""
+    finding = step.finding
+    if finding.layer == "fail2ban":
+        where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
+        return f"unban {finding.network} in fail2ban jail {finding.chain}{where}"
+    if finding.layer == "hosts" and finding.targeted:
+        return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
+    if finding.layer == "hosts":
+        return (
+            f"grant sshd to it at the top of hosts.allow (broad: {finding.table} line "
+            f"{finding.line}: {finding.rule})"
+        )
+    if finding.element:
+        return f"remove {finding.element} from {finding.location()} (dropped by: {finding.rule})"
+    return f"remove {finding.location()}: {finding.rule}"
+
+
+def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
+    """The plan as `unban me` prints it before applying it."""
+    changes = len(plan.steps) + (0 if ignore_plan is None else len(ignore_plan.edits))
+    if plan.is_empty() and (ignore_plan is None or ignore_plan.is_empty()):
+        lines = [f"nothing to change for {plan.target}"]
+    else:
+        lines = [f"plan for {plan.target}: {changes} change(s), in this order:"]
+    for batch in plan.batches:
+        lines.append(f"  [{batch.layer} {batch.scope}]")
+        for step in batch.steps:
+            lines.append(f"    {step_text(step)}")
+            lines.append(f"      $ {step.command}")
+    broad = [f for f in plan.skipped if not f.targeted]
+    declined = [f for f in plan.skipped if f.targeted]
+    if broad:
+        lines.append(f"left alone, broader than {plan.target} (add --broad to lift them too):")
+        for finding in broad:
+            lines.extend(render.finding_lines(finding))
+    if declined:
+        lines.append("left alone, owned by another tool (change them with that tool):")
+        for finding in declined:
+            lines.extend(render.finding_lines(finding))
+    if ignore_plan is not None and not ignore_plan.is_empty():
+        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
+        for state in ignore_plan.jails:
+            if state.status == "added":
+                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
+        for edit in ignore_plan.edits:
+            lines.append(f"      write {edit.path}")
+        for change in ignore_plan.live:
+            lines.append(f"      $ {change.shell}")
+    return lines
+
+
+def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[str]:
+    """What one applied batch did, one line per change."""
+    if batch.layer == IGNORE_LAYER:
+        result = stage.result if stage is not None else None
+        return [f"done: {line}" for line in ignore_lines(batch.payload[0], result)]
+    lines = []
+    for step in batch.steps:
+        finding = step.finding
+        if batch.layer == "fail2ban":
+            where = "" if batch.scope == "server" else f" in its database ({batch.scope})"
+            lines.append(
+                f"done: fail2ban unbanned {finding.network} in jail {finding.chain}{where}"
+            )
+        elif batch.layer == "hosts" and finding.targeted:
+            lines.append(
+                f"done: took {finding.network} out of {finding.table} line {finding.line} "
+                f"({finding.rule})"
+            )
+        elif batch.layer == "hosts":
+            lines.append(
+                f"done: granted sshd at the top of {batch.scope} (broad: {finding.table} "
+                f"line {finding.line}: {finding.rule})"
+            )
+        elif finding.element:
+            lines.append(
+                f"done: removed {finding.element} from {finding.location()} ($ {step.command})"
+            )
+        else:
+            lines.append(f"done: removed {finding.location()}: {finding.rule}")
+    return lines
+
+
+def ignore_lines(plan_: Any, result: Any) -> list[str]:
+    lines = []
+    for state in plan_.jails:
+        if state.status == "added":
+            lines.append(f"fail2ban ignoreip: {plan_.address} {state.detail} ({state.jail})")
+    for edit in plan_.edits:
+        lines.append(f"fail2ban ignoreip: wrote {edit.path}")
+    for change in plan_.live:
+        lines.append(f"fail2ban ignoreip: live, $ {change.shell}")
+    if result is not None and result.verified:
+        lines.append(f"fail2ban ignoreip: {result.verified}")
+    return lines
+
+
+def text_lines(result: MeResult) -> list[str]:
+    """What `unban me` prints after the plan and the steps: the check, then the last line."""
+    lines: list[str] = []
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    if result.dry_run:
+        lines.append("dry run: nothing changed")
+    elif result.changed:
+        lines.append(
+            f"change set {result.change_set}: `unban undo {result.change_set}` puts it all back"
+        )
+    if result.still_refused:
+        lines.append(f"still refusing {result.target}:")
+        for refusal in result.still_refused:
+            lines.append(f"  {refusal.key}: {refusal.what}")
+            if refusal.fix:
+                lines.append(f"      fix: {refusal.fix}")
+    lines.append(last_line(result))
+    return lines
+
+
+def last_line(result: MeResult) -> str:
+    target = result.target
+    keys = ", ".join(dict.fromkeys(r.key for r in result.still_refused))
+    if result.dry_run:
+        if result.still_refused:
+            return f"{target} would still be refused by: {keys}"
+        return f"{target} would be unblocked everywhere unban looks"
+    if result.still_refused:
+        verdict = "is still refused by" if result.changed or result.blocked else "is refused by"
+        return f"{target} {verdict}: {keys} (see the fixes above)"
+    checked = " (checked again)" if result.after is not None else ""
+    return f"{target} is now unblocked everywhere unban looks{checked}"
+
+
+def undo_lines(result: UndoResult) -> list[str]:
+    lines = [f"undid change set {result.change_set} ({result.description}):"]
+    lines += [f"  {line}" for line in result.undone]
+    lines += [f"  {line}" for line in result.restored]
+    for note in result.cannot:
+        lines.append(f"  cannot restore: {note}")
+    return lines
+
+
+__all__ = ["LAYER_GROUPS", "MeResult", "Refusal", "UndoResult", "run_me", "text_lines", "undo"]

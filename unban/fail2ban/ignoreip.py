@@ -685,12 +685,7 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
     result.change_set = change_set.id
     try:
         with _DeferredSignals() as signals:
-            _write_edits(plan_, change_set)
-            signals.check()
-            result.verified = _verify(plan_, target)
-            signals.check()
-            _go_live(plan_, change_set, result)
-            signals.check()
+            apply_into(plan_, change_set, target, result, check=signals.check)
     except BaseException as exc:
         try:
             change_set.rollback({IGNORE_KIND: undo_live})
@@ -705,6 +700,28 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
             ) from exc
         raise
     change_set.finalize()
+    return result
+
+
+def apply_into(
+    plan_: IgnorePlan,
+    change_set: ChangeSet,
+    target: Network,
+    result: Optional[IgnoreResult] = None,
+    *,
+    check: Callable[[], None] = lambda: None,
+) -> IgnoreResult:
+    """Write the edits into `change_set` (backups first), check them with fail2ban's own
+    parser, go live (each live change recorded as an IGNORE_KIND action). No rollback here: on
+    a failure the caller rolls `change_set` back (`apply`, or `unban me` with its other
+    changes). `check` runs between the steps (deferred signals)."""
+    result = result or IgnoreResult(plan_, change_set.id)
+    _write_edits(plan_, change_set)
+    check()
+    result.verified = _verify(plan_, target)
+    check()
+    _go_live(plan_, change_set, result)
+    check()
     return result
 
 
@@ -782,4 +799,4 @@ def rollback_check(socket_of: Callable[[], str]) -> Callable[[Any], None]:
     return check
 
 
-__all__ = ["LAYER", "IgnorePlan", "apply", "plan", "undo_live"]
+__all__ = ["LAYER", "IgnorePlan", "apply", "apply_into", "plan", "undo_live"]

@@ -32,7 +32,7 @@ from unban.fail2ban.config import (
 from unban.fail2ban.ignoreip import covering, rollback_check, spelling
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.reverter import DEFAULT_STATE_DIR, Reverter
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
 
 DB_KIND = "fail2ban-db"
 
@@ -174,6 +174,9 @@ class Fail2banLayer:
         self._version = ""
         self._done: dict[Batch, list[tuple[str, str]]] = {}
         self._change_sets: dict[Batch, str] = {}
+        # `unban me` passes its change set: the database backup goes there, not in one of ours.
+        self.change_set: Optional[ChangeSet] = None
+        self._db_before: dict[Batch, tuple[str, bytes]] = {}
 
     @classmethod
     def from_settings(cls) -> Fail2banLayer:
@@ -355,12 +358,32 @@ class Fail2banLayer:
         else:
             self._apply_database(batch)
 
+    def unbanned(self, batch: Batch) -> list[tuple[str, str]]:
+        """(jail, ip) pairs this object's `apply` of a server batch really unbanned."""
+        return list(self._done.get(batch, []))
+
     def revert(self, batch: Batch) -> None:
+        """Ban again (server), or put the database back. A server batch this object did not
+        apply (`unban undo` in a later process) bans again what its undo_payload names."""
         if batch.scope == "server":
-            done = self._done.pop(batch, [])
+            done = self._done.pop(batch, None)
+            if done is None:
+                done = [(str(jail), str(ip)) for _op, jail, ip in batch.undo_payload]
             with self.client() as client:
                 for jail, ip in reversed(done):
                     client.call(["set", jail, "banip", ip])
+            return
+        shared = self._db_before.pop(batch, None)
+        if shared is not None:
+            path, data = shared
+            self._running = None
+            if self.running():
+                raise LayerError(
+                    LAYER,
+                    f"fail2ban-server started meanwhile: {path} was not put back (stop it, then "
+                    "`unban undo`)",
+                )
+            atomic_write(path, data)
             return
         change_id = self._change_sets.pop(batch, None)
         if change_id is not None:
@@ -397,6 +420,12 @@ class Fail2banLayer:
         pairs = [(str(ip), str(jail)) for _op, _path, jail, ip in batch.payload]
         jails = ", ".join(sorted({jail for _ip, jail in pairs}))
         ips = ", ".join(sorted({ip for ip, _jail in pairs}))
+        if self.change_set is not None:
+            with open(path, "rb") as handle:
+                self._db_before[batch] = (path, handle.read())
+            self.change_set.register(path, kind=DB_KIND)
+            db.delete_rows(path, pairs)
+            return
         change_set = Reverter(self.state_dir).begin(
             f"fail2ban database {path}: unban {ips} in {jails}"
         )
