@@ -27,6 +27,7 @@ from unban import healconfig
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError, UnbanError
 from unban.healconfig import HealConfig
+from unban.layers import Layer
 from unban.locking import FileLock
 from unban.model import Batch
 from unban.reverter import atomic_write
@@ -272,10 +273,11 @@ class UninstallResult:
     def lines(self) -> list[str]:
         if not self.removed:
             return [f"nothing to remove: no {', '.join(self.looked_at)}"]
-        out = [f"$ {command}" for command in self.ran]
+        out = [f"$ {command}" for command in self.ran[:1] if "disable" in command]
         out += [f"removed {path}" for path in self.removed]
+        out += [f"$ {command}" for command in self.ran if "disable" not in command]
         if self.todo:
-            out.append("systemd does not manage this host (or the units were elsewhere); run:")
+            out.append("if systemd still runs the timer (it does not manage this host here), run:")
             out += [f"  {command}" for command in self.todo]
         return out
 
@@ -376,33 +378,36 @@ def schedule(
 
 
 def uninstall(places: Places) -> UninstallResult:
-    """Remove the cron file and the units --install wrote (and stop the timer first)."""
+    """Remove the cron file and the units --install wrote (the timer disabled first).
+
+    Without systemctl (systemd not running, or the units elsewhere) the timer's
+    timers.target.wants link, if `systemctl enable` made one, goes too.
+    """
     every = [places.cron_file(), *places.units()]
     present = [p for p in every if p.exists()]
     _refuse_foreign(present)
     ran: list[str] = []
     todo: list[str] = []
-    units_present = any(p in present for p in places.units())
-    if units_present:
-        before = f"systemctl disable --now {TIMER}"
-        if places.systemctl is None:
-            todo.append(before)
-        else:
-            try:
-                places.systemctl(before.split()[1:])
-                ran.append(before)
-            except UnbanError:
-                pass  # not loaded: nothing to stop
     removed = []
+    units_present = any(p in present for p in places.units())
+    if units_present and places.systemctl is not None:
+        try:
+            places.systemctl(["disable", "--now", TIMER])
+            ran.append(f"systemctl disable --now {TIMER}")
+        except UnbanError:
+            pass  # not loaded: nothing to stop
+    if units_present and places.systemctl is None:
+        wants = Path(places.systemd_dir) / "timers.target.wants" / TIMER
+        if wants.is_symlink() and os.path.basename(os.readlink(wants)) == TIMER:
+            wants.unlink()
+            removed.append(str(wants))
+        todo += [f"systemctl stop {TIMER}", "systemctl daemon-reload"]
     for path in present:
         path.unlink()
         removed.append(str(path))
-    if units_present:
-        if places.systemctl is None:
-            todo.append("systemctl daemon-reload")
-        else:
-            places.systemctl(["daemon-reload"])
-            ran.append("systemctl daemon-reload")
+    if units_present and places.systemctl is not None:
+        places.systemctl(["daemon-reload"])
+        ran.append("systemctl daemon-reload")
     return UninstallResult(tuple(removed), tuple(ran), tuple(todo), tuple(str(p) for p in every))
 
 
@@ -422,7 +427,11 @@ def host_systemctl(places: Places) -> Optional[Systemctl]:
 # ---------------------------------------------------------------- one run
 
 
-HEALED, CLEAR, STILL_BLOCKED, FAILED = "healed", "clear", "still-blocked", "failed"
+# healed: a block was lifted; updated: nothing blocked it, but it was added to ignoreip;
+# clear: nothing to do; still-blocked: something still refuses it; failed: see the error.
+HEALED, UPDATED, CLEAR = "healed", "updated", "clear"
+STILL_BLOCKED, FAILED = "still-blocked", "failed"
+STATUSES = (HEALED, UPDATED, STILL_BLOCKED, FAILED, CLEAR)
 
 
 @dataclass(frozen=True)
@@ -430,7 +439,7 @@ class Healed:
     """What the `me` run did for one protected address."""
 
     address: str
-    status: str  # healed | clear | still-blocked | failed
+    status: str  # one of STATUSES
     exit_status: int = int(ExitStatus.OK)
     changes: tuple[str, ...] = ()  # what was done, one short phrase each
     remaining: tuple[str, ...] = ()  # what still refuses the address (and the fix)
@@ -478,6 +487,8 @@ def result_line(result: Healed) -> Optional[str]:
     suffix = f" (change set {result.change_set})" if result.change_set else ""
     if result.status == HEALED:
         return f"healed {result.address}: {did}{suffix}"
+    if result.status == UPDATED:
+        return f"{result.address}: {did}{suffix}"
     if result.status == STILL_BLOCKED:
         if did:
             return f"healed {result.address}: {did}{suffix}; still refused by: {still}"
@@ -486,7 +497,8 @@ def result_line(result: Healed) -> Optional[str]:
 
 
 def output_lines(report: HealReport) -> list[str]:
-    """stdout: one line per healed (or still refused) address, nothing when all was clear."""
+    """stdout: one line per address healed, updated or still refused; nothing when all was
+    clear."""
     return [line for line in map(result_line, report.results) if line is not None]
 
 
@@ -514,17 +526,13 @@ def log_records(report: HealReport) -> list[tuple[int, str]]:
 
 
 def summary(report: HealReport) -> str:
-    counts = dict.fromkeys((HEALED, CLEAR, STILL_BLOCKED, FAILED), 0)
+    counts = dict.fromkeys(STATUSES, 0)
     for result in report.results:
         counts[result.status] = counts.get(result.status, 0) + 1
     head = f"heal {report.config}: {len(report.results)} address(es) checked"
-    if counts[HEALED] == counts[STILL_BLOCKED] == counts[FAILED] == 0:
+    if counts[CLEAR] == len(report.results):
         return f"{head}, nothing was blocked (exit {report.exit_status})"
-    parts = [
-        f"{counts[status]} {status}"
-        for status in (HEALED, STILL_BLOCKED, FAILED, CLEAR)
-        if counts[status]
-    ]
+    parts = [f"{counts[status]} {status}" for status in STATUSES if counts[status]]
     return f"{head}: {', '.join(parts)} (exit {report.exit_status})"
 
 
@@ -600,12 +608,17 @@ def _engine_heal(target: Network, config: HealConfig) -> Healed:
     from unban.reverter import Reverter
 
     wanted = set(config.layers)
-    layers = [
-        layer
-        for layer in engine.default_layers()
-        if ("fail2ban" if layer.name == "fail2ban" else "firewall") in wanted
-    ]
-    plan = engine.plan(engine.find(target, layers), layers)
+
+    def chosen() -> list[Layer]:  # fresh objects: a layer may keep what it read
+        return [
+            layer
+            for layer in engine.default_layers()
+            if ("fail2ban" if layer.name == "fail2ban" else "firewall") in wanted
+        ]
+
+    layers = chosen()
+    before = engine.find(target, layers)
+    plan = engine.plan(before, layers)
     changes: list[str] = []
     if not plan.is_empty():
         engine.apply(plan, layers)
@@ -618,7 +631,7 @@ def _engine_heal(target: Network, config: HealConfig) -> Healed:
             done = ignoreip.apply(ignore_plan, Reverter(settings.state_dir), target)
             change_set = done.change_set
             changes.append("added to fail2ban's ignoreip")
-    remaining = engine.find(target, layers).findings
+    remaining = engine.find(target, chosen()).findings
     refusing = tuple(f"{f.location()} ({f.rule})" for f in remaining)
     if refusing:
         return Healed(
@@ -629,9 +642,8 @@ def _engine_heal(target: Network, config: HealConfig) -> Healed:
             refusing,
             change_set=change_set,
         )
-    return Healed(
-        show(target), HEALED if changes else CLEAR, changes=tuple(changes), change_set=change_set
-    )
+    status = CLEAR if not changes else HEALED if before.findings else UPDATED
+    return Healed(show(target), status, changes=tuple(changes), change_set=change_set)
 
 
 def _heal_guarded(heal_one: HealOne, target: Network, config: HealConfig) -> Healed:

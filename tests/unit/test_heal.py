@@ -12,7 +12,16 @@ import pytest
 from unban import heal, healconfig
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError, LayerError
-from unban.heal import CLEAR, FAILED, HEALED, STILL_BLOCKED, Healed, HealReport, Interval
+from unban.heal import (
+    CLEAR,
+    FAILED,
+    HEALED,
+    STILL_BLOCKED,
+    UPDATED,
+    Healed,
+    HealReport,
+    Interval,
+)
 from unban.healconfig import HealConfig
 from unban.locking import FileLock
 
@@ -194,6 +203,14 @@ def test_one_line_per_healed_or_refused_address_and_errors_apart() -> None:
     assert heal.error_lines(REPORT) == [
         "unban: heal 192.0.2.9: iptables: restore failed; nothing is changed"
     ]
+
+
+def test_an_address_nothing_blocked_but_newly_ignored_is_updated() -> None:
+    result = Healed("198.51.100.0/24", UPDATED, changes=("added to fail2ban's ignoreip",))
+    assert heal.result_line(result) == "198.51.100.0/24: added to fail2ban's ignoreip"
+    report = HealReport("c", results=(result, Healed("203.0.113.4", CLEAR)))
+    assert heal.summary(report) == "heal c: 2 address(es) checked: 1 updated, 1 clear (exit 0)"
+    assert heal.as_json(report)["healed"] == []
 
 
 def test_still_refused_without_changes() -> None:

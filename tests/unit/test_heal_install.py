@@ -87,8 +87,33 @@ def test_systemd_install_and_uninstall_drive_systemctl(places: Places) -> None:
     systemctl.calls.clear()
     removed = heal.uninstall(managed)
     assert systemctl.calls == [["disable", "--now", "unban-heal.timer"], ["daemon-reload"]]
+    assert removed.lines() == [
+        "$ systemctl disable --now unban-heal.timer",
+        *(f"removed {p}" for p in places.units()),
+        "$ systemctl daemon-reload",
+    ]
     assert removed.removed == tuple(str(p) for p in places.units())
     assert not any(p.exists() for p in places.units())
+
+
+def test_uninstall_without_systemctl_removes_the_enable_link_and_says_what_to_run(
+    places: Places,
+) -> None:
+    heal.install("systemd", Interval(5), COMMAND, places)
+    wants = Path(places.systemd_dir) / "timers.target.wants"
+    wants.mkdir()
+    (wants / "unban-heal.timer").symlink_to(places.units()[1])
+    removed = heal.uninstall(places)
+    service, timer = places.units()
+    assert removed.lines() == [
+        f"removed {wants / 'unban-heal.timer'}",
+        f"removed {service}",
+        f"removed {timer}",
+        "if systemd still runs the timer (it does not manage this host here), run:",
+        "  systemctl stop unban-heal.timer",
+        "  systemctl daemon-reload",
+    ]
+    assert list(Path(places.systemd_dir).rglob("*")) == [wants]
 
 
 def test_uninstall_goes_on_when_the_timer_is_not_loaded(places: Places) -> None:
