@@ -761,6 +761,8 @@ def demo(out: Callable[[str], None] = print, *, verb: Sequence[str] = ("me",)) -
         out("(--fail2ban-conf and --state-dir point unban at the sandbox's fail2ban and a temp")
         out(" state dir; on a real server it is just `sudo unban me ADDRESS`)")
         args = [*box.fail2ban.global_args(), *verb, CLIENT4]
+        if tuple(verb) == ("me",):  # check the sandbox's sshd, not the host's config
+            args += ["--sshd-config", str(box.sshd.config_path)]
         proc = box.sshd.unban(*args)
         shell(
             "server",

@@ -21,16 +21,17 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from unban import healconfig
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError, UnbanError
 from unban.healconfig import HealConfig
-from unban.layers import Layer
 from unban.locking import FileLock
-from unban.model import Batch
 from unban.reverter import atomic_write
+
+if TYPE_CHECKING:
+    from unban.me import MeResult
 
 DEFAULT_CONFIG = str(healconfig.DEFAULT_PATH)
 DEFAULT_LOCK = "/run/unban-heal.lock"
@@ -484,7 +485,8 @@ def result_line(result: Healed) -> Optional[str]:
     """The stdout line for one address; None when there is nothing to say (cron stays quiet)."""
     did = "; ".join(result.changes)
     still = "; ".join(result.remaining)
-    suffix = f" (change set {result.change_set})" if result.change_set else ""
+    undo = result.change_set
+    suffix = f" (change set {undo}: `unban undo {undo}` puts it back)" if undo else ""
     if result.status == HEALED:
         return f"healed {result.address}: {did}{suffix}"
     if result.status == UPDATED:
@@ -585,65 +587,37 @@ HealOne = Callable[[Network, HealConfig], Healed]
 def heal_address(target: Network, config: HealConfig) -> Healed:
     """What `unban me` does for one protected address, within the config's layers.
 
-    The one seam tests replace (tests/cli/test_heal_cli.py).
+    The one seam tests replace (tests/cli/test_heal_cli.py). sshd's own refusals
+    (AllowUsers/DenyUsers, MaxStartups) are not asked: heal lifts blocks on addresses, and a
+    timer cannot fix those (`unban doctor` explains them).
     """
-    return _engine_heal(target, config)
+    from unban import me
+
+    result = me.run_me(
+        target, ignore=config.ignoreip, groups=config.layers, check_sshd=False, broad=False
+    )
+    return from_me(result)
 
 
-def _step_phrase(batch: Batch) -> str:
-    if batch.layer == "fail2ban":
-        jails = sorted({str(step.finding.chain) for step in batch.steps})
-        where = "server" if batch.scope == "server" else "database"
-        return f"fail2ban unban in {', '.join(jails)} ({where})"
-    return f"{batch.layer} {batch.scope}: {len(batch.steps)} removed"
+def from_me(result: MeResult) -> Healed:
+    """heal's view of one `unban me` run: one short phrase per change, what still refuses."""
+    from unban import me
 
-
-def _engine_heal(target: Network, config: HealConfig) -> Healed:
-    """Until `unban me` lands: fail2ban and the packet filters through the engine, then ignoreip.
-
-    (The hosts layer, hosts.allow/hosts.deny, comes with `unban me`.)
-    """
-    from unban import engine, fail2ban
-    from unban.fail2ban import ignoreip
-    from unban.reverter import Reverter
-
-    wanted = set(config.layers)
-
-    def chosen() -> list[Layer]:  # fresh objects: a layer may keep what it read
-        return [
-            layer
-            for layer in engine.default_layers()
-            if ("fail2ban" if layer.name == "fail2ban" else "firewall") in wanted
-        ]
-
-    layers = chosen()
-    before = engine.find(target, layers)
-    plan = engine.plan(before, layers)
-    changes: list[str] = []
-    if not plan.is_empty():
-        engine.apply(plan, layers)
-        changes += [_step_phrase(batch) for batch in plan.batches]
-    change_set = None
-    settings = fail2ban.settings()
-    if config.ignoreip and "fail2ban" in wanted and os.path.isdir(settings.confdir):
-        ignore_plan = ignoreip.plan("ignore", settings.confdir, target, [])
-        if not ignore_plan.is_empty():
-            done = ignoreip.apply(ignore_plan, Reverter(settings.state_dir), target)
-            change_set = done.change_set
-            changes.append("added to fail2ban's ignoreip")
-    remaining = engine.find(target, chosen()).findings
-    refusing = tuple(f"{f.location()} ({f.rule})" for f in remaining)
-    if refusing:
-        return Healed(
-            show(target),
-            STILL_BLOCKED,
-            int(ExitStatus.STILL_BLOCKED),
-            tuple(changes),
-            refusing,
-            change_set=change_set,
-        )
-    status = CLEAR if not changes else HEALED if before.findings else UPDATED
-    return Healed(show(target), status, changes=tuple(changes), change_set=change_set)
+    changes = [me.step_text(step) for batch in result.applied for step in batch.steps]
+    if result.ignored:
+        changes.append("added to fail2ban's ignoreip")
+    if result.changed and not changes:
+        changes.append(result.summary)
+    remaining = tuple(
+        f"{r.key}: {r.what}" + (f" (fix: {r.fix})" if r.fix else "") for r in result.still_refused
+    )
+    if remaining:
+        status, code = STILL_BLOCKED, int(result.status)
+    elif result.changed:
+        status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
+    else:
+        status, code = CLEAR, int(ExitStatus.OK)
+    return Healed(result.target, status, code, tuple(changes), remaining, "", result.change_set)
 
 
 def _heal_guarded(heal_one: HealOne, target: Network, config: HealConfig) -> Healed:

@@ -116,7 +116,8 @@ def test_one_line_per_healed_address_errors_on_stderr_worst_exit(
         cli.app, ["heal", "--config", str(config), "--lock-file", str(tmp_path / "l")]
     )
     assert result.stdout == (
-        "healed 203.0.113.4: fail2ban unban in sshd (server) (change set 3)\n"
+        "healed 203.0.113.4: fail2ban unban in sshd (server) "
+        "(change set 3: `unban undo 3` puts it back)\n"
         "198.51.100.0/24 is still refused by: sshd DenyUsers\n"
     )
     assert result.stderr == (

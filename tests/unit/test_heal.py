@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unban import heal, healconfig
+from unban import heal, healconfig, me
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError, LayerError
 from unban.heal import (
@@ -24,6 +24,8 @@ from unban.heal import (
 )
 from unban.healconfig import HealConfig
 from unban.locking import FileLock
+from unban.me import MeResult, Refusal
+from unban.model import Batch, Finding, Plan, Report, Step
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -196,7 +198,7 @@ REPORT = HealReport(
 def test_one_line_per_healed_or_refused_address_and_errors_apart() -> None:
     assert heal.output_lines(REPORT) == [
         "healed 203.0.113.4: fail2ban unban in sshd (server); added to fail2ban's ignoreip "
-        "(change set 7)",
+        "(change set 7: `unban undo 7` puts it back)",
         "healed 2001:db8::/64: route ipv6: 1 removed; still refused by: "
         "iptables nft/ipv6 filter INPUT #1 (-s 2001:db8::/32 -j DROP)",
     ]
@@ -389,3 +391,103 @@ def test_a_broken_config_is_logged_and_raised_before_the_lock(tmp_path: Path) ->
     assert "line 2" in str(caught.value)
     assert logged == [(heal.LOG_ERR, f"heal: {caught.value}")]
     assert not (tmp_path / "lock").exists()
+
+
+# ---------------------------------------------------------------- what `unban me` returned
+
+
+def _finding(layer: str, rule: str = "", chain: str = "sshd", targeted: bool = True) -> Finding:
+    return Finding(
+        layer=layer,
+        backend="server" if layer == "fail2ban" else "nft",
+        family="ipv4",
+        table="filter",
+        chain=chain,
+        line=1,
+        handle=None,
+        rule=rule,
+        verdict="REJECT",
+        owner="fail2ban:sshd" if layer == "fail2ban" else "manual",
+        network="203.0.113.4/32",
+        targeted=targeted,
+    )
+
+
+def _me_result(
+    *, blocked: bool, changed: bool, ignored: bool = False, refused: bool = False
+) -> MeResult:
+    ban = _finding("fail2ban")
+    rule = _finding("iptables", "-A INPUT -s 203.0.113.4/32 -j DROP", chain="INPUT")
+    before = Report("203.0.113.4", (ban, rule) if blocked else ())
+    batches = (
+        (
+            Batch("fail2ban", "server", (Step(ban, "fail2ban-client ...", "..."),), (), ()),
+            Batch("iptables", "nft ipv4 filter", (Step(rule, "iptables ...", "..."),), (), ()),
+        )
+        if blocked
+        else ()
+    )
+    plan = Plan("203.0.113.4", batches)
+    refusal = Refusal("iptables", "iptables nft/ipv4 filter INPUT #1 [broad]", "unban me X --broad")
+    return MeResult(
+        "203.0.113.4",
+        False,
+        before,
+        plan,
+        applied=batches if changed else (),
+        ignored=("fail2ban ignoreip: wrote /etc/fail2ban/jail.local",) if ignored else (),
+        change_set="4" if changed else None,
+        still_refused=(refusal,) if refused else (),
+    )
+
+
+def test_from_me_healed() -> None:
+    healed = heal.from_me(_me_result(blocked=True, changed=True, ignored=True))
+    assert healed == Healed(
+        "203.0.113.4",
+        HEALED,
+        0,
+        (
+            "unban 203.0.113.4/32 in fail2ban jail sshd",
+            "remove iptables nft/ipv4 filter INPUT #1: -A INPUT -s 203.0.113.4/32 -j DROP",
+            "added to fail2ban's ignoreip",
+        ),
+        (),
+        "",
+        "4",
+    )
+
+
+def test_from_me_updated_clear_and_still_refused() -> None:
+    updated = heal.from_me(_me_result(blocked=False, changed=True, ignored=True))
+    assert (updated.status, updated.changes) == (UPDATED, ("added to fail2ban's ignoreip",))
+    clear = heal.from_me(_me_result(blocked=False, changed=False))
+    assert clear == Healed("203.0.113.4", CLEAR)
+    refused = heal.from_me(_me_result(blocked=True, changed=False, refused=True))
+    assert (refused.status, refused.exit_status, refused.changes) == (STILL_BLOCKED, 3, ())
+    assert refused.remaining == (
+        "iptables: iptables nft/ipv4 filter INPUT #1 [broad] (fix: unban me X --broad)",
+    )
+
+
+def test_heal_address_asks_me_for_the_configs_layers_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, object]] = []
+
+    def run_me(target: Network, **options: object) -> MeResult:
+        calls.append({"target": show(target), **options})
+        return _me_result(blocked=False, changed=False)
+
+    monkeypatch.setattr(me, "run_me", run_me)
+    config = HealConfig(Path("c"), (), (), ("firewall", "hosts"), False)
+    assert heal.heal_address(ipaddress.ip_network("203.0.113.4"), config).status == CLEAR
+    assert calls == [
+        {
+            "target": "203.0.113.4",
+            "ignore": False,
+            "groups": ("firewall", "hosts"),
+            "check_sshd": False,
+            "broad": False,
+        }
+    ]
