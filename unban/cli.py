@@ -549,10 +549,18 @@ def heal(
     cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = heal_mod.CRON_DIR,
     systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = heal_mod.SYSTEMD_DIR,
 ) -> None:
-    """For each address, network and host name in FILE (/etc/unban/unban.toml), what `unban me`
-    does, limited to the config's layers. Prints nothing when nothing was blocked, one line per
-    healed address otherwise; logs every run to syslog. A run that cannot get the lock within 5 s
-    (another heal is running) exits 0. A broken config exits 2 and changes nothing."""
+    """For each address, network and host name in FILE (/etc/unban/unban.toml; names resolved
+    at each run), what `unban me` does, limited to the config's layers and ignoreip setting.
+    Prints nothing when nothing was blocked, one line per healed address otherwise; logs every
+    run to syslog (ident unban). Exit status: the gravest of the addresses' (0 all clear or
+    healed, 3 something still refuses one, 1 a step failed and was put back, 5 putting back
+    failed too); 0 when another heal holds the lock for 5 s (logged); 2 for a broken config
+    (nothing changed). --install cron|systemd writes /etc/cron.d/unban or unban-heal.service and
+    unban-heal.timer (--every 1m to 24h; cron only takes intervals it can keep evenly);
+    --uninstall removes them. FILE is TOML, owned by root and writable by nobody else (nor
+    any directory above it): protect = ["203.0.113.4", "2001:db8::/64", "home.example.net"];
+    wide_ok = ["10.0.0.0/8"] (entries wider than /16 or /48, meant); layers = ["firewall",
+    "fail2ban", "hosts"]; ignoreip = true."""
 
     def body() -> int:
         import dataclasses
