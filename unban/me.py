@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from unban import engine, render
-from unban.address import Network, show
+from unban.address import Network, parse_network, show
 from unban.engine import _DeferredSignals
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
 from unban.layers import Layer
@@ -373,15 +373,16 @@ def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> 
     hosts = next((layer for layer in layers if isinstance(layer, HostsLayer)), None)
     if hosts is None:
         return
-    touched = any(b.layer == hosts.name for b in plan.batches) or any(
+    paths = [b.scope for b in plan.batches if b.layer == hosts.name]
+    if any(
         hosts.name in step.finding.clears
         for b in plan.batches
         if b.layer == "fail2ban"
         for step in b.steps
-    )
-    if touched:
-        for path in (hosts.deny_path, hosts.allow_path):
-            change_set.register(path, kind="hosts")
+    ):
+        paths.append(hosts.deny_path)
+    for path in dict.fromkeys(paths):
+        change_set.register(path, kind="hosts")
 
 
 def _put_back(
@@ -448,10 +449,22 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
             }
             for step in batch.steps
         ],
-        "payload": [] if batch.layer == IGNORE_LAYER else as_json(batch.payload),
+        "payload": [] if by_file else as_json(batch.payload),
         "undo_payload": as_json(undo_payload),
-        "summary": f"{batch.layer} {batch.scope}: {len(batch.steps)} change(s)",
+        "summary": record_summary(batch),
     }
+
+
+def record_summary(batch: Batch) -> str:
+    """One line for `unban rollback --list` and `unban undo`."""
+    if batch.layer == IGNORE_LAYER:
+        plan_ = batch.payload[0]
+        files = ", ".join(edit.path for edit in plan_.edits) or "no file"
+        return f"fail2ban ignoreip: {plan_.address} added ({files})"
+    texts = [step_text(step) for step in batch.steps]
+    if len(texts) > 3:
+        texts = [*texts[:3], f"and {len(texts) - 3} more"]
+    return f"{batch.layer} {batch.scope}: " + "; ".join(texts)
 
 
 def _tuples(value: Any) -> Any:
@@ -683,7 +696,7 @@ def step_text(step: Step) -> str:
     finding = step.finding
     if finding.layer == "fail2ban":
         where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
-        return f"unban {finding.network} in fail2ban jail {finding.chain}{where}"
+        return f"unban {_shown(finding.network)} in fail2ban jail {finding.chain}{where}"
     if finding.layer == "hosts" and finding.targeted:
         return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
     if finding.layer == "hosts":
@@ -694,6 +707,11 @@ def step_text(step: Step) -> str:
     if finding.element:
         return f"remove {finding.element} from {finding.location()} (dropped by: {finding.rule})"
     return f"remove {finding.location()}: {finding.rule}"
+
+
+def _shown(network: str) -> str:
+    parsed = parse_network(network)
+    return show(parsed) if parsed is not None else network
 
 
 def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
@@ -708,6 +726,15 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
         for step in batch.steps:
             lines.append(f"    {step_text(step)}")
             lines.append(f"      $ {step.command}")
+    if ignore_plan is not None and not ignore_plan.is_empty():
+        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
+        for state in ignore_plan.jails:
+            if state.status == "added":
+                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
+        for edit in ignore_plan.edits:
+            lines.append(f"      write {edit.path}")
+        for change in ignore_plan.live:
+            lines.append(f"      $ {change.shell}")
     broad = [f for f in plan.skipped if not f.targeted]
     declined = [f for f in plan.skipped if f.targeted]
     if broad:
@@ -718,15 +745,6 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
         lines.append("left alone, owned by another tool (change them with that tool):")
         for finding in declined:
             lines.extend(render.finding_lines(finding))
-    if ignore_plan is not None and not ignore_plan.is_empty():
-        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
-        for state in ignore_plan.jails:
-            if state.status == "added":
-                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
-        for edit in ignore_plan.edits:
-            lines.append(f"      write {edit.path}")
-        for change in ignore_plan.live:
-            lines.append(f"      $ {change.shell}")
     return lines
 
 
@@ -741,7 +759,7 @@ def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[st
         if batch.layer == "fail2ban":
             where = "" if batch.scope == "server" else f" in its database ({batch.scope})"
             lines.append(
-                f"done: fail2ban unbanned {finding.network} in jail {finding.chain}{where}"
+                f"done: fail2ban unbanned {_shown(finding.network)} in jail {finding.chain}{where}"
             )
         elif batch.layer == "hosts" and finding.targeted:
             lines.append(

@@ -314,3 +314,23 @@ def test_deny_users_is_said_with_its_fix(server: Server) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "users:" in proc.stdout and "DenyUsers" in proc.stdout
     assert proc.stdout.splitlines()[-1] == f"{CLIENT4} is refused by: users (see the fixes above)"
+
+
+@pytest.mark.parametrize("action", ["hostsdeny", "hostsdeny[daemon_list=sshd]"])
+def test_hand_made_entry_below_fail2ban_s_hostsdeny_line(server: Server, action: str) -> None:
+    """fail2ban's own unban deletes its line first: the hand-made entry below it moves up a
+    line, and unban still edits that entry (and only it)."""
+    f2b = server.fail2ban({"sshd": {"banaction": action}})
+    f2b.fail(CLIENT4)
+    f2b.wait_banned("sshd", CLIENT4)
+    assert eventually(lambda: f": {CLIENT4}\n".encode() in server.read("/etc/hosts.deny"))
+    current = server.read("/etc/hosts.deny").decode()
+    server.write("/etc/hosts.deny", current + f"sshd: {CLIENT4}, 198.51.100.7\n")
+    before = server.snapshot()
+    proc = server.me(CLIENT4, "--no-ignore")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert server.read("/etc/hosts.deny") == (EMPTY_DENY + "sshd: 198.51.100.7\n").encode()
+    assert server.reachable(SERVER4)
+    undone = server.unban("undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert server.snapshot() == before

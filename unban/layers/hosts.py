@@ -35,10 +35,11 @@ answer differs from address to address inside a network), and `status` says so.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
@@ -81,6 +82,7 @@ class _Seen:
     entry: Entry
     edit: Optional[Edit]  # takes the address's own patterns out (targeted findings)
     address: str
+    text: str  # the entry's file as `find` read it
 
 
 # ---------------------------------------------------------------- pure parts
@@ -89,23 +91,16 @@ class _Seen:
 def owner_of_entry(entry: Entry, address: str, deny_path: str) -> str:
     """sshguard (between its markers), fail2ban, or manual.
 
-    fail2ban's hostsdeny action appends `<daemon_list>: <ip>` (`ALL: 203.0.113.4`,
-    `ALL: [2001:db8::4]`) and its unban deletes every line reading exactly that
-    (`sed -i "/^<daemon_list>: IP$/d"`): a hosts.deny line of that very form is fail2ban's.
+    fail2ban's hostsdeny action appends `<daemon_list>: <ip>` with daemon_list `ALL` unless a
+    jail says otherwise (`ALL: 203.0.113.4`, `ALL: [2001:db8::4]`), and its unban deletes every
+    line reading exactly that: a hosts.deny line of that very form is fail2ban's. (A jail with
+    another daemon_list makes lines that look hand-made; fail2ban's unban deletes them before
+    the hosts batch runs, and `apply` counts an entry that is gone as removed.)
     """
     if entry.owner == "sshguard":
         return "sshguard"
     pattern = f"[{address}]" if ":" in address else address
-    text = entry.display()
-    daemons, sep, client = text.partition(": ")
-    if (
-        entry.path == deny_path
-        and len(entry.raw) == 1
-        and sep
-        and daemons
-        and not any(c in daemons for c in " \t,:")
-        and client == pattern
-    ):
+    if entry.path == deny_path and len(entry.raw) == 1 and entry.display() == f"ALL: {pattern}":
         return "fail2ban"
     return "manual"
 
@@ -223,10 +218,10 @@ def undo_command(path: str) -> str:
 
 
 def build_batches(
-    found: Sequence[tuple[Finding, _Seen]], allow_path: str, allow_content: str
+    found: Sequence[tuple[Finding, _Seen]], allow_path: str, contents: Mapping[str, str]
 ) -> list[Batch]:
     """One batch per file changed: the targeted findings' edits in their own file; the grant
-    for broad findings in hosts.allow. Pure."""
+    for broad findings in hosts.allow. `contents`: each file as `find` read it. Pure."""
     per_file: dict[str, tuple[list[Step], list[PayloadItem]]] = {}
 
     def slot(path: str) -> tuple[list[Step], list[PayloadItem]]:
@@ -243,18 +238,61 @@ def build_batches(
         if grant is None:
             grant = allow_line(seen.address, GRANT_COMMENT.format(address=seen.address))
             payload.append(("prepend", grant))
-        command = grant_command(allow_path, allow_content, seen.address)
+        command = grant_command(allow_path, contents.get(allow_path, ""), seen.address)
         steps.append(Step(finding, command, undo_command(allow_path)))
     batches = []
     for path, (steps, payload) in per_file.items():
-        ordered = [p for p in payload if p[0] == "edit"] + [p for p in payload if p[0] != "edit"]
+        ordered: list[PayloadItem] = [("read", contents.get(path, ""))]
+        ordered += [p for p in payload if p[0] == "edit"] + [p for p in payload if p[0] != "edit"]
         batches.append(Batch(LAYER, path, tuple(steps), tuple(ordered), ()))
     return batches
 
 
+def relocate(original: str, current: str, edit: Edit) -> Optional[Edit]:
+    """`edit` (made for `original`, the file as `find` read it) for the file as it is now.
+
+    Lines added or deleted elsewhere (fail2ban's own unban deletes its hostsdeny line, which
+    moves the entries below it up) only move the entry: the edit follows it. An entry whose
+    lines were all deleted is gone: None (nothing left to do). An entry whose lines changed:
+    ValueError, and nothing is edited.
+    """
+    if original == current:
+        return edit
+    before = original.splitlines(keepends=True)
+    after = current.splitlines(keepends=True)
+    start, end = edit.line - 1, edit.end_line
+    tags: set[str] = set()
+    moved: Optional[int] = None
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, _j2 in matcher.get_opcodes():
+        if i1 == i2:  # an insertion: inside the entry it changes the entry
+            if start < i1 < end:
+                tags.add("changed")
+            continue
+        if i2 <= start or i1 >= end:
+            continue
+        tags.add(tag)
+        if tag == "equal" and i1 <= start and end <= i2:
+            moved = j1 + (start - i1)
+    if tags == {"equal"} and moved is not None:
+        return replace(edit, line=moved + 1, end_line=moved + (end - start))
+    if tags == {"delete"}:
+        return None
+    raise ValueError(f"{edit.path}:{edit.line} changed since it was read")
+
+
 def edited(content: str, payload: Sequence[PayloadItem]) -> str:
-    """`content` with a batch's payload made. ValueError when an edited line moved. Pure."""
-    edits = [item for kind, item in payload if kind == "edit" and isinstance(item, Edit)]
+    """`content` with a batch's payload made. ValueError when an edited entry changed. Pure.
+
+    The payload's ("read", text) item is the file as `find` read it (see `relocate`).
+    """
+    original = next((str(item) for kind, item in payload if kind == "read"), content)
+    edits = []
+    for kind, item in payload:
+        if kind == "edit" and isinstance(item, Edit):
+            moved = relocate(original, content, item)
+            if moved is not None:
+                edits.append(moved)
     text = apply_edits(content, edits)
     for kind, item in payload:
         if kind == "prepend" and isinstance(item, str):
@@ -335,7 +373,9 @@ class HostsLayer:
         if target.num_addresses != 1 or self.libwrap() is False:
             return []
         address = show(target)
-        allow, deny = read_tables(self.allow_path, self.deny_path)
+        texts = {path: _read_text(path) or "" for path in (self.allow_path, self.deny_path)}
+        allow = parse_table(texts[self.allow_path], self.allow_path)
+        deny = parse_table(texts[self.deny_path], self.deny_path)
         request = request_for(address, None, self.daemon)
         decision = evaluate(allow, deny, request, read_file=read_pattern_file)
         if decision.allowed is None and self.resolve_names and depends_on_name(decision):
@@ -347,7 +387,9 @@ class HostsLayer:
             edit = remove_address(found.entry, address)
             targeted = found.match is Match.YES and is_targeted_edit(edit, request)
             finding = to_finding(found, address, targeted, self.deny_path)
-            self._seen[finding] = _Seen(found.entry, edit if targeted else None, address)
+            self._seen[finding] = _Seen(
+                found.entry, edit if targeted else None, address, texts[found.entry.path]
+            )
             findings.append(finding)
         return findings
 
@@ -379,7 +421,10 @@ class HostsLayer:
         known = [(f, self._seen[f]) for f in findings if f.layer == LAYER and f in self._seen]
         if not known:
             return []
-        return build_batches(known, self.allow_path, _read_text(self.allow_path) or "")
+        contents = {seen.entry.path: seen.text for _finding, seen in known}
+        if self.allow_path not in contents:
+            contents[self.allow_path] = _read_text(self.allow_path) or ""
+        return build_batches(known, self.allow_path, contents)
 
     def apply(self, batch: Batch) -> None:
         path = batch.scope
