@@ -448,7 +448,7 @@ def test_from_me_healed() -> None:
         HEALED,
         0,
         (
-            "unban 203.0.113.4/32 in fail2ban jail sshd",
+            "unban 203.0.113.4 in fail2ban jail sshd",
             "remove iptables nft/ipv4 filter INPUT #1: -A INPUT -s 203.0.113.4/32 -j DROP",
             "added to fail2ban's ignoreip",
         ),
