@@ -152,8 +152,10 @@ def test_heal_twice_the_second_run_prints_nothing_and_changes_nothing(
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stderr == ""
     healed, updated = first.stdout.splitlines()
-    assert healed.startswith(f"healed {CLIENT}: fail2ban unban in sshd (server); "), healed
-    assert "added to fail2ban's ignoreip" in healed
+    assert healed == (
+        f"healed {CLIENT}: unban {CLIENT} in fail2ban jail sshd; added to fail2ban's ignoreip "
+        "(change set 1: `unban undo 1` puts it back)"
+    )
     assert updated.startswith("198.51.100.0/24: added to fail2ban's ignoreip (change set ")
     assert f2b.banned("sshd") == []
     assert {CLIENT, "198.51.100.0/24"} <= set(f2b.ignoreip("sshd"))
