@@ -130,7 +130,7 @@ def parse_interval(text: str) -> Interval:
 
 # ---------------------------------------------------------------- the files (pure)
 
-_SAFE_ARG = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+_SAFE_ARG = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 
 
 def heal_command(
@@ -141,7 +141,7 @@ def heal_command(
     if config is not None and config != DEFAULT_CONFIG:
         argv += ["--config", config]
     for arg in argv:
-        if not _SAFE_ARG.fullmatch(arg) or "%" in arg:
+        if not _SAFE_ARG.fullmatch(arg):
             raise InputError(
                 f"{arg!r}: cron and systemd would each read this argument their own way "
                 "(spaces, quotes, %, $); use a path made of letters, digits and ./_-+@:,="
