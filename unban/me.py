@@ -25,6 +25,7 @@ its undo data, so `unban undo` can put it all back in a later process (`undo`).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
@@ -49,6 +50,7 @@ ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
 DESCRIPTION_PREFIX = "unban me "  # change sets of `unban me` runs (what `unban undo` takes)
 IGNORE_LAYER = "ignoreip"
 FILE_LAYERS = ("hosts", IGNORE_LAYER)
+LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
 
 
 def _quiet(_line: str) -> None:
@@ -188,16 +190,26 @@ def run_me(
         events.append(line)
         on_event(line)
 
+    reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, ignore_plan, layers, Reverter(state_dir), confdir, event
+        target, plan, ignore_plan, layers, reverter, confdir, event
     )
     after = engine.find(target, layers)  # layers read the system again after a change
+    stale = fail2ban_leftovers(after, applied, target)
+    deadline = time.monotonic() + LEFTOVER_WAIT
+    while stale and time.monotonic() < deadline:
+        time.sleep(0.25)  # fail2ban may still be running its ban or unban actions: let them end
+        after = engine.find(target, layers)
+        stale = fail2ban_leftovers(after, applied, target)
+    if stale:
+        applied += _sweep(stale, applied, target, layers, change_set, reverter, confdir, event)
+        after = engine.find(target, layers)
     refused = refusals(after, after.findings, layers)
     return replace(
         base,
         applied=applied,
         ignored=ignored,
-        change_set=change_set,
+        change_set=change_set.id,
         after=after,
         still_refused=tuple(refused + sshd_refusals),
         events=tuple(events),
@@ -311,10 +323,10 @@ def _transaction(
     reverter: Reverter,
     confdir: str,
     event: Event,
-) -> tuple[tuple[Batch, ...], str, tuple[str, ...]]:
+) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
     """Apply every batch (and ignoreip) with one change set; on a failure put everything back.
 
-    Returns (the plan's batches applied, the change set id, what the ignoreip step did).
+    Returns (the plan's batches applied, the change set, what the ignoreip step did).
     """
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
@@ -361,7 +373,90 @@ def _transaction(
     ignored: tuple[str, ...] = ()
     if stage.result is not None:
         ignored = tuple(ignore_lines(ignore_plan, stage.result))
-    return applied, change_set.id, ignored
+    return applied, change_set, ignored
+
+
+def fail2ban_leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
+    """Blocks fail2ban should have lifted with this run's unban, but are still there.
+
+    fail2ban lists a ban a moment before its ban action has run; an unban that lands in between
+    runs the action's unban first, and the ban action then still makes its rule (or set element,
+    route, hostsdeny line). What is left is owned by a jail that no longer holds the address.
+    """
+    jails = set()
+    clears: set[str] = set()
+    for batch in applied:
+        if batch.layer == "fail2ban" and batch.scope == "server":
+            for step in batch.steps:
+                jails.add(f"fail2ban:{step.finding.chain}")
+                clears.update(step.finding.clears)
+    if not jails:
+        return []
+    found = []
+    for finding in after.findings:
+        if finding.layer == "fail2ban" or not finding.targeted:
+            continue
+        if parse_network(finding.network) != target:
+            continue
+        by_fail2ban = finding.layer in clears and (
+            finding.layer != "hosts" or finding.owner.startswith("fail2ban")
+        )
+        if finding.owner in jails or by_fail2ban:
+            found.append(finding)
+    return found
+
+
+def _sweep(
+    stale: Sequence[Finding],
+    applied_before: Sequence[Batch],
+    target: Network,
+    layers: Sequence[Layer],
+    change_set: ChangeSet,
+    reverter: Reverter,
+    confdir: str,
+    event: Event,
+) -> tuple[Batch, ...]:
+    """Remove fail2ban's leftovers as part of the same run (same change set). Their undo is
+    fail2ban's own ban again (`unban undo` bans again), so they are recorded `by_fail2ban`.
+    On a failure the whole run is undone, as `unban undo` would."""
+    from unban.layers.fail2ban import Fail2banLayer
+    from unban.layers.hosts import HostsLayer
+
+    others = [layer for layer in layers if layer.name != "fail2ban"]
+    plan = engine.plan(Report(show(target), tuple(stale)), others)
+    done: list[Batch] = []
+    for layer in others:
+        if isinstance(layer, (Fail2banLayer, HostsLayer)):
+            layer.change_set = change_set
+    try:
+        with _DeferredSignals() as signals:
+            for batch in plan.batches:
+                layer = next(x for x in others if x.name == batch.layer)
+                layer.apply(batch)
+                change_set.record_action(ME_BATCH, **batch_record(batch, layer), by_fail2ban=True)
+                done.append(batch)
+                for line in describe_batch(batch):
+                    event(f"{line} (left behind by fail2ban's unban)")
+                signals.check()
+    except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
+        if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
+            return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
+        try:
+            undo(change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers)
+        except UnbanError as again:
+            raise ApplyError(
+                f"{exc}; undoing this run failed too: {again}. Backups are in {change_set.path}",
+                rollback_failed=True,
+            ) from exc
+        raise ApplyError(
+            f"{exc}; the whole run was undone (change set {change_set.id})",
+            rollback_failed=False,
+        ) from exc
+    finally:
+        for layer in others:
+            if isinstance(layer, (Fail2banLayer, HostsLayer)):
+                layer.change_set = None
+    return tuple(done)
 
 
 def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> None:
@@ -539,8 +634,8 @@ def undo(
     reverter_dir = str(reverter.state_dir)
 
     def undo_batch(action: Mapping[str, Any]) -> None:
-        if action.get("by_file"):
-            return  # the change set's file backups put it back
+        if action.get("by_file") or action.get("by_fail2ban"):
+            return  # the change set's file backups put it back; fail2ban's ban makes it again
         batch = rebuild(action)
         layer_named(batch.layer).revert(batch)
 
@@ -566,7 +661,7 @@ def undo(
 
 def undo_action(action: Mapping[str, Any]) -> None:
     """`unban rollback`'s handler for ME_BATCH actions (the same as `unban undo` does)."""
-    if action.get("by_file"):
+    if action.get("by_file") or action.get("by_fail2ban"):
         return
     from unban import fail2ban
 

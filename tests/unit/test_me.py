@@ -181,3 +181,26 @@ def test_a_cidr_target_says_hosts_files_are_not_checked(box: Box) -> None:
     )
     assert not result.changed
     assert any("single addresses only" in note for note in result.notes)
+
+
+def _finding(layer: str, owner: str, network: str = f"{IP}/32", **kw: Any) -> Finding:
+    return Finding(
+        layer, "b", "ipv4", "t", "c", 1, None, "rule", "REJECT", owner, network,
+        kw.pop("targeted", True), **kw,
+    )  # fmt: skip
+
+
+def test_fail2ban_leftovers_are_what_its_unban_should_have_lifted() -> None:
+    ban = _finding("fail2ban", "fail2ban:sshd", clears=("route",))
+    ban = Finding(**{**ban.__dict__, "chain": "sshd", "backend": "server"})
+    applied = [Batch("fail2ban", "server", (Step(ban, "c", "u"),), (), ())]
+    rule = _finding("iptables", "fail2ban:sshd")
+    other_jail = _finding("iptables", "fail2ban:recidive")
+    route = _finding("route", "manual")
+    hand = _finding("hosts", "manual")
+    wide = _finding("iptables", "fail2ban:sshd", "203.0.113.0/24", targeted=False)
+    from unban.model import Report
+
+    after = Report(IP, (rule, other_jail, route, hand, wide))
+    assert me.fail2ban_leftovers(after, applied, TARGET) == [rule, route]
+    assert me.fail2ban_leftovers(after, [], TARGET) == []
