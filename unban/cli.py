@@ -643,12 +643,16 @@ def me(
         source = ""
         if text is None:
             origin = find_origin()
-            if origin is None:
+            if origin is None and sys.stdin.isatty() and not json_output:
+                typer.echo("no SSH session found here (no SSH_CONNECTION, no remote login in utmp)")
+                text = typer.prompt("your address (IPv4 or IPv6)")
+            elif origin is None:
                 raise InputError(
                     "no SSH session found here (no SSH_CONNECTION, no remote login in utmp): "
                     "give your address, `unban me ADDRESS`"
                 )
-            text, source = origin.address, origin.source
+            else:
+                text, source = origin.address, origin.source
         target = parse_target(text)
         require_root()
         if source and not json_output:

@@ -149,8 +149,10 @@ def refusing_matches(allow: Table, deny: Table, request: Request) -> list[EntryM
     return refusing
 
 
-def is_targeted_edit(edit: Optional[Edit], request: Request) -> bool:
-    """True when the entry, once `edit` is made, no longer matches the request."""
+def is_targeted_edit(edit: Optional[Edit], request: Request, default_effect: str) -> bool:
+    """True when the entry, once `edit` is made, no longer matches the request.
+
+    `default_effect`: "allow" for an entry of hosts.allow, "deny" for hosts.deny."""
     if edit is None:
         return False
     if not edit.new:
@@ -158,9 +160,8 @@ def is_targeted_edit(edit: Optional[Edit], request: Request) -> bool:
     parsed = parse_table("".join(edit.new), edit.path).entries
     if not parsed:
         return True
-    default = "allow" if os.path.basename(edit.path) == "hosts.allow" else "deny"
     return all(
-        match_entry(e, request, default, read_file=read_pattern_file) is None for e in parsed
+        match_entry(e, request, default_effect, read_file=read_pattern_file) is None for e in parsed
     )
 
 
@@ -385,7 +386,8 @@ class HostsLayer:
         findings = []
         for found in refusing_matches(allow, deny, request):
             edit = remove_address(found.entry, address)
-            targeted = found.match is Match.YES and is_targeted_edit(edit, request)
+            default = "allow" if found.entry.path == self.allow_path else "deny"
+            targeted = found.match is Match.YES and is_targeted_edit(edit, request, default)
             finding = to_finding(found, address, targeted, self.deny_path)
             self._seen[finding] = _Seen(
                 found.entry, edit if targeted else None, address, texts[found.entry.path]
