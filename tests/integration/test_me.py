@@ -334,3 +334,34 @@ def test_hand_made_entry_below_fail2ban_s_hostsdeny_line(server: Server, action:
     undone = server.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert server.snapshot() == before
+
+
+def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Server) -> None:
+    f2b = server.fail2ban({"sshd": {"banaction": "iptables-multiport"}})
+    f2b.fail(CLIENT4)
+    f2b.wait_banned("sshd", CLIENT4)
+    f2b.stop()
+    server.write("/etc/hosts.deny", EMPTY_DENY + f"sshd: {CLIENT4}\n")
+    db_before = f2b.dbfile.read_bytes()
+    assert ("203.0.113.4", "sshd") in f2b.db_rows()
+    proc = server.me(CLIENT4)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(in its database: the server is stopped)" in proc.stdout
+    assert f2b.db_rows() == []
+    listed = json.loads(server.unban("rollback", "--list", "--json").stdout)
+    (info,) = listed["change_sets"]
+    assert sorted(r["kind"] for r in info["files"]) == ["fail2ban-db", "file", "hosts"]
+    f2b.start()
+    time.sleep(1)
+    assert f2b.banned("sshd") == []
+    assert server.reachable(SERVER4)
+
+    refused = server.unban("undo")
+    assert refused.returncode == 2 and "stop it first" in refused.stderr
+    f2b.stop()
+    undone = server.unban("undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert f2b.dbfile.read_bytes() == db_before
+    assert server.read("/etc/hosts.deny") == (EMPTY_DENY + f"sshd: {CLIENT4}\n").encode()
+    f2b.start()
+    f2b.wait_banned("sshd", CLIENT4)
