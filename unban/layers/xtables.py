@@ -464,6 +464,9 @@ class XtablesLayer:
         return listings
 
     def find(self, target: Network) -> list[Finding]:
+        """Reads the rules afresh: fail2ban may have changed them since the last find. The
+        ipset and xt_recent layers, which run after this one, share what it read."""
+        self._cache.clear()
         family = family_of(target)
         return [
             finding
