@@ -52,13 +52,20 @@ def load(path: Path, *, check_owner: bool = True) -> HealConfig:
     if check_owner:
         check_trusted(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; create it (see `unban heal --help`)") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        message = str(exc)
+        if "at end of document" in message:  # tomllib gives no line there: the last one
+            message = message.replace(
+                "at end of document", f"at line {len(text.splitlines())}, end of file"
+            )
+        raise InputError(f"{path}: {message}") from None
     return parse(path, data)
 
 

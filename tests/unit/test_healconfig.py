@@ -60,6 +60,12 @@ def test_refusals_say_why(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(caught.value)
 
 
+def test_an_error_at_the_end_still_names_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'protect = ["203.0.113.4",\n')
+    with pytest.raises(InputError, match="at line 1, end of file"):
+        load(path)
+
+
 def test_wide_entries_are_accepted_when_meant(tmp_path: Path) -> None:
     config = load(write(tmp_path, 'protect = ["10.0.0.0/8"]\nwide_ok = ["10.0.0.0/8"]\n'))
     assert [str(n) for n in config.addresses] == ["10.0.0.0/8"]
