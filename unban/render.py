@@ -19,7 +19,10 @@ def finding_lines(finding: Finding) -> list[str]:
 
 def report_text(report: Report) -> list[str]:
     if not report.findings:
-        lines = [f"nothing blocks {report.target}: no fail2ban ban, rule, set element, route or list entry"]
+        lines = [
+            f"nothing blocks {report.target}: no fail2ban ban, firewall rule, set element, route, "
+            "xt_recent entry or hosts.allow/hosts.deny entry"
+        ]
     else:
         lines = [f"{report.target} is blocked by {len(report.findings)} finding(s):"]
         for finding in report.findings:
