@@ -104,7 +104,7 @@ class NoLookups:
 
 
 @dataclass(frozen=True)
-class RuleRef:
+class PathRule:
     """A rule (line >= 1, numbered as `iptables -L --line-numbers`) or a chain policy (line 0)."""
 
     backend: str
@@ -124,7 +124,7 @@ class RuleRef:
 class Assumption:
     """A rule whose match could not be evaluated, and which way this path assumed it went."""
 
-    ref: RuleRef
+    ref: PathRule
     matched: bool
     why: str
 
@@ -134,9 +134,9 @@ class Outcome:
     """Where one possible path of the SYN through a table ends."""
 
     verdict: str  # accept | drop | reject | unknown
-    ref: RuleRef
+    ref: PathRule
     detail: str  # "REJECT --reject-with tcp-reset", "NFQUEUE: a program decides", ...
-    jumps: tuple[RuleRef, ...] = ()  # the -j/-g rules taken to get there
+    jumps: tuple[PathRule, ...] = ()  # the -j/-g rules taken to get there
     assumptions: tuple[Assumption, ...] = ()
 
     @property
@@ -238,15 +238,15 @@ def walk_chain(
     """Every way the SYN can leave built-in chain `start`, branching at unevaluable matches."""
     outcomes: list[Outcome] = []
 
-    def ref(chain: str, index: int) -> RuleRef:
+    def ref(chain: str, index: int) -> PathRule:
         spec = table.chains[chain].rules[index]
-        return RuleRef(
+        return PathRule(
             ruleset.backend, ruleset.family, table.name, chain, index + 1, f"-A {chain} {spec}"
         )
 
     def policy() -> Outcome:
         verdict = table.chains[start].policy.upper()
-        policy_ref = RuleRef(
+        policy_ref = PathRule(
             ruleset.backend, ruleset.family, table.name, start, 0, f"-P {start} {verdict}"
         )
         return Outcome("accept" if verdict == "ACCEPT" else "drop", policy_ref, f"policy {verdict}")
@@ -255,7 +255,7 @@ def walk_chain(
     # where an unknown match is assumed to match goes on first, so outcomes come out in the
     # order the SYN meets them; the other branch waits in `pending`.
     State = tuple[
-        str, int, tuple[tuple[str, int], ...], tuple[RuleRef, ...], tuple[Assumption, ...]
+        str, int, tuple[tuple[str, int], ...], tuple[PathRule, ...], tuple[Assumption, ...]
     ]
     pending: list[State] = [(start, 0, (), (), ())]
     while pending:
