@@ -31,8 +31,8 @@ from unban.layers.xtables import (
     XtablesLayer,
     by_name,
     dropped_by,
-    restore_input,
     rules_shown,
+    run_script,
     set_rules,
 )
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
@@ -420,5 +420,4 @@ class IpsetLayer:
 
     def _restore(self, lines: Sequence[str]) -> Optional[str]:
         """Run `ipset restore -exist`; None on success, else its first error line."""
-        result = run(LAYER, ["ipset", "restore", "-exist"], stdin=restore_input(lines), check=False)
-        return None if result.returncode == 0 else first_line(result.stderr)
+        return run_script(LAYER, ["ipset", "restore", "-exist"], lines)

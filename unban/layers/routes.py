@@ -27,9 +27,9 @@ from typing import Any, Optional
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import restore_input
+from unban.layers.xtables import run_script
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.system import first_line, run, which
+from unban.system import run, which
 
 LAYER = "route"
 TYPES = ("unreachable", "blackhole", "prohibit")
@@ -275,10 +275,7 @@ class RoutesLayer:
 
     def _batch(self, lines: Sequence[str]) -> Optional[str]:
         """Run `ip -force -batch -`; None on success, else its first error line."""
-        result = run(
-            LAYER, ["ip", "-force", "-batch", "-"], stdin=restore_input(lines), check=False
-        )
-        return None if result.returncode == 0 else first_line(result.stderr)
+        return run_script(LAYER, ["ip", "-force", "-batch", "-"], lines)
 
     def _partition(self, batch: Batch) -> tuple[list[str], list[str]]:
         """(undo lines of the batch's routes that are gone, delete lines of those still there)."""

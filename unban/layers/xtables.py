@@ -20,7 +20,7 @@ from unban.errors import InputError, LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
 from unban.locking import FileLock
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.system import run, which
+from unban.system import first_line, run, which
 
 LAYER = "iptables"
 BACKENDS = ("legacy", "nft")
@@ -367,6 +367,12 @@ def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tupl
 
 def restore_input(lines: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
+
+
+def run_script(layer: str, argv: Sequence[str], lines: Sequence[str]) -> Optional[str]:
+    """Run `argv` with `lines` on stdin; None on success, else its first error line."""
+    result = run(layer, argv, stdin=restore_input(lines), check=False)
+    return None if result.returncode == 0 else first_line(result.stderr)
 
 
 def format_chain(chain: Chain) -> list[str]:
