@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -219,36 +219,39 @@ def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
 
 def set_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
     """Rules that drop packets whose source is in an ipset (`-m set --match-set NAME src`)."""
-    for table, chain, index, spec in _rules_containing(ruleset, "--match-set"):
-        tokens = split_spec(spec)
-        verdict = verdict_of(tokens)
-        i = _index_of(tokens, "--match-set")
-        if verdict is None or i is None or i + 2 >= len(tokens) or tokens[i - 1] == "!":
-            continue
-        if tokens[i + 2].split(",")[0] != "src":
-            continue
-        yield RuleRef(
-            ruleset.backend,
-            ruleset.family,
-            table,
-            chain,
-            index + 1,
-            f"-A {chain} {spec}",
-            verdict,
-            tokens[i + 1],
-        )
+    return _dropping_refs(ruleset, "--match-set", _source_set)
 
 
 def recent_rules(ruleset: Ruleset) -> Iterator[RuleRef]:
     """Rules that drop sources listed in an xt_recent list (`--rcheck`/`--update`)."""
-    for table, chain, index, spec in _rules_containing(ruleset, "-m recent"):
+    return _dropping_refs(ruleset, "-m recent", _checked_list)
+
+
+def _source_set(tokens: Sequence[str]) -> Optional[str]:
+    """NAME of a non-negated `--match-set NAME src[,...]`."""
+    i = _index_of(tokens, "--match-set")
+    if i is None or i + 2 >= len(tokens) or tokens[i - 1] == "!":
+        return None
+    return tokens[i + 1] if tokens[i + 2].split(",")[0] == "src" else None
+
+
+def _checked_list(tokens: Sequence[str]) -> Optional[str]:
+    """The list a `-m recent --rcheck|--update` checks by source (DEFAULT when unnamed)."""
+    if not ({"--rcheck", "--update"} & set(tokens)) or "--rdest" in tokens:
+        return None
+    return option_value(tokens, "--name") or "DEFAULT"
+
+
+def _dropping_refs(
+    ruleset: Ruleset, needle: str, name_of: Callable[[Sequence[str]], Optional[str]]
+) -> Iterator[RuleRef]:
+    """Blocking rules containing `needle` for which `name_of` names a set or list."""
+    for table, chain, index, spec in _rules_containing(ruleset, needle):
         tokens = split_spec(spec)
         verdict = verdict_of(tokens)
-        if verdict is None or not ({"--rcheck", "--update"} & set(tokens)):
+        name = name_of(tokens)
+        if verdict is None or name is None:
             continue
-        if "--rdest" in tokens:
-            continue
-        name = option_value(tokens, "--name") or "DEFAULT"
         yield RuleRef(
             ruleset.backend,
             ruleset.family,
