@@ -30,6 +30,7 @@ from unban.layers.xtables import (
     SourceMatcher,
     XtablesLayer,
     by_name,
+    distinct_elements,
     dropped_by,
     rules_shown,
     run_script,
@@ -187,12 +188,7 @@ def build_batch(findings: Sequence[Finding], add_lines: dict[tuple[str, str], st
     steps = []
     deletes = []
     adds = []
-    seen: set[tuple[str, str]] = set()
-    for finding in findings:
-        set_name, element = finding.set_name or "", finding.element or ""
-        if (set_name, element) in seen:
-            continue
-        seen.add((set_name, element))
+    for finding, set_name, element in distinct_elements(findings):
         add = add_lines.get((set_name, element), f"add {set_name} {element}")
         deletes.append(f"del {set_name} {element}")
         adds.append(add)

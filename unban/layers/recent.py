@@ -25,6 +25,7 @@ from unban.layers.xtables import (
     RuleRef,
     XtablesLayer,
     by_name,
+    distinct_elements,
     dropped_by,
     option_value,
     recent_rules,
@@ -90,12 +91,7 @@ def build_batch(findings: Sequence[Finding], proc_dir: Path) -> Batch:
     steps = []
     removes = []
     adds = []
-    seen: set[tuple[str, str]] = set()
-    for finding in findings:
-        name, address = finding.set_name or "", finding.element or ""
-        if (name, address) in seen:
-            continue
-        seen.add((name, address))
+    for finding, name, address in distinct_elements(findings):
         removes.append(f"{name} -{address}")
         adds.append(f"{name} +{address}")
         steps.append(

@@ -155,6 +155,20 @@ def by_name(refs: Iterable[RuleRef]) -> dict[str, list[RuleRef]]:
     return rules
 
 
+def distinct_elements(findings: Iterable[Finding]) -> Iterator[tuple[Finding, str, str]]:
+    """(finding, set or list name, element) for each element once, with its first finding.
+
+    An element that several rules drop is found once per rule; it is removed once.
+    """
+    seen: set[tuple[str, str]] = set()
+    for finding in findings:
+        name, element = finding.set_name or "", finding.element or ""
+        if (name, element) in seen:
+            continue
+        seen.add((name, element))
+        yield finding, name, element
+
+
 def rules_shown(query: ListQuery, rules: Sequence[RuleRef]) -> list[RuleRef]:
     """The rules `unban list --table/--chain/-4/-6` asks for."""
     return [
