@@ -266,37 +266,33 @@ def walk_chain(
                 pending.clear()
                 break
             rules = table.chains[chain].rules
-            if index >= len(rules):  # end of chain: implicit RETURN, or the policy
+            if index >= len(rules):
+                kind = "return"  # the end of a chain is an implicit RETURN
+            else:
+                tokens = split_spec(rules[index])
+                result, why = match_rule(tokens, packet, lookups)
+                if result is Match.NO:
+                    index += 1
+                    continue
+                kind, target, detail = classify_target(tokens, table)
+                if kind == "continue":  # LOG, MARK, ...: the same either way
+                    index += 1
+                    continue
+                here = ref(chain, index)
+                if result is Match.MAYBE:
+                    skipped = (*assumed, Assumption(here, False, why))
+                    pending.append((chain, index + 1, stack, jumps, skipped))
+                    assumed = (*assumed, Assumption(here, True, why))
+            if kind == "return":  # back to the calling chain, or the built-in chain's policy
                 if not stack:
                     outcomes.append(replace(policy(), jumps=jumps, assumptions=assumed))
                     break
                 chain, index = stack[-1]
                 stack = stack[:-1]
                 continue
-            tokens = split_spec(rules[index])
-            result, why = match_rule(tokens, packet, lookups)
-            if result is Match.NO:
-                index += 1
-                continue
-            kind, target, detail = classify_target(tokens, table)
-            if kind == "continue":  # LOG, MARK, ...: the same either way
-                index += 1
-                continue
-            here = ref(chain, index)
-            if result is Match.MAYBE:
-                skipped = (*assumed, Assumption(here, False, why))
-                pending.append((chain, index + 1, stack, jumps, skipped))
-                assumed = (*assumed, Assumption(here, True, why))
             if kind in ("accept", "drop", "reject", "unknown"):
                 outcomes.append(Outcome(kind, here, detail, jumps, assumed))
                 break
-            if kind == "return":
-                if not stack:
-                    outcomes.append(replace(policy(), jumps=jumps, assumptions=assumed))
-                    break
-                chain, index = stack[-1]
-                stack = stack[:-1]
-                continue
             if len(stack) >= _MAX_DEPTH:
                 outcomes.append(Outcome("unknown", here, "chains nest too deep", jumps, assumed))
                 break
