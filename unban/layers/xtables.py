@@ -1,10 +1,12 @@
 """iptables and ip6tables, both backends (legacy libiptc and nft), read and changed as text.
 
 Reading: one `*-save` per backend and family (measured: 90x faster than walking the rules with
-python-iptables). Changing: one `*-restore --noflush` per table, deleting by rule spec, so a rule
-that slid to another number is still the one deleted and a missing one fails the whole table.
-Deleting by number (`unban delete`) checks the rule's identity first: under the xtables lock
-for legacy (python-iptables deletes in-process while the lock is held), by nft handle for nft.
+python-iptables). Changing: one commit per table that deletes each rule by its identity (its
+exact spec, at its number or where it slid), so a rule that slid to another number is still the
+one deleted and a missing one fails the whole table: under the xtables lock for legacy
+(python-iptables deletes in-process while the lock is held), by nft handle for nft. Deleting by
+number (`unban delete`) takes the rule at that number now and deletes it the same way. The undo
+is one `*-restore --noflush` per table.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def tool(backend: str, family: str, suffix: str = "") -> str:
 
 
 def display_tool(backend: str, family: str) -> str:
-    """The command a person types. `iptables` is the nft one on Debian 11+."""
+    """The command a person types: the backend's own binary (`iptables-nft`), since the backend
+    plain `iptables` runs differs between hosts (nft on Debian 11+)."""
     return tool(backend, family)
 
 
