@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
@@ -328,14 +329,8 @@ def _transaction(
 
     Returns (the plan's batches applied, the change set, what the ignoreip step did).
     """
-    from unban.layers.fail2ban import Fail2banLayer
-    from unban.layers.hosts import HostsLayer
-
     change_set = reverter.begin(f"{DESCRIPTION_PREFIX}{show(target)}")
     by_name = {layer.name: layer for layer in layers}
-    for layer in layers:
-        if isinstance(layer, (Fail2banLayer, HostsLayer)):
-            layer.change_set = change_set
     stage = IgnoreStage(change_set, target)
     batches = list(plan.batches)
     if ignore_plan is not None and not ignore_plan.is_empty():
@@ -348,32 +343,44 @@ def _transaction(
         for line in describe_batch(batch, stage):
             event(line)
 
-    try:
-        with _DeferredSignals() as signals:
-            try:
-                _preregister(change_set, plan, layers)
-                signals.check()
-                outcome = engine.apply(full, [*layers, stage], on_batch=done)
-            except ApplyError as exc:
-                raise _put_back(exc, change_set, reverter, confdir) from exc
-            except Exception as exc:  # noqa: BLE001 - nothing applied yet: files only
-                raise _put_back(
-                    ApplyError(f"{exc}; nothing is changed", rollback_failed=False),
-                    change_set,
-                    reverter,
-                    confdir,
-                ) from exc
-            change_set.finalize()
-            signals.received = None  # everything is applied and recorded: nothing to stop
-    finally:
-        for layer in layers:
-            if isinstance(layer, (Fail2banLayer, HostsLayer)):
-                layer.change_set = None
+    with _recording_into(change_set, layers), _DeferredSignals() as signals:
+        try:
+            _preregister(change_set, plan, layers)
+            signals.check()
+            outcome = engine.apply(full, [*layers, stage], on_batch=done)
+        except ApplyError as exc:
+            raise _put_back(exc, change_set, reverter, confdir) from exc
+        except Exception as exc:  # noqa: BLE001 - nothing applied yet: files only
+            raise _put_back(
+                ApplyError(f"{exc}; nothing is changed", rollback_failed=False),
+                change_set,
+                reverter,
+                confdir,
+            ) from exc
+        change_set.finalize()
+        signals.received = None  # everything is applied and recorded: nothing to stop
     applied = tuple(b for b in outcome.applied if b.layer != IGNORE_LAYER)
     ignored: tuple[str, ...] = ()
     if stage.result is not None:
         ignored = tuple(ignore_lines(ignore_plan, stage.result))
     return applied, change_set, ignored
+
+
+@contextmanager
+def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
+    """The layers that change files (fail2ban's database, the hosts files) back them up into
+    `change_set` while this is open."""
+    from unban.layers.fail2ban import Fail2banLayer
+    from unban.layers.hosts import HostsLayer
+
+    recording = [layer for layer in layers if isinstance(layer, (Fail2banLayer, HostsLayer))]
+    for layer in recording:
+        layer.change_set = change_set
+    try:
+        yield
+    finally:
+        for layer in recording:
+            layer.change_set = None
 
 
 def fail2ban_leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
@@ -419,43 +426,39 @@ def _sweep(
     """Remove fail2ban's leftovers as part of the same run (same change set). Their undo is
     fail2ban's own ban again (`unban undo` bans again), so they are recorded `by_fail2ban`.
     On a failure the whole run is undone, as `unban undo` would."""
-    from unban.layers.fail2ban import Fail2banLayer
-    from unban.layers.hosts import HostsLayer
-
     others = [layer for layer in layers if layer.name != "fail2ban"]
     plan = engine.plan(Report(show(target), tuple(stale)), others)
     done: list[Batch] = []
-    for layer in others:
-        if isinstance(layer, (Fail2banLayer, HostsLayer)):
-            layer.change_set = change_set
-    try:
-        with _DeferredSignals() as signals:
-            for batch in plan.batches:
-                layer = next(x for x in others if x.name == batch.layer)
-                layer.apply(batch)
-                change_set.record_action(ME_BATCH, **batch_record(batch, layer), by_fail2ban=True)
-                done.append(batch)
-                for line in describe_batch(batch):
-                    event(f"{line} (left behind by fail2ban's unban)")
-                signals.check()
-    except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
-        if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
-            return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
+    with _recording_into(change_set, others):
         try:
-            undo(change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers)
-        except UnbanError as again:
+            with _DeferredSignals() as signals:
+                for batch in plan.batches:
+                    layer = next(x for x in others if x.name == batch.layer)
+                    layer.apply(batch)
+                    change_set.record_action(
+                        ME_BATCH, **batch_record(batch, layer), by_fail2ban=True
+                    )
+                    done.append(batch)
+                    for line in describe_batch(batch):
+                        event(f"{line} (left behind by fail2ban's unban)")
+                    signals.check()
+        except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
+            if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
+                return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
+            try:
+                undo(
+                    change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers
+                )
+            except UnbanError as again:
+                raise ApplyError(
+                    f"{exc}; undoing this run failed too: {again}. "
+                    f"Backups are in {change_set.path}",
+                    rollback_failed=True,
+                ) from exc
             raise ApplyError(
-                f"{exc}; undoing this run failed too: {again}. Backups are in {change_set.path}",
-                rollback_failed=True,
+                f"{exc}; the whole run was undone (change set {change_set.id})",
+                rollback_failed=False,
             ) from exc
-        raise ApplyError(
-            f"{exc}; the whole run was undone (change set {change_set.id})",
-            rollback_failed=False,
-        ) from exc
-    finally:
-        for layer in others:
-            if isinstance(layer, (Fail2banLayer, HostsLayer)):
-                layer.change_set = None
     return tuple(done)
 
 
