@@ -326,24 +326,14 @@ def build_batches(findings: Sequence[Finding], *, by_number: bool = False) -> li
             line = finding.line or 0
             targets.append(RuleTarget(chain, line, spec))
             inserts.append(f"-I {chain} {line} {spec}")
-            base = [display_tool(backend, family), "-t", table, "-D", chain]
+            head = [display_tool(backend, family), "-t", table]
+            tokens = split_spec(spec)
+            delete = [*head, "-D", chain, *([str(line)] if by_number else tokens)]
             steps.append(
                 Step(
                     finding=finding,
-                    command=shlex.join(
-                        [*base, str(line)] if by_number else [*base, *split_spec(spec)]
-                    ),
-                    undo_command=shlex.join(
-                        [
-                            display_tool(backend, family),
-                            "-t",
-                            table,
-                            "-I",
-                            chain,
-                            str(line),
-                            *split_spec(spec),
-                        ]
-                    ),
+                    command=shlex.join(delete),
+                    undo_command=shlex.join([*head, "-I", chain, str(line), *tokens]),
                 )
             )
         batches.append(
