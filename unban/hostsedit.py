@@ -90,12 +90,19 @@ def apply_edits(content: str, edits: Sequence[Edit]) -> str:
     return "".join(lines)
 
 
-def prepend(content: str, line: str) -> str:
-    """`line` before the first entry (after the leading comment block), so it is seen first."""
-    lines = content.splitlines(keepends=True)
+def first_entry_index(lines: Sequence[str]) -> int:
+    """The index of the first line after the leading comment block (and blank lines): where
+    `prepend` puts its line; len(lines) when there is no other line."""
     at = 0
     while at < len(lines) and (lines[at].startswith("#") or not lines[at].strip()):
         at += 1
+    return at
+
+
+def prepend(content: str, line: str) -> str:
+    """`line` before the first entry (after the leading comment block), so it is seen first."""
+    lines = content.splitlines(keepends=True)
+    at = first_entry_index(lines)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     lines.insert(at, line)

@@ -45,7 +45,14 @@ from typing import Optional, Union
 
 from unban.address import Network, family_of, show
 from unban.errors import LayerError, RuleChangedError
-from unban.hostsedit import Edit, allow_line, apply_edits, prepend, remove_address
+from unban.hostsedit import (
+    Edit,
+    allow_line,
+    apply_edits,
+    first_entry_index,
+    prepend,
+    remove_address,
+)
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
@@ -205,9 +212,7 @@ def grant_command(path: str, content: str, address: str) -> str:
     """The command that puts `sshd: ADDR` where `prepend` puts it, in `content` as read."""
     pattern = f"[{address}]" if ":" in address else address
     lines = content.splitlines(keepends=True)
-    at = 0
-    while at < len(lines) and (lines[at].startswith("#") or not lines[at].strip()):
-        at += 1
+    at = first_entry_index(lines)
     grant = f"sshd: {pattern}"
     if at >= len(lines):
         return f"echo {shlex.quote(grant)} >> {shlex.quote(path)}"
