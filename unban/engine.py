@@ -41,7 +41,8 @@ def default_layers() -> list[Layer]:
 
 
 def find(target: Network, layers: Sequence[Layer]) -> Report:
-    """Everything that blocks `target`. A layer that cannot be read is reported, not fatal."""
+    """Everything that blocks `target`. A layer that is not present (its tool not installed) is
+    reported in the statuses, not fatal; an error reading a present one is raised."""
     findings: list[Finding] = []
     statuses: list[LayerStatus] = []
     for layer in layers:
