@@ -36,6 +36,7 @@ from unban import sshd as sshd_mod
 from unban import tcpwrappers
 from unban.address import Network, parse_target, show
 from unban.errors import InputError, LayerError, UnbanError
+from unban.hostsedit import client_pattern
 from unban.layers import Layer, owner_of
 from unban.layers.xtables import (
     BACKENDS,
@@ -1017,7 +1018,7 @@ def _tcpwrappers_fixes(
 ) -> tuple[str, ...]:
     """Remove the refusing entry (only that entry), or grant the address in hosts.allow."""
     fixes: list[str] = []
-    token = f"[{address}]" if ":" in address else address
+    token = client_pattern(address)
     decided = decision.decided_by
     if decided is not None and decided.effect == "deny":
         entry = decided.entry

@@ -70,13 +70,17 @@ def remove_address(entry: Entry, address: str) -> Optional[Edit]:
     return Edit(entry.path, entry.line, entry.end_line, entry.raw, lines)
 
 
+def client_pattern(address: str) -> str:
+    """How hosts.allow/hosts.deny write a single address: an IPv6 one in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
 def allow_line(address: str, comment: str) -> str:
     """A hosts.allow entry that lets `address` reach sshd whatever hosts.deny says.
 
     The comment gets a line of its own: libwrap reads `#` only at the start of a line.
     """
-    pattern = f"[{address}]" if ":" in address else address
-    return f"# {comment}\nsshd: {pattern}\n"
+    return f"# {comment}\nsshd: {client_pattern(address)}\n"
 
 
 def apply_edits(content: str, edits: Sequence[Edit]) -> str:

@@ -49,6 +49,7 @@ from unban.hostsedit import (
     Edit,
     allow_line,
     apply_edits,
+    client_pattern,
     first_entry_index,
     prepend,
     remove_address,
@@ -106,7 +107,7 @@ def owner_of_entry(entry: Entry, address: str, deny_path: str) -> str:
     """
     if entry.owner == "sshguard":
         return "sshguard"
-    pattern = f"[{address}]" if ":" in address else address
+    pattern = client_pattern(address)
     if entry.path == deny_path and len(entry.raw) == 1 and entry.display() == f"ALL: {pattern}":
         return "fail2ban"
     return "manual"
@@ -210,7 +211,7 @@ def edit_command(edit: Edit) -> str:
 
 def grant_command(path: str, content: str, address: str) -> str:
     """The command that puts `sshd: ADDR` where `prepend` puts it, in `content` as read."""
-    pattern = f"[{address}]" if ":" in address else address
+    pattern = client_pattern(address)
     lines = content.splitlines(keepends=True)
     at = first_entry_index(lines)
     grant = f"sshd: {pattern}"
