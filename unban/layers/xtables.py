@@ -534,7 +534,7 @@ class XtablesLayer:
             if result.returncode != 0:
                 raise RuleChangedError(
                     LAYER,
-                    f"nft refused deleting from table {table} ({_first(result.stderr)}); "
+                    f"nft refused deleting from table {table} ({first_line(result.stderr)}); "
                     "nothing in that table was changed. Run again",
                 )
             return
@@ -555,7 +555,7 @@ class XtablesLayer:
         if result.returncode != 0:
             raise RuleChangedError(
                 LAYER,
-                f"{argv[0]} refused the batch for table {_table} ({_first(result.stderr)}); "
+                f"{argv[0]} refused the batch for table {_table} ({first_line(result.stderr)}); "
                 "no rule in that table was changed. The rules changed meanwhile: run again.",
             )
 
@@ -622,11 +622,6 @@ class XtablesLayer:
                 f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
             )
         return holders[0]
-
-
-def _first(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else "no message"
 
 
 def _nft_handles(nft_family: str, table: str, chain: str) -> list[int]:
