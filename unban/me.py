@@ -624,23 +624,13 @@ def undo(
             )
     if info.status == "rolled-back":
         raise InputError(f"`unban me` run {info.id} was already undone")
-    by_name: dict[str, Layer] = {}
-
-    def layer_named(name: str) -> Layer:
-        if not by_name:
-            chosen = layers if layers is not None else default_layers(confdir, reverter_dir)
-            by_name.update({layer.name: layer for layer in chosen})
-        if name not in by_name:
-            raise UnbanError(f"no {name} layer here to undo that batch with")
-        return by_name[name]
-
     reverter_dir = str(reverter.state_dir)
+    layer_named = _layer_finder(
+        lambda: layers if layers is not None else default_layers(confdir, reverter_dir)
+    )
 
     def undo_batch(action: Mapping[str, Any]) -> None:
-        if action.get("by_file") or action.get("by_fail2ban"):
-            return  # the change set's file backups put it back; fail2ban's ban makes it again
-        batch = rebuild(action)
-        layer_named(batch.layer).revert(batch)
+        _revert_record(action, layer_named)
 
     db_check = _db_check(confdir)
 
@@ -664,17 +654,36 @@ def undo(
 
 def undo_action(action: Mapping[str, Any]) -> None:
     """`unban rollback`'s handler for ME_BATCH actions (the same as `unban undo` does)."""
-    if action.get("by_file") or action.get("by_fail2ban"):
-        return
-    from unban import fail2ban
 
-    current = fail2ban.settings()
+    def chosen() -> list[Layer]:
+        from unban import fail2ban
+
+        current = fail2ban.settings()
+        return default_layers(current.confdir, current.state_dir)
+
+    _revert_record(action, _layer_finder(chosen))
+
+
+def _layer_finder(chosen: Callable[[], Sequence[Layer]]) -> Callable[[str], Layer]:
+    """The layer of a name, from `chosen()` (made the first time one is asked for)."""
+    by_name: dict[str, Layer] = {}
+
+    def layer_named(name: str) -> Layer:
+        if not by_name:
+            by_name.update({layer.name: layer for layer in chosen()})
+        if name not in by_name:
+            raise UnbanError(f"no {name} layer here to undo that batch with")
+        return by_name[name]
+
+    return layer_named
+
+
+def _revert_record(action: Mapping[str, Any], layer_named: Callable[[str], Layer]) -> None:
+    """Revert one ME_BATCH action (a `batch_record`) with its layer."""
+    if action.get("by_file") or action.get("by_fail2ban"):
+        return  # the change set's file backups put it back; fail2ban's ban makes it again
     batch = rebuild(action)
-    for layer in default_layers(current.confdir, current.state_dir):
-        if layer.name == batch.layer:
-            layer.revert(batch)
-            return
-    raise UnbanError(f"no {batch.layer} layer here to undo that batch with")
+    layer_named(batch.layer).revert(batch)
 
 
 def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
