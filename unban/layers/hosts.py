@@ -91,6 +91,7 @@ class _Seen:
     edit: Optional[Edit]  # takes the address's own patterns out (targeted findings)
     address: str
     text: str  # the entry's file as `find` read it
+    allow_text: str  # hosts.allow as `find` read it (where a grant goes)
 
 
 # ---------------------------------------------------------------- pure parts
@@ -396,7 +397,11 @@ class HostsLayer:
             targeted = found.match is Match.YES and is_targeted_edit(edit, request, default)
             finding = to_finding(found, address, targeted, self.deny_path)
             self._seen[finding] = _Seen(
-                found.entry, edit if targeted else None, address, texts[found.entry.path]
+                found.entry,
+                edit if targeted else None,
+                address,
+                texts[found.entry.path],
+                texts[self.allow_path],
             )
             findings.append(finding)
         return findings
@@ -430,8 +435,7 @@ class HostsLayer:
         if not known:
             return []
         contents = {seen.entry.path: seen.text for _finding, seen in known}
-        if self.allow_path not in contents:
-            contents[self.allow_path] = _read_text(self.allow_path) or ""
+        contents.setdefault(self.allow_path, known[-1][1].allow_text)
         return build_batches(known, self.allow_path, contents)
 
     def apply(self, batch: Batch) -> None:
