@@ -839,16 +839,37 @@ class LayerResult:
     error: str = ""
 
 
+def _layer_unread_or_clear(
+    result: LayerResult,
+    key: str,
+    title: str,
+    tool: str,
+    clear: str,
+    evidence: tuple[str, ...] = (),
+) -> Optional[Check]:
+    """The check of a layer that could not be read, is not here, or found nothing (`clear`
+    says so); None when it has findings."""
+    if result.error:
+        return Check(key, title, MAY_BLOCK, f"{title} could not be read: {result.error}")
+    if not result.present:
+        return Check(key, title, NOT_PRESENT, result.detail or f"{tool} is not installed")
+    if not result.findings:
+        return Check(key, title, CLEAR, clear, evidence)
+    return None
+
+
 def fail2ban_check(result: LayerResult, address: str) -> Check:
     title = "fail2ban"
-    if result.error:
-        return Check("fail2ban", title, MAY_BLOCK, f"fail2ban could not be read: {result.error}")
-    if not result.present:
-        return Check("fail2ban", title, NOT_PRESENT, result.detail or "fail2ban is not installed")
-    if not result.findings:
-        return Check(
-            "fail2ban", title, CLEAR, f"no fail2ban jail has {address} banned", (result.detail,)
-        )
+    early = _layer_unread_or_clear(
+        result,
+        "fail2ban",
+        title,
+        "fail2ban",
+        f"no fail2ban jail has {address} banned",
+        (result.detail,),
+    )
+    if early is not None:
+        return early
     jails = sorted({f.owner.split(":", 1)[-1] for f in result.findings})
     stored = all(f.backend == "database" for f in result.findings)
     evidence = [f"{f.owner}: {f.rule}" for f in result.findings]
@@ -878,12 +899,11 @@ def fail2ban_check(result: LayerResult, address: str) -> Check:
 
 def nftables_check(result: LayerResult, address: str, port: int) -> Check:
     title = "nftables"
-    if result.error:
-        return Check("nftables", title, MAY_BLOCK, f"nftables could not be read: {result.error}")
-    if not result.present:
-        return Check("nftables", title, NOT_PRESENT, result.detail or "nft is not installed")
-    if not result.findings:
-        return Check("nftables", title, CLEAR, f"no native nftables rule or set drops {address}")
+    early = _layer_unread_or_clear(
+        result, "nftables", title, "nft", f"no native nftables rule or set drops {address}"
+    )
+    if early is not None:
+        return early
     evidence = []
     verdict = MAY_BLOCK
     for finding in result.findings:
@@ -911,14 +931,15 @@ def nftables_check(result: LayerResult, address: str, port: int) -> Check:
 
 def route_check(result: LayerResult, address: str) -> Check:
     title = "routes"
-    if result.error:
-        return Check("route", title, MAY_BLOCK, f"routes could not be read: {result.error}")
-    if not result.present:
-        return Check("route", title, NOT_PRESENT, result.detail or "ip is not installed")
-    if not result.findings:
-        return Check(
-            "route", title, CLEAR, f"no blackhole, unreachable or prohibit route covers {address}"
-        )
+    early = _layer_unread_or_clear(
+        result,
+        "route",
+        title,
+        "ip",
+        f"no blackhole, unreachable or prohibit route covers {address}",
+    )
+    if early is not None:
+        return early
     first = result.findings[0]
     return Check(
         "route",
