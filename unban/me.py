@@ -181,7 +181,7 @@ def run_me(
     if check_sshd and target.num_addresses == 1:
         sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
     base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
-    nothing = plan.is_empty() and (ignore_plan is None or ignore_plan.is_empty())
+    nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
         return replace(base, still_refused=tuple(refused + sshd_refusals))
@@ -269,6 +269,11 @@ def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
         return None
 
 
+def _changes_ignoreip(ignore_plan: Any) -> bool:
+    """`_ignore_plan`'s plan has something to change (it is None without fail2ban)."""
+    return ignore_plan is not None and not ignore_plan.is_empty()
+
+
 class IgnoreStage:
     """fail2ban's ignoreip as the engine's last batch, so it rolls back with the rest.
 
@@ -333,7 +338,7 @@ def _transaction(
     by_name = {layer.name: layer for layer in layers}
     stage = IgnoreStage(change_set, target)
     batches = list(plan.batches)
-    if ignore_plan is not None and not ignore_plan.is_empty():
+    if _changes_ignoreip(ignore_plan):
         batches.append(Batch(IGNORE_LAYER, ignore_plan.confdir, (), (ignore_plan,), ()))
     full = replace(plan, batches=tuple(batches))
 
@@ -824,7 +829,7 @@ def _shown(network: str) -> str:
 def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
     """The plan as `unban me` prints it before applying it."""
     changes = len(plan.steps) + (0 if ignore_plan is None else len(ignore_plan.edits))
-    if plan.is_empty() and (ignore_plan is None or ignore_plan.is_empty()):
+    if plan.is_empty() and not _changes_ignoreip(ignore_plan):
         lines = [f"nothing to change for {plan.target}"]
     else:
         lines = [f"plan for {plan.target}: {changes} change(s), in this order:"]
@@ -833,7 +838,7 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
         for step in batch.steps:
             lines.append(f"    {step_text(step)}")
             lines.append(f"      $ {step.command}")
-    if ignore_plan is not None and not ignore_plan.is_empty():
+    if _changes_ignoreip(ignore_plan):
         lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
         for state in ignore_plan.jails:
             if state.status == "added":
