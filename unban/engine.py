@@ -103,7 +103,7 @@ class Interrupted(UnbanError):
     """A signal arrived while changes were being applied."""
 
 
-class _DeferredSignals:
+class DeferredSignals:
     """Hold SIGTERM/SIGHUP/SIGINT until the running batch ends (never kill a restore midway)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -112,7 +112,7 @@ class _DeferredSignals:
         self.received: Optional[int] = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> _DeferredSignals:
+    def __enter__(self) -> DeferredSignals:
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._record)
         return self
@@ -138,7 +138,7 @@ def apply(
     """Apply every batch; on a failure or a signal, revert the applied ones newest-first."""
     by_name = {layer.name: layer for layer in layers}
     applied: list[Batch] = []
-    with _DeferredSignals() as signals:
+    with DeferredSignals() as signals:
         try:
             for batch in plan.batches:
                 signals.check()

@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 
 from unban import engine, render
 from unban.address import Network, parse_network, show
-from unban.engine import _DeferredSignals
+from unban.engine import DeferredSignals
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
 from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report, Step, as_json
@@ -348,7 +348,7 @@ def _transaction(
         for line in describe_batch(batch, stage):
             event(line)
 
-    with _recording_into(change_set, layers), _DeferredSignals() as signals:
+    with _recording_into(change_set, layers), DeferredSignals() as signals:
         try:
             _preregister(change_set, plan, layers)
             signals.check()
@@ -436,7 +436,7 @@ def _sweep(
     done: list[Batch] = []
     with _recording_into(change_set, others):
         try:
-            with _DeferredSignals() as signals:
+            with DeferredSignals() as signals:
                 for batch in plan.batches:
                     layer = next(x for x in others if x.name == batch.layer)
                     layer.apply(batch)

@@ -679,12 +679,12 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
     result = IgnoreResult(plan_)
     if plan_.is_empty():
         return result
-    from unban.engine import _DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
+    from unban.engine import DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
 
     change_set = reverter.begin(f"{plan_.operation} {plan_.address} (fail2ban ignoreip)")
     result.change_set = change_set.id
     try:
-        with _DeferredSignals() as signals:
+        with DeferredSignals() as signals:
             apply_into(plan_, change_set, target, result, check=signals.check)
     except BaseException as exc:
         try:
