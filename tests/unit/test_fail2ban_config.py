@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conffiles import write
 from unban.fail2ban.config import (
     ConfigError,
     action_names,
@@ -16,14 +17,6 @@ from unban.fail2ban.config import (
     server_paths,
     splitwords,
 )
-
-
-def write(root: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(root)
 
 
 def test_file_order_conf_d_conf_local_d_local(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conffiles import write
 from unban.errors import InputError
 from unban.fail2ban.config import read_tree, splitwords
 from unban.fail2ban.ignoreip import (
@@ -23,14 +24,6 @@ from unban.fail2ban.ignoreip import (
 )
 
 IP = ipaddress.ip_network("203.0.113.4")
-
-
-def write(root: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(root)
 
 
 def effective(confdir: str, jail: str, overrides: dict[str, str]) -> list[str]:
