@@ -5,11 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
+apt-get -o DPkg::Lock::Timeout=300 update -qq
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
     iptables nftables ipset iproute2 kmod procps \
     fail2ban openssh-server openssh-client sqlite3 \
     python3 python3-venv python3-pip >/dev/null
+
+# What one part of the suite needs beyond that (ufw, firewalld, Debian roots, ...): one script
+# each, run in name order, so each part's install steps live beside nothing else's.
+for part in scripts/install.d/*.sh; do
+    [ -e "$part" ] || continue
+    bash "$part"
+done
 
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
