@@ -33,6 +33,15 @@ class Finding:
     # Other layers whose block on exactly `network` goes away with this finding's removal
     # (fail2ban's route and hostsdeny actions undo their own route or hosts.deny line).
     clears: tuple[str, ...] = ()
+    # How a plan lifts it. "": delete what it names (the rule, the element, the entry).
+    # "admit": insert an accept for exactly `network` to `ports` at the top of base chain
+    # `chain` of `table`, where a policy, an allow-list or a broad rule refuses it (a broad
+    # finding: only with --broad). The evaluator (unban.path) makes these.
+    lift: str = ""
+    ports: tuple[int, ...] = ()
+    # True: a new TCP SYN from the address to sshd meets it (unban.path says so); False: it
+    # names the address, but that SYN never reaches it; None: not judged by the evaluator.
+    on_path: Optional[bool] = None
 
     def location(self) -> str:
         parts = [self.layer]
