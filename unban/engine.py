@@ -55,7 +55,7 @@ def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Pla
     """The plan that removes every targeted finding (broad ones too with `broad`). Pure."""
     chosen = [f for f in report.findings if f.targeted or broad]
     skipped = tuple(f for f in report.findings if not (f.targeted or broad))
-    ours = [f for f in chosen if not left_to_fail2ban(f, chosen)]
+    ours = [f for f in chosen if not left_to_fail2ban(f, chosen) and not left_to_owner(f, chosen)]
     batches: list[Batch] = []
     for layer in layers:
         batches.extend(layer.plan([f for f in ours if f.layer == layer.name]))
@@ -91,6 +91,20 @@ def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:
         ):
             return True
     return False
+
+
+def left_to_owner(finding: Finding, chosen: Sequence[Finding]) -> bool:
+    """True when a chosen finding of a live manager or daemon (`lifts_own`: ufw, firewalld,
+    CrowdSec, ...) removes `finding`, its own kernel entry for the same network, itself."""
+    network = parse_network(finding.network)
+    return any(
+        owner.lifts_own
+        and owner.layer != finding.layer
+        and owner.owner == finding.owner
+        and network is not None
+        and network == parse_network(owner.network)
+        for owner in chosen
+    )
 
 
 @dataclass(frozen=True)

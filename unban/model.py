@@ -42,6 +42,13 @@ class Finding:
     # True: a new TCP SYN from the address to sshd meets it (unban.path says so); False: it
     # names the address, but that SYN never reaches it; None: not judged by the evaluator.
     on_path: Optional[bool] = None
+    # Where the block is kept, when a manager or daemon keeps it beyond the kernel entry
+    # ("/etc/ufw/user.rules:12", "firewalld zone drop (permanent)", "cscli decision 42").
+    source: str = ""
+    # A live manager or daemon whose lift also removes its own kernel entries for `network`
+    # (ufw delete, firewall-cmd, cscli decisions delete, fail2ban's unban): kernel findings of
+    # the same `owner` for the same network are left to it (see engine.left_to_owner).
+    lifts_own: bool = False
 
     def location(self) -> str:
         parts = [self.layer]
