@@ -29,683 +29,35 @@ import os
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Protocol, Union
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 from unban import sshd as sshd_mod
 from unban import tcpwrappers
 from unban.address import Network, parse_target, show
+from unban.checks import (
+    SEES_DENIED,
+    SEES_REFUSED,
+    SEES_RESET,
+    SEES_TIMEOUT,
+    Check,
+    ordered,
+)
 from unban.errors import InputError, LayerError, UnbanError
 from unban.hostsedit import client_pattern
-from unban.layers import Layer, owner_of
-from unban.layers.xtables import (
-    BACKENDS,
-    Ruleset,
-    Table,
-    XtablesLayer,
-    display_tool,
-    split_spec,
-    tool,
-)
+from unban.layers import Layer
 from unban.model import Finding
+from unban.path.model import BLOCKS as BLOCKS
+from unban.path.model import CLEAR as CLEAR
+from unban.path.model import MAY_BLOCK as MAY_BLOCK
+from unban.path.model import NOT_PRESENT as NOT_PRESENT
+from unban.path.model import IPAddress, Match, Packet
+from unban.pathcheck import KEY as KEY_FIREWALL
+from unban.pathcheck import TITLE as TITLE_FIREWALL
+from unban.pathcheck import firewall_check
 from unban.sshd import SshdConfig, UserAccess, in_exempt_list, listens_for
 from unban.system import run, which
-from unban.tcpwrappers import Decision, EntryMatch, Match
-
-BLOCKS = "blocks"
-MAY_BLOCK = "may block"
-CLEAR = "clear"
-NOT_PRESENT = "not present"
-VERDICT_RANK = {BLOCKS: 0, MAY_BLOCK: 1, CLEAR: 2, NOT_PRESENT: 3}
-
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-
-# What the client sees for each way of refusing it (measured: ../shared/field-notes.md).
-SEES_TIMEOUT = "ssh: connect to host ... port 22: Connection timed out"
-SEES_REFUSED = "ssh: connect to host ... port 22: Connection refused"
-SEES_UNREACHABLE = "ssh: connect to host ... port 22: No route to host"
-SEES_RESET = "kex_exchange_identification: read: Connection reset by peer"
-SEES_DENIED = "Permission denied (publickey,password)"
-
-
-# ---------------------------------------------------------------- the packet path (pure)
-
-
-@dataclass(frozen=True)
-class Packet:
-    """The first packet of a new SSH connection: a TCP SYN from the client to sshd.
-
-    `destination` None: the server address the client uses is not known (sshd listens on a
-    wildcard address), so `-d` matches are "maybe". `in_interface` None: likewise for `-i`.
-    """
-
-    source: IPAddress
-    dport: int
-    destination: Optional[IPAddress] = None
-    in_interface: Optional[str] = None
-    source_is_local: bool = False
-
-
-class Lookups(Protocol):
-    """Kernel state a rule can depend on. None: could not be read."""
-
-    def set_member(self, name: str, address: str) -> Optional[bool]: ...
-
-    def recent_member(self, name: str, address: str) -> Optional[bool]: ...
-
-
-class NoLookups:
-    """Every set and recent-list membership is unknown."""
-
-    def set_member(self, name: str, address: str) -> Optional[bool]:
-        return None
-
-    def recent_member(self, name: str, address: str) -> Optional[bool]:
-        return None
-
-
-@dataclass(frozen=True)
-class PathRule:
-    """A rule (line >= 1, numbered as `iptables -L --line-numbers`) or a chain policy (line 0)."""
-
-    backend: str
-    family: str
-    table: str
-    chain: str
-    line: int
-    rule: str  # `-A CHAIN spec` as iptables -S prints it, or `-P CHAIN POLICY`
-
-    def where(self) -> str:
-        if self.line == 0:
-            return f"{self.table} {self.chain} policy"
-        return f"{self.table} {self.chain} #{self.line}"
-
-
-@dataclass(frozen=True)
-class Assumption:
-    """A rule whose match could not be evaluated, and which way this path assumed it went."""
-
-    ref: PathRule
-    matched: bool
-    why: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Where one possible path of the SYN through a table ends."""
-
-    verdict: str  # accept | drop | reject | unknown
-    ref: PathRule
-    detail: str  # "REJECT --reject-with tcp-reset", "NFQUEUE: a program decides", ...
-    jumps: tuple[PathRule, ...] = ()  # the -j/-g rules taken to get there
-    assumptions: tuple[Assumption, ...] = ()
-
-    @property
-    def blocking(self) -> bool:
-        return self.verdict in ("drop", "reject")
-
-
-@dataclass(frozen=True)
-class TableWalk:
-    table: str
-    chain: str
-    outcomes: tuple[Outcome, ...]
-
-    @property
-    def verdict(self) -> str:
-        if all(o.verdict == "accept" for o in self.outcomes):
-            return CLEAR
-        if all(o.blocking for o in self.outcomes):
-            return BLOCKS
-        return MAY_BLOCK
-
-
-@dataclass(frozen=True)
-class Walk:
-    """The SYN's way through one backend and family: raw, mangle, nat, filter, security."""
-
-    backend: str
-    family: str
-    tables: tuple[TableWalk, ...]
-
-    @property
-    def verdict(self) -> str:
-        if not self.tables:
-            return NOT_PRESENT
-        verdicts = [t.verdict for t in self.tables]
-        if BLOCKS in verdicts:
-            return BLOCKS
-        return MAY_BLOCK if MAY_BLOCK in verdicts else CLEAR
-
-    def deciding(self) -> list[Outcome]:
-        """The outcomes that matter, in the order the SYN meets them: every blocking or unknown
-        one up to (and including) the table that surely blocks; the accepting one otherwise."""
-        result: list[Outcome] = []
-        for table in self.tables:
-            if table.verdict == CLEAR:
-                continue
-            result.extend(o for o in table.outcomes if o.verdict != "accept")
-            if table.verdict == BLOCKS:
-                return result
-        if not result:
-            for table in self.tables:
-                if table.table == "filter":
-                    return list(table.outcomes[:1])
-            return [self.tables[-1].outcomes[0]] if self.tables else []
-        return result
-
-
-# The tables a locally delivered packet passes, in order (netfilter priorities).
-HOOK_PATH = (
-    ("raw", "PREROUTING"),
-    ("mangle", "PREROUTING"),
-    ("nat", "PREROUTING"),
-    ("mangle", "INPUT"),
-    ("filter", "INPUT"),
-    ("security", "INPUT"),
-)
-
-_NON_TERMINAL_TARGETS = frozenset(
-    """LOG NFLOG ULOG MARK CONNMARK CT NOTRACK TRACE AUDIT CLASSIFY TCPMSS DSCP TOS TTL HL SET
-    SECMARK CONNSECMARK CHECKSUM IDLETIMER LED TEE RATEEST HMARK""".split()
-)
-_UNKNOWN_TARGETS = {
-    "NFQUEUE": "a userspace program decides (NFQUEUE)",
-    "QUEUE": "a userspace program decides (QUEUE)",
-    "DNAT": "the destination is rewritten (DNAT)",
-    "REDIRECT": "the destination port is rewritten (REDIRECT)",
-    "NETMAP": "the destination is rewritten (NETMAP)",
-    "SYNPROXY": "SYNPROXY answers the SYN itself",
-}
-_MAX_OUTCOMES = 256
-_MAX_DEPTH = 64
-
-
-def walk_ruleset(ruleset: Ruleset, packet: Packet, lookups: Lookups) -> Walk:
-    """Follow the SYN through every table of the hook path that this ruleset has."""
-    tables = []
-    for table_name, chain in HOOK_PATH:
-        table = ruleset.tables.get(table_name)
-        if table is None or chain not in table.chains:
-            continue
-        outcomes = walk_chain(ruleset, table, chain, packet, lookups)
-        tables.append(TableWalk(table_name, chain, tuple(outcomes)))
-    return Walk(ruleset.backend, ruleset.family, tuple(tables))
-
-
-def walk_chain(
-    ruleset: Ruleset, table: Table, start: str, packet: Packet, lookups: Lookups
-) -> list[Outcome]:
-    """Every way the SYN can leave built-in chain `start`, branching at unevaluable matches."""
-    outcomes: list[Outcome] = []
-
-    def ref(chain: str, index: int) -> PathRule:
-        spec = table.chains[chain].rules[index]
-        return PathRule(
-            ruleset.backend, ruleset.family, table.name, chain, index + 1, f"-A {chain} {spec}"
-        )
-
-    def policy() -> Outcome:
-        verdict = table.chains[start].policy.upper()
-        policy_ref = PathRule(
-            ruleset.backend, ruleset.family, table.name, start, 0, f"-P {start} {verdict}"
-        )
-        return Outcome("accept" if verdict == "ACCEPT" else "drop", policy_ref, f"policy {verdict}")
-
-    # A path state: chain, rule index, return stack, jumps taken, assumptions made. The path
-    # where an unknown match is assumed to match goes on first, so outcomes come out in the
-    # order the SYN meets them; the other branch waits in `pending`.
-    State = tuple[
-        str, int, tuple[tuple[str, int], ...], tuple[PathRule, ...], tuple[Assumption, ...]
-    ]
-    pending: list[State] = [(start, 0, (), (), ())]
-    while pending:
-        chain, index, stack, jumps, assumed = pending.pop(0)
-        while True:
-            if len(outcomes) >= _MAX_OUTCOMES:
-                outcomes.append(replace(policy(), verdict="unknown", detail="too many paths"))
-                pending.clear()
-                break
-            rules = table.chains[chain].rules
-            if index >= len(rules):
-                kind = "return"  # the end of a chain is an implicit RETURN
-            else:
-                tokens = split_spec(rules[index])
-                result, why = match_rule(tokens, packet, lookups)
-                if result is Match.NO:
-                    index += 1
-                    continue
-                kind, target, detail = classify_target(tokens, table)
-                if kind == "continue":  # LOG, MARK, ...: the same either way
-                    index += 1
-                    continue
-                here = ref(chain, index)
-                if result is Match.MAYBE:
-                    skipped = (*assumed, Assumption(here, False, why))
-                    pending.append((chain, index + 1, stack, jumps, skipped))
-                    assumed = (*assumed, Assumption(here, True, why))
-            if kind == "return":  # back to the calling chain, or the built-in chain's policy
-                if not stack:
-                    outcomes.append(replace(policy(), jumps=jumps, assumptions=assumed))
-                    break
-                chain, index = stack[-1]
-                stack = stack[:-1]
-                continue
-            if kind in ("accept", "drop", "reject", "unknown"):
-                outcomes.append(Outcome(kind, here, detail, jumps, assumed))
-                break
-            if len(stack) >= _MAX_DEPTH:
-                outcomes.append(Outcome("unknown", here, "chains nest too deep", jumps, assumed))
-                break
-            if kind == "jump":
-                stack = (*stack, (chain, index + 1))
-            jumps = (*jumps, here)
-            chain, index = target, 0
-    return outcomes
-
-
-def classify_target(tokens: Sequence[str], table: Table) -> tuple[str, str, str]:
-    """(kind, target, detail): kind is accept/drop/reject/return/jump/goto/continue/unknown."""
-    for i, token in enumerate(tokens[:-1]):
-        if token in ("-j", "--jump", "-g", "--goto"):
-            target = tokens[i + 1]
-            options = " ".join(tokens[i + 2 :])
-            detail = f"{target} {options}".strip()
-            if token in ("-g", "--goto"):
-                return (
-                    ("goto", target, detail)
-                    if target in table.chains
-                    else (
-                        "unknown",
-                        target,
-                        f"goto to a missing chain {target}",
-                    )
-                )
-            if target == "ACCEPT":
-                return "accept", target, detail
-            if target in ("DROP", "TARPIT"):
-                return "drop", target, detail
-            if target == "REJECT":
-                if "--reject-with" not in tokens:
-                    detail = "REJECT --reject-with icmp-port-unreachable"
-                return "reject", target, detail
-            if target == "RETURN":
-                return "return", target, detail
-            if target in table.chains:
-                return "jump", target, detail
-            if target in _NON_TERMINAL_TARGETS:
-                return "continue", target, detail
-            reason = _UNKNOWN_TARGETS.get(target, f"target {target} is not evaluated here")
-            return "unknown", target, f"{detail}: {reason}"
-    return "continue", "", ""
-
-
-def client_sees(outcome: Outcome) -> str:
-    if outcome.verdict == "drop":
-        return SEES_TIMEOUT
-    if outcome.verdict == "reject":
-        kind = (
-            outcome.detail.split("--reject-with", 1)[-1].split()[0]
-            if "--reject-with" in (outcome.detail)
-            else "icmp-port-unreachable"
-        )
-        if kind in ("tcp-reset", "icmp-port-unreachable", "icmp6-port-unreachable"):
-            return SEES_REFUSED
-        return SEES_UNREACHABLE
-    return ""
-
-
-# -- matches
-
-
-# Options whose value count is known; any other `--option` takes the words up to the next one.
-_ARITY = {
-    "--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1,
-    "--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1, "--ports": 1,
-    "--syn": 0, "--tcp-flags": 2, "--tcp-option": 1,
-    "--ctstate": 1, "--state": 1, "--ctproto": 1, "--ctorigsrc": 1, "--ctorigdst": 1,
-    "--ctreplsrc": 1, "--ctrepldst": 1, "--ctorigsrcport": 1, "--ctorigdstport": 1,
-    "--ctreplsrcport": 1, "--ctrepldstport": 1, "--ctstatus": 1, "--ctexpire": 1, "--ctdir": 1,
-    "--match-set": 2, "--update-counters": 0, "--update-subcounters": 0, "--return-nomatch": 0,
-    "--name": 1, "--rsource": 0, "--rdest": 0, "--mask": 1, "--set": 0, "--rcheck": 0,
-    "--update": 0, "--remove": 0, "--seconds": 1, "--hitcount": 1, "--rttl": 0, "--reap": 0,
-    "--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0,
-    "--src-range": 1, "--dst-range": 1, "--comment": 1, "--pkt-type": 1,
-}  # fmt: skip
-_EVALUATED_MODULES = frozenset(
-    {"tcp", "multiport", "conntrack", "state", "set", "recent", "addrtype", "iprange", "comment",
-     "pkttype", "udp", "icmp", "icmp6", "ipv6header"}
-)  # fmt: skip
-
-
-@dataclass
-class _Option:
-    name: str
-    values: list[str]
-    negated: bool
-
-
-def parse_matches(tokens: Sequence[str]) -> tuple[list[_Option], list[tuple[str, list[_Option]]]]:
-    """Split a rule's matches into base options (-s, -p, ...) and per-module option lists."""
-    base: list[_Option] = []
-    modules: list[tuple[str, list[_Option]]] = []
-    negate = False
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token == "!":
-            negate = True
-            i += 1
-            continue
-        if token in ("-j", "--jump", "-g", "--goto"):
-            break
-        if token in ("-m", "--match"):
-            modules.append((tokens[i + 1] if i + 1 < len(tokens) else "", []))
-            i += 2
-            negate = False
-            continue
-        if token.startswith("--"):
-            arity = _ARITY.get(token)
-            j = i + 1
-            if arity is None:
-                while j < len(tokens) and not tokens[j].startswith("-") and tokens[j] != "!":
-                    j += 1
-            else:
-                j = i + 1 + arity
-            option = _Option(token, list(tokens[i + 1 : j]), negate)
-            if modules:
-                modules[-1][1].append(option)
-            else:
-                base.append(option)
-            i = j
-        elif token.startswith("-"):
-            flag_only = token in ("-f", "--fragment")
-            values = [] if flag_only else list(tokens[i + 1 : i + 2])
-            base.append(_Option(token, values, negate))
-            i += 1 if flag_only else 2
-        else:
-            i += 1
-        negate = False
-    return base, modules
-
-
-def match_rule(tokens: Sequence[str], packet: Packet, lookups: Lookups) -> tuple[Match, str]:
-    """Does the SYN match every condition of the rule? MAYBE with the reason when unknown."""
-    base, modules = parse_matches(tokens)
-    reasons: list[str] = []
-    result = Match.YES
-    for option in base:
-        value = _base_match(option, packet)
-        result = _and(result, _negate(value[0], option.negated))
-        if value[0] is Match.MAYBE:
-            reasons.append(value[1])
-        if result is Match.NO:
-            return Match.NO, ""
-    for name, options in modules:
-        value = _module_match(name, options, packet, lookups)
-        result = _and(result, value[0])
-        if value[0] is Match.MAYBE:
-            reasons.append(value[1])
-        if result is Match.NO:
-            return Match.NO, ""
-    return result, "; ".join(reasons)
-
-
-def _base_match(option: _Option, packet: Packet) -> tuple[Match, str]:
-    name, value = option.name, option.values[0] if option.values else ""
-    if name in ("-s", "--source"):
-        return _in_network(packet.source, value), ""
-    if name in ("-d", "--destination"):
-        if packet.destination is None:
-            return Match.MAYBE, f"-d {value}: the server address the client uses is not known"
-        return _in_network(packet.destination, value), ""
-    if name in ("-p", "--protocol"):
-        return _bool(value.lower() in ("tcp", "6", "all", "0")), ""
-    if name in ("-i", "--in-interface"):
-        if packet.in_interface is None:
-            return (
-                Match.MAYBE,
-                f"-i {value}: the interface the client's packets arrive on is not known",
-            )
-        return _bool(_interface_match(value, packet.in_interface)), ""
-    if name in ("-o", "--out-interface"):
-        return Match.MAYBE, f"-o {value} on an incoming packet"
-    if name in ("-f", "--fragment"):
-        return Match.NO, ""
-    return Match.MAYBE, f"{name} {value} is not evaluated here"
-
-
-def _module_match(
-    name: str, options: list[_Option], packet: Packet, lookups: Lookups
-) -> tuple[Match, str]:
-    if name == "recent":
-        return _recent_match(options, packet, lookups)
-    if name not in _EVALUATED_MODULES:
-        return Match.MAYBE, f"-m {name} is not evaluated here (state, rates or packet contents)"
-    result = Match.YES
-    reasons = []
-    for option in options:
-        value, why = _module_option(name, option, packet, lookups)
-        value = _negate(value, option.negated)
-        if value is Match.MAYBE:
-            reasons.append(why)
-        result = _and(result, value)
-        if result is Match.NO:
-            return Match.NO, ""
-    return result, "; ".join(reasons)
-
-
-def _module_option(
-    name: str, option: _Option, packet: Packet, lookups: Lookups
-) -> tuple[Match, str]:
-    opt, values = option.name, option.values
-    first = values[0] if values else ""
-    if name in ("udp", "icmp", "icmp6"):
-        return Match.NO, ""
-    if opt in ("--dport", "--destination-port"):
-        return _bool(_port_in(packet.dport, first)), ""
-    if opt in ("--dports", "--destination-ports"):
-        return _bool(any(_port_in(packet.dport, p) for p in first.split(","))), ""
-    if opt in ("--sport", "--source-port", "--sports", "--source-ports"):
-        if all(_covers_all_ports(p) for p in first.split(",")):
-            return Match.YES, ""
-        return Match.MAYBE, f"{opt} {first}: the client's source port is not known"
-    if opt == "--ports":
-        if any(_port_in(packet.dport, p) for p in first.split(",")):
-            return Match.YES, ""
-        return Match.MAYBE, f"--ports {first}: the client's source port is not known"
-    if opt == "--syn":
-        return Match.YES, ""
-    if opt == "--tcp-flags" and len(values) == 2:
-        mask, compare = _flags(values[0]), _flags(values[1])
-        return _bool(({"SYN"} & mask) == compare), ""
-    if opt in ("--ctstate", "--state"):
-        states = {s.upper() for s in first.split(",")}
-        if "NEW" in states:
-            return Match.YES, ""
-        if states & {"DNAT", "SNAT"}:
-            return Match.MAYBE, f"{opt} {first}: depends on NAT"
-        return Match.NO, ""
-    if opt == "--ctproto":
-        return _bool(first.lower() in ("tcp", "6", "all")), ""
-    if opt == "--ctorigsrc":
-        return _in_network(packet.source, first), ""
-    if opt == "--ctdir":
-        return _bool(first.upper() == "ORIGINAL"), ""
-    if opt == "--match-set" and len(values) == 2:
-        set_name, flags = values
-        if "," in flags:
-            return Match.MAYBE, f"--match-set {set_name} {flags}: a set of several dimensions"
-        address = packet.source if flags == "src" else packet.destination
-        if address is None:
-            return Match.MAYBE, f"--match-set {set_name} {flags}: the server address is not known"
-        member = lookups.set_member(set_name, str(address))
-        if member is None:
-            return Match.MAYBE, f"membership of {address} in ipset {set_name} could not be tested"
-        return _bool(member), ""
-    if opt in ("--update-counters", "--update-subcounters", "--comment"):
-        return Match.YES, ""
-    if opt == "--return-nomatch":
-        return Match.MAYBE, "--return-nomatch"
-    if opt in ("--dst-type", "--src-type"):
-        types = {t.upper() for t in first.split(",")}
-        if opt == "--dst-type":
-            return _bool("LOCAL" in types), ""
-        local = packet.source_is_local
-        return _bool(("LOCAL" in types) if local else bool(types & {"UNICAST"})), ""
-    if opt in ("--limit-iface-in", "--limit-iface-out"):
-        return Match.YES, ""
-    if opt == "--src-range":
-        return _bool(_in_range(packet.source, first)), ""
-    if opt == "--dst-range":
-        if packet.destination is None:
-            return Match.MAYBE, f"--dst-range {first}: the server address is not known"
-        return _bool(_in_range(packet.destination, first)), ""
-    if opt == "--pkt-type":
-        return _bool(first.lower() == "unicast"), ""
-    return Match.MAYBE, f"-m {name} {opt} {' '.join(values)} is not evaluated here"
-
-
-def _recent_match(options: list[_Option], packet: Packet, lookups: Lookups) -> tuple[Match, str]:
-    names = {o.name for o in options}
-    list_name = next((o.values[0] for o in options if o.name == "--name" and o.values), "DEFAULT")
-    negated = any(
-        o.negated for o in options if o.name in ("--set", "--rcheck", "--update", "--remove")
-    )
-    if "--rdest" in names:
-        return Match.MAYBE, f"-m recent --name {list_name} --rdest"
-    mask = next((o.values[0] for o in options if o.name == "--mask" and o.values), None)
-    if mask not in (None, "255.255.255.255", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"):
-        return Match.MAYBE, f"-m recent --name {list_name} --mask {mask}"
-    if "--set" in names:
-        return _negate(Match.YES, negated), ""
-    member = lookups.recent_member(list_name, str(packet.source))
-    if member is None:
-        return Match.MAYBE, f"xt_recent list {list_name} could not be read"
-    if not member:
-        return _negate(Match.NO, negated), ""
-    if names & {"--seconds", "--hitcount", "--rttl"} and names & {"--rcheck", "--update"}:
-        return Match.MAYBE, (
-            f"{packet.source} is in xt_recent list {list_name}; whether it is recent or frequent "
-            "enough (--seconds/--hitcount) is not evaluated here"
-        )
-    return _negate(Match.YES, negated), ""
-
-
-def _in_network(address: IPAddress, text: str) -> Match:
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return Match.MAYBE
-    if network.version != address.version:
-        return Match.NO
-    return _bool(address in network)
-
-
-def _in_range(address: IPAddress, text: str) -> bool:
-    low, _, high = text.partition("-")
-    try:
-        first, last = ipaddress.ip_address(low), ipaddress.ip_address(high or low)
-    except ValueError:
-        return False
-    return first.version == address.version and int(first) <= int(address) <= int(last)
-
-
-def _interface_match(pattern: str, name: str) -> bool:
-    if pattern.endswith("+"):
-        return name.startswith(pattern[:-1])
-    return pattern == name
-
-
-def _port_in(port: int, spec: str) -> bool:
-    low, colon, high = spec.partition(":")
-    try:
-        start = int(low) if low else 0
-        end = (int(high) if high else 65535) if colon else start
-    except ValueError:
-        return False
-    return start <= port <= end
-
-
-def _covers_all_ports(spec: str) -> bool:
-    return _port_in(0, spec) and _port_in(65535, spec) and ":" in spec
-
-
-def _flags(text: str) -> set[str]:
-    flags = {f.upper() for f in text.split(",")}
-    if "ALL" in flags:
-        return {"FIN", "SYN", "RST", "PSH", "ACK", "URG"}
-    if "NONE" in flags:
-        return set()
-    return flags
-
-
-def _bool(value: bool) -> Match:
-    return Match.YES if value else Match.NO
-
-
-def _negate(value: Match, negated: bool) -> Match:
-    if not negated or value is Match.MAYBE:
-        return value
-    return Match.NO if value is Match.YES else Match.YES
-
-
-def _and(a: Match, b: Match) -> Match:
-    if Match.NO in (a, b):
-        return Match.NO
-    return Match.YES if a is b is Match.YES else Match.MAYBE
-
-
-# ---------------------------------------------------------------- checks (pure)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One possible cause, judged.
-
-    `key` is stable (scripts and `--json` readers can rely on it): fail2ban, iptables,
-    nftables, route, listen, tcpwrappers, maxstartups, penalties, users, logs, sshd.
-    `data` holds the machine-readable details (rule references, file and line).
-    """
-
-    key: str
-    title: str
-    verdict: str
-    summary: str
-    evidence: tuple[str, ...] = ()
-    fix: tuple[str, ...] = ()
-    client_sees: str = ""
-    data: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-# The order a new connection meets the causes in; among equal verdicts, earlier comes first.
-CHECK_ORDER = (
-    "fail2ban",
-    "iptables",
-    "nftables",
-    "route",
-    "listen",
-    "tcpwrappers",
-    "maxstartups",
-    "penalties",
-    "sshd",
-    "users",
-    "logs",
-)
-
-
-def ordered(checks: Sequence[Check]) -> list[Check]:
-    """Most likely cause first: blocks, may block, clear, not present; then by path order."""
-    position = {key: i for i, key in enumerate(CHECK_ORDER)}
-    indexed = list(enumerate(checks))
-    indexed.sort(
-        key=lambda item: (
-            VERDICT_RANK[item[1].verdict],
-            position.get(item[1].key, len(CHECK_ORDER)),
-            item[0],
-        )
-    )
-    return [check for _i, check in indexed]
+from unban.tcpwrappers import Decision, EntryMatch
 
 
 @dataclass(frozen=True)
@@ -729,102 +81,6 @@ class Diagnosis:
         """The most likely cause, when something blocks or may block."""
         first = self.checks[0] if self.checks else None
         return first if first is not None and first.verdict in (BLOCKS, MAY_BLOCK) else None
-
-
-def firewall_check(walk: Walk, address: str, port: int, tool_present: bool = True) -> Check:
-    """The packet-filter verdict of one iptables backend and family."""
-    tool = display_tool(walk.backend, walk.family)
-    title = f"{tool} ({'IPv4' if walk.family == 'ipv4' else 'IPv6'})"
-    if not tool_present:
-        return Check("iptables", title, NOT_PRESENT, f"{tool}-save is not installed")
-    verdict = walk.verdict
-    if verdict == NOT_PRESENT:
-        return Check("iptables", title, NOT_PRESENT, f"no {walk.backend} tables are loaded")
-    deciding = walk.deciding()
-    data = {"backend": walk.backend, "family": walk.family, "outcomes": deciding}
-    evidence: list[str] = []
-    for outcome in deciding:
-        evidence.extend(_outcome_lines(outcome))
-    syn = f"a TCP SYN from {address} to port {port}"
-    first = deciding[0] if deciding else None
-    if verdict == CLEAR:
-        where = f"{first.ref.where()}: {first.ref.rule}" if first else "every table's policy"
-        return Check(
-            "iptables", title, CLEAR, f"{syn} is accepted ({where})", tuple(evidence), data=data
-        )
-    blocking = [o for o in deciding if o.blocking]
-    fixes: list[str] = []
-    for outcome in blocking or deciding:
-        for line in _firewall_fixes(outcome, address, port):
-            if line not in fixes:
-                fixes.append(line)
-    assert first is not None
-    sees = next((client_sees(o) for o in blocking), "")
-    if verdict == BLOCKS and len(blocking) == 1:
-        summary = f"{syn} meets {first.ref.where()} first: {first.ref.rule} ({first.detail})"
-    elif verdict == BLOCKS:
-        summary = (
-            f"{syn} is stopped whichever way the unknown matches go; first at {first.ref.where()}: "
-            f"{first.ref.rule} ({first.detail})"
-        )
-    else:
-        summary = f"{syn} may be stopped at {first.ref.where()}: {first.ref.rule}"
-    return Check("iptables", title, verdict, summary, tuple(evidence), tuple(fixes), sees, data)
-
-
-def _outcome_lines(outcome: Outcome) -> list[str]:
-    lines = []
-    via = " -> ".join(f"{j.where()} ({j.rule})" for j in outcome.jumps)
-    verdict = {"accept": "ACCEPT", "drop": "DROP", "reject": "REJECT"}.get(outcome.verdict, "?")
-    lines.append(f"{outcome.ref.where()}: {outcome.ref.rule}  => {verdict} ({outcome.detail})")
-    if via:
-        lines.append(f"  reached through {via}")
-    for assumption in outcome.assumptions:
-        way = "matches" if assumption.matched else "does not match"
-        lines.append(f"  if {assumption.ref.where()} {way} ({assumption.why})")
-    return lines
-
-
-def _firewall_fixes(outcome: Outcome, address: str, port: int) -> list[str]:
-    ref = outcome.ref
-    tool = display_tool(ref.backend, ref.family)
-    owner = owner_of(ref.chain)
-    tokens = split_spec(ref.rule)
-    fixes = []
-    if owner.startswith("fail2ban:"):
-        fixes.append(f"fail2ban-client set {owner.split(':', 1)[1]} unbanip {address}")
-    source = _option(tokens, "-s")
-    match_set = _option(tokens, "--match-set")
-    recent = "-m" in tokens and "recent" in tokens
-    start = next((chain for table, chain in HOOK_PATH if table == ref.table), "INPUT")
-    accept = f"{tool} -t {ref.table} -I {start} 1 -s {address} -p tcp --dport {port} -j ACCEPT"
-    address_ip = ipaddress.ip_address(address)
-    if ref.line and source is not None and _in_network(address_ip, source) is Match.YES:
-        six = " -6" if ref.family == "ipv6" else ""
-        delete = (
-            f"unban delete {ref.chain} {ref.line} -t {ref.table} --backend {ref.backend}{six} "
-            f"--expect {address}"
-        )
-        network = ipaddress.ip_network(source, strict=False)
-        if network.prefixlen == network.max_prefixlen:
-            fixes += [delete, f"{tool} -t {ref.table} -D {ref.chain} {ref.line}"]
-        else:  # the rule covers a whole network: let this address through instead
-            fixes += [accept, f"{delete}  (removes the rule for all of {network})"]
-    elif match_set is not None:
-        fixes.append(f"ipset del {match_set} {address}")
-    elif recent:
-        name = _option(tokens, "--name") or "DEFAULT"
-        fixes.append(f"echo -{address} > /proc/net/xt_recent/{name}")
-    else:
-        fixes.append(accept)
-    return fixes
-
-
-def _option(tokens: Sequence[str], name: str) -> Optional[str]:
-    for i, token in enumerate(tokens[:-1]):
-        if token == name and (i == 0 or tokens[i - 1] != "!"):
-            return tokens[i + 1]
-    return None
 
 
 @dataclass(frozen=True)
@@ -893,38 +149,6 @@ def fail2ban_check(result: LayerResult, address: str) -> Check:
         tuple(evidence),
         tuple(fixes),
         "depends on the ban action (a REJECT rule: Connection refused; hostsdeny: reset)",
-        {"findings": list(result.findings)},
-    )
-
-
-def nftables_check(result: LayerResult, address: str, port: int) -> Check:
-    title = "nftables"
-    early = _layer_unread_or_clear(
-        result, "nftables", title, "nft", f"no native nftables rule or set drops {address}"
-    )
-    if early is not None:
-        return early
-    evidence = []
-    verdict = MAY_BLOCK
-    for finding in result.findings:
-        evidence.append(f"{finding.location()}: {finding.rule}")
-        if finding.element:
-            evidence.append(f"  element {finding.element} of set {finding.set_name}")
-        # The rule's hook and other conditions are not evaluated; a rule that names another
-        # destination port only may block.
-        ports = re.findall(r"dport\s+(\{[^}]*\}|\S+)", finding.rule)
-        if not ports or any(str(port) in p or "-" in p for p in ports):
-            verdict = BLOCKS
-    first = result.findings[0]
-    summary = f"{first.location()} drops {address}: {first.rule}"
-    return Check(
-        "nftables",
-        title,
-        verdict,
-        summary,
-        tuple(evidence),
-        result.fixes,
-        SEES_TIMEOUT if "drop" in first.verdict else SEES_REFUSED,
         {"findings": list(result.findings)},
     )
 
@@ -1462,37 +686,6 @@ class Options:
     daemon: str = "sshd"  # the name sshd gives libwrap (its argv[0] base name)
 
 
-class SystemLookups:
-    """Set membership through `ipset test` (O(1) in the kernel) and xt_recent through /proc."""
-
-    def set_member(self, name: str, address: str) -> Optional[bool]:
-        if which("ipset") is None:
-            return None
-        result = run("ipset", ["ipset", "test", name, address], check=False, timeout=10)
-        if result.returncode == 0:
-            return True
-        if "NOT in set" in result.stderr + result.stdout:
-            return False
-        return None
-
-    def recent_member(self, name: str, address: str) -> Optional[bool]:
-        try:
-            with open(f"/proc/net/xt_recent/{name}") as handle:
-                text = handle.read()
-        except OSError:
-            return None
-        wanted = ipaddress.ip_address(address)
-        for line in text.splitlines():
-            if not line.startswith("src="):
-                continue
-            try:
-                if ipaddress.ip_address(line[4:].split()[0]) == wanted:
-                    return True
-            except ValueError:
-                continue
-        return False
-
-
 def diagnose(address_text: str, options: Options) -> Diagnosis:
     """Run every check for one client address. Needs root (sshd -T, the firewall)."""
 
@@ -1551,10 +744,9 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         in_interface=interface,
         source_is_local=local,
     )
-    checks.extend(_firewall_checks(packet, shown, port))
     results = _layer_results(network)
+    checks.append(_path_check(network, packet))
     checks.append(fail2ban_check(results["fail2ban"], shown))
-    checks.append(nftables_check(results["nftables"], shown, port))
     checks.append(route_check(results["route"], shown))
 
     # TCP wrappers
@@ -1632,54 +824,44 @@ def _local_address(
     return prefsrc, False
 
 
-def _firewall_checks(packet: Packet, address: str, port: int) -> list[Check]:
-    family = "ipv4" if packet.source.version == 4 else "ipv6"
-    layer = XtablesLayer(families=(family,))
-    lookups = SystemLookups()
-    checks = []
-    for backend in BACKENDS:
-        if which(tool(backend, family, "-save")) is None:
-            checks.append(
-                firewall_check(Walk(backend, family, ()), address, port, tool_present=False)
-            )
-            continue
-        try:
-            ruleset = layer.ruleset(backend, family)
-        except LayerError as exc:
-            checks.append(
-                Check(
-                    "iptables",
-                    display_tool(backend, family),
-                    MAY_BLOCK,
-                    f"could not be read: {exc}",
-                )
-            )
-            continue
-        checks.append(firewall_check(walk_ruleset(ruleset, packet, lookups), address, port))
-    return checks
-
-
 def _layer_results(network: Network) -> dict[str, LayerResult]:
-    """fail2ban, native nftables and routes, through the engine's own layers."""
-    results: dict[str, LayerResult] = {}
-    layers: dict[str, Layer] = {}
-    try:
-        from unban import engine
+    """fail2ban and routes, through the engine's own layers."""
+    from unban import engine
 
-        layers = {layer.name: layer for layer in engine.default_layers()}
-    except ImportError as exc:  # a layer module not there yet: report it, run the rest
-        missing = str(exc)
-        for name in ("fail2ban", "nftables", "route"):
-            results[name] = LayerResult(name, False, f"layer not available here: {missing}")
-    for name in ("fail2ban", "nftables", "route"):
-        if name in results:
-            continue
+    layers = {layer.name: layer for layer in engine.default_layers()}
+    results: dict[str, LayerResult] = {}
+    for name in ("fail2ban", "route"):
         layer = layers.get(name)
         if layer is None:
             results[name] = LayerResult(name, False, f"no {name} layer")
             continue
         results[name] = _layer_result(layer, network)
     return results
+
+
+def _path_check(network: Network, packet: Packet) -> Check:
+    """The path evaluator's verdict for the SYN, through the engine's packet-filter layers;
+    the fixes are the commands `unban me` would run for what stops it."""
+    from unban import engine, verdict
+
+    layers = [layer for layer in engine.default_layers() if isinstance(layer, verdict.PathSource)]
+    try:
+        report, reaches = engine.judged(network, layers, [packet])
+    except (UnbanError, OSError) as exc:
+        return Check(KEY_FIREWALL, TITLE_FIREWALL, MAY_BLOCK, f"could not be read: {exc}")
+    shown = show(network)
+    on_path = [f for f in report.findings if f.on_path]
+    fixes: list[str] = []
+    if on_path:
+        broad = any(not f.targeted for f in on_path)
+        fixes.append(f"unban me {shown}{' --broad' if broad else ''}")
+    for layer in layers:
+        mine = [f for f in on_path if f.layer == layer.name]
+        try:
+            fixes.extend(step.command for batch in layer.plan(mine) for step in batch.steps)
+        except (UnbanError, OSError):  # no command then; the stop still shows
+            continue
+    return firewall_check(reaches, shown, fixes)
 
 
 def _layer_result(layer: Layer, network: Network) -> LayerResult:

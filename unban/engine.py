@@ -12,6 +12,8 @@ from unban.address import Network, parse_network, show
 from unban.errors import ApplyError, UnbanError
 from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report
+from unban.path.evaluate import Reach, summary
+from unban.path.model import Packet
 
 
 def default_layers() -> list[Layer]:
@@ -40,15 +42,42 @@ def default_layers() -> list[Layer]:
     ]
 
 
-def find(target: Network, layers: Sequence[Layer]) -> Report:
+def find(
+    target: Network, layers: Sequence[Layer], *, packets: Optional[Sequence[Packet]] = None
+) -> Report:
     """Everything that blocks `target`. A layer that is not present (its tool not installed) is
-    reported in the statuses, not fatal; an error reading a present one is raised."""
+    reported in the statuses, not fatal; an error reading a present one is raised.
+
+    For one address, the path evaluator then judges what a new SYN to sshd meets (each of
+    `packets`; by default one per address and port sshd listens on) through the rules the
+    packet-filter layers just read: their findings are marked on or off that path, and each
+    stop no layer names becomes a finding of its own (unban.verdict).
+    """
+    return judged(target, layers, packets)[0]
+
+
+def judged(
+    target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]] = None
+) -> tuple[Report, list[Reach]]:
+    """`find`, and the evaluator's whole answer for each packet (doctor shows every way)."""
+    from unban import verdict
+
     findings: list[Finding] = []
     statuses: list[LayerStatus] = []
     for layer in layers:
         statuses.extend(layer.status())
         findings.extend(layer.find(target))
-    return Report(show(target), tuple(findings), tuple(statuses))
+    sources = [layer for layer in layers if isinstance(layer, verdict.PathSource)]
+    if not sources or target.num_addresses != 1:
+        return Report(show(target), tuple(findings), tuple(statuses)), []
+    from unban.path.lookups import SystemLookups
+
+    if packets is None:
+        packets = verdict.system_packets(target.network_address)
+    reaches = verdict.judge(packets, sources, SystemLookups())
+    merged = verdict.merge(findings, reaches, target)
+    summaries = tuple(summary(r) for r in reaches)
+    return Report(show(target), tuple(merged), tuple(statuses), summaries), reaches
 
 
 def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Plan:

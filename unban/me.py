@@ -184,6 +184,8 @@ def run_me(
     nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
+        if nothing:
+            refused += path_refusals(before, refused)
         return replace(base, still_refused=tuple(refused + sshd_refusals))
     events: list[str] = []
 
@@ -206,6 +208,7 @@ def run_me(
         applied += _sweep(stale, applied, target, layers, change_set, reverter, confdir, event)
         after = engine.find(target, layers)
     refused = refusals(after, after.findings, layers)
+    refused += path_refusals(after, refused)
     return replace(
         base,
         applied=applied,
@@ -582,6 +585,7 @@ def rebuild(record: Mapping[str, Any]) -> Batch:
     for step in record.get("steps", []):
         data = dict(step["finding"])
         data["clears"] = tuple(data.get("clears", ()))
+        data["ports"] = tuple(data.get("ports", ()))
         steps.append(Step(Finding(**data), str(step["command"]), str(step["undo_command"])))
     return Batch(
         str(record["layer"]),
@@ -750,6 +754,8 @@ def refusals(
                 continue
     out = []
     for finding in findings:
+        if finding.on_path is False:
+            continue  # it names the address, but a new SYN never meets it: not a refusal
         fix = fixes.get(finding, "")
         if not finding.targeted:
             fix = f"unban me {shown} --broad" + (f"  (or: {fix})" if fix else "")
@@ -763,6 +769,18 @@ def refusals(
         kind = "broad" if not finding.targeted else "targeted"
         out.append(Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix))
     return out
+
+
+def path_refusals(report: Report, already: Sequence[Refusal]) -> list[Refusal]:
+    """The evaluator's verdict, read afresh with `report`: each way to sshd that is not open
+    and that no refusal already names (a stop no layer could make a finding of)."""
+    if any(r.key in ("iptables", "nftables", "xt_recent", "ipset") for r in already):
+        return []
+    return [
+        Refusal("firewall", way.line(), f"unban me {report.target} --broad")
+        for way in report.reach
+        if not way.is_open
+    ]
 
 
 def sshd_checks(
@@ -937,8 +955,10 @@ def last_line(result: MeResult) -> str:
     if result.still_refused:
         verdict = "is still refused by" if result.changed or result.blocked else "is refused by"
         return f"{target} {verdict}: {keys} (see the fixes above)"
+    report = result.after if result.after is not None else result.before
+    ways = "".join(f"; {way.line()}" for way in report.reach)
     checked = " (checked again)" if result.after is not None else ""
-    return f"{target} is now unblocked everywhere unban looks{checked}"
+    return f"{target} is now unblocked everywhere unban looks{checked}{ways}"
 
 
 def undo_lines(result: UndoResult) -> list[str]:

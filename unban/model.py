@@ -123,6 +123,14 @@ class Report:
     target: str
     findings: tuple[Finding, ...]
     layers: tuple[LayerStatus, ...] = field(default=())
+    # The path evaluator's verdict for each address and port sshd listens on (unban.path's
+    # PathSummary); empty when no packet filter was judged (a network target, no layer).
+    reach: tuple[Any, ...] = field(default=())
+
+    @property
+    def path_open(self) -> bool:
+        """Every judged way to sshd is open (true when nothing was judged)."""
+        return all(r.is_open for r in self.reach)
 
 
 def as_json(value: Any) -> Any:

@@ -38,7 +38,6 @@ decide differently is reported as undecided, never guessed.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import re
 import socket
@@ -48,6 +47,8 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import Callable, Optional
+
+from unban.path.model import Match
 
 ALLOW_FILE = "/etc/hosts.allow"
 DENY_FILE = "/etc/hosts.deny"
@@ -59,12 +60,6 @@ _WHITESPACE = " \t\r\n"
 _MAX_UNKNOWN_TOKENS = 10
 
 FileReader = Callable[[str], Optional[str]]
-
-
-class Match(enum.Enum):
-    YES = "yes"
-    NO = "no"
-    MAYBE = "maybe"
 
 
 # ---------------------------------------------------------------- parsing

@@ -56,6 +56,7 @@ from unban.hostsedit import (
 )
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.path.model import Match
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
 from unban.tcpwrappers import (
     ALLOW_FILE,
@@ -63,7 +64,6 @@ from unban.tcpwrappers import (
     Endpoint,
     Entry,
     EntryMatch,
-    Match,
     Request,
     Table,
     depends_on_name,

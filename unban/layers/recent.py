@@ -27,12 +27,11 @@ from unban.layers.xtables import (
     by_name,
     distinct_elements,
     dropped_by,
-    option_value,
     recent_rules,
     rules_shown,
-    split_spec,
 )
 from unban.model import Batch, Finding, LayerStatus, Step, as_json
+from unban.path.iptables import option_value, split_spec
 
 LAYER = "xt_recent"
 PROC_DIR = "/proc/net/xt_recent"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network, show
@@ -22,6 +22,16 @@ from unban.errors import InputError, LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
 from unban.locking import FileLock
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.path.iptables import (
+    Chain,
+    Ruleset,
+    Table,
+    option_value,
+    parse_save,
+    split_spec,
+    walk_ruleset,
+)
+from unban.path.model import ChainWalk, Lookups, Packet
 from unban.system import first_line, run, which
 
 LAYER = "iptables"
@@ -43,64 +53,7 @@ def display_tool(backend: str, family: str) -> str:
     return tool(backend, family)
 
 
-# ---------------------------------------------------------------- parsing (pure)
-
-
-@dataclass
-class Chain:
-    name: str
-    policy: str  # ACCEPT/DROP for built-in chains, "-" for user chains
-    rules: list[str] = field(default_factory=list)  # specs, without "-A CHAIN "
-
-
-@dataclass
-class Table:
-    name: str
-    chains: dict[str, Chain] = field(default_factory=dict)
-
-
-@dataclass
-class Ruleset:
-    backend: str
-    family: str
-    tables: dict[str, Table] = field(default_factory=dict)
-
-
-def parse_save(text: str, backend: str, family: str) -> Ruleset:
-    """Parse `iptables-save` output. Rules keep the exact spec text the tool printed."""
-    ruleset = Ruleset(backend, family)
-    table: Optional[Table] = None
-    chains: dict[str, Chain] = {}
-    for line in text.splitlines():
-        if line.startswith("-A "):
-            name, _, spec = line[3:].partition(" ")
-            chain = chains.get(name)
-            if chain is None:  # a rule before its chain header: tolerate it
-                chain = chains[name] = Chain(name, "-")
-            chain.rules.append(spec)
-        elif line.startswith(":"):
-            name, _, rest = line[1:].partition(" ")
-            chains[name] = Chain(name, rest.split(" ", 1)[0])
-        elif line.startswith("*"):
-            table = Table(line[1:].strip())
-            chains = table.chains
-            ruleset.tables[table.name] = table
-        elif line.startswith("COMMIT"):
-            table = None
-    return ruleset
-
-
-def split_spec(spec: str) -> list[str]:
-    """Split a rule spec the way iptables-restore does (quotes only around comments)."""
-    return shlex.split(spec) if '"' in spec or "'" in spec else spec.split()
-
-
-def option_value(tokens: Sequence[str], *names: str) -> Optional[str]:
-    """The value after the first of `names` that is not negated, or None."""
-    for i, token in enumerate(tokens[:-1]):
-        if token in names and (i == 0 or tokens[i - 1] != "!"):
-            return tokens[i + 1]
-    return None
+# ---------------------------------------------------------------- findings (pure)
 
 
 def verdict_of(tokens: Sequence[str]) -> Optional[str]:
@@ -312,9 +265,13 @@ def build_batches(findings: Sequence[Finding], *, by_number: bool = False) -> li
     `iptables -D CHAIN NUMBER`, right only while nothing else changes the chain).
     """
     groups: dict[tuple[str, str, str], list[Finding]] = {}
+    admits: list[Finding] = []
     for finding in findings:
+        if finding.lift == ADMIT:
+            admits.append(finding)
+            continue
         groups.setdefault((finding.backend, finding.family, finding.table), []).append(finding)
-    batches = []
+    batches = admit_batches(admits)
     for (backend, family, table), group in groups.items():
         group.sort(key=lambda f: (f.chain or "", f.line or 0))
         steps = []
@@ -347,6 +304,64 @@ def build_batches(findings: Sequence[Finding], *, by_number: bool = False) -> li
             )
         )
     return batches
+
+
+ADMIT = "admit"
+ADMIT_COMMENT = "unban-admit"
+
+
+def admit_spec(network: str, ports: Sequence[int]) -> str:
+    """The accept rule for exactly `network` to sshd's ports, as iptables-save prints it."""
+    listed = sorted(set(ports)) or [22]
+    if len(listed) == 1:
+        port = f"-m tcp --dport {listed[0]}"
+    else:
+        port = f"-m multiport --dports {','.join(str(p) for p in listed)}"
+    return f"-s {network} -p tcp {port} -m comment --comment {ADMIT_COMMENT} -j ACCEPT"
+
+
+def admit_batches(findings: Sequence[Finding]) -> list[Batch]:
+    """One batch per backend, family and table that inserts, at the top of each base chain
+    that refuses the address, an accept for exactly that address (a policy, an allow-list or a
+    broad rule refuses it there). Undo deletes exactly those rules, by identity. Pure."""
+    groups: dict[tuple[str, str, str], dict[str, Finding]] = {}
+    ports: dict[tuple[str, str, str, str], set[int]] = {}
+    for finding in findings:
+        key = (finding.backend, finding.family, finding.table)
+        chain = finding.chain or "INPUT"
+        groups.setdefault(key, {}).setdefault(chain, finding)
+        ports.setdefault((*key, chain), set()).update(finding.ports)
+    batches = []
+    for (backend, family, table), chains in groups.items():
+        steps, inserts, targets = [], [], []
+        for chain, finding in chains.items():
+            spec = admit_spec(finding.network, sorted(ports[(backend, family, table, chain)]))
+            head = [display_tool(backend, family), "-t", table]
+            tokens = split_spec(spec)
+            inserts.append(f"-I {chain} 1 {spec}")
+            targets.append(RuleTarget(chain, 1, spec))
+            steps.append(
+                Step(
+                    finding=finding,
+                    command=shlex.join([*head, "-I", chain, "1", *tokens]),
+                    undo_command=shlex.join([*head, "-D", chain, *tokens]),
+                )
+            )
+        batches.append(
+            Batch(
+                layer=LAYER,
+                scope=f"{backend} {family} {table} {ADMIT}",
+                steps=tuple(steps),
+                payload=(f"*{table}", *inserts, "COMMIT"),
+                undo_payload=tuple(targets),
+            )
+        )
+    return batches
+
+
+def _targets(payload: Sequence[object]) -> list[RuleTarget]:
+    """RuleTargets, also as a change set's record gives them back (dicts)."""
+    return [t if isinstance(t, RuleTarget) else RuleTarget(**t) for t in payload]  # type: ignore[arg-type]
 
 
 def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tuple[str, int]]:
@@ -494,16 +509,37 @@ class XtablesLayer:
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
         return build_batches([f for f in findings if f.layer == LAYER])
 
+    def walks(self, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
+        """The SYN's way through every backend's tables of its family, from what `find` read."""
+        family = "ipv4" if packet.version == 4 else "ipv6"
+        return [
+            walk
+            for ruleset in self.rulesets()
+            if ruleset.family == family
+            for walk in walk_ruleset(ruleset, packet, lookups)
+        ]
+
     def apply(self, batch: Batch) -> None:
-        """Delete the batch's rules in one commit, each only if it is still there.
+        if batch.scope.endswith(f" {ADMIT}"):
+            self._restore(batch, batch.payload)
+        else:
+            self._delete(batch, _targets(batch.payload))
+
+    def revert(self, batch: Batch) -> None:
+        if batch.scope.endswith(f" {ADMIT}"):
+            self._delete(batch, _targets(batch.undo_payload))
+        else:
+            self._restore(batch, batch.undo_payload)
+
+    def _delete(self, batch: Batch, targets: list[RuleTarget]) -> None:
+        """Delete the rules in one commit, each only if it is still there.
 
         legacy: hold the xtables lock (fail2ban's `iptables -w` waits for it) from reading the
         table to libiptc's commit, so nothing can move between the check and the delete.
         nft: map positions to nft handles (never reused) read before and after the check,
         and delete by handle in one nft transaction.
         """
-        backend, family, table = batch.scope.split(" ")
-        targets: list[RuleTarget] = list(batch.payload)
+        backend, family, table = batch.scope.split(" ")[:3]
         self._cache.pop((backend, family), None)
         if backend == "legacy":
             with xtables_lock():
@@ -542,11 +578,8 @@ class XtablesLayer:
             LAYER, f"table {table} kept changing while it was read; nothing deleted"
         )
 
-    def revert(self, batch: Batch) -> None:
-        self._restore(batch, batch.undo_payload)
-
     def _restore(self, batch: Batch, lines: Sequence[str]) -> None:
-        backend, family, _table = batch.scope.split(" ")
+        backend, family, _table = batch.scope.split(" ")[:3]
         argv = [tool(backend, family, "-restore"), "--noflush"]
         if backend == "legacy":
             argv += ["--wait", "10"]
