@@ -147,7 +147,7 @@ def find(
         require_root()
         report = engine.find(target, engine.default_layers())
         _emit(json_output, report, report_text(report))
-        return ExitStatus.OK
+        return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
     _guarded(body)
 
@@ -250,7 +250,7 @@ def _execute(
         {"dry_run": False, "plan": plan, "applied": outcome.applied, "remaining": remaining},
         _remaining_text(remaining),
     )
-    return ExitStatus.STILL_BLOCKED if remaining and remaining.findings else ExitStatus.OK
+    return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
 
 
 def _remaining_text(remaining: Optional[Report]) -> list[str]:

@@ -834,6 +834,11 @@ def step_text(step: Step) -> str:
             f"grant sshd to it at the top of hosts.allow (broad: {finding.table} line "
             f"{finding.line}: {finding.rule})"
         )
+    if finding.lift == "admit":
+        return (
+            f"admit {_shown(finding.network)} at the top of {finding.location()} "
+            f"(refused there by: {finding.rule})"
+        )
     if finding.element:
         return f"remove {finding.element} from {finding.location()} (dropped by: {finding.rule})"
     return f"remove {finding.location()}: {finding.rule}"

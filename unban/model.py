@@ -128,6 +128,12 @@ class Report:
     reach: tuple[Any, ...] = field(default=())
 
     @property
+    def refused(self) -> bool:
+        """Something refuses the target: a finding the SYN meets (or one outside the packet
+        filters: a ban, a hosts.deny entry, a route), or a way to sshd that is not open."""
+        return any(f.on_path is not False for f in self.findings) or not self.path_open
+
+    @property
     def path_open(self) -> bool:
         """Every judged way to sshd is open (true when nothing was judged)."""
         return all(r.is_open for r in self.reach)

@@ -11,22 +11,33 @@ from unban.model import Finding, LayerStatus, Plan, Report
 def finding_lines(finding: Finding) -> list[str]:
     kind = "targeted" if finding.targeted else "broad"
     head = f"  {finding.location()}  {finding.verdict}  owner {finding.owner}  {kind}"
+    if finding.source:
+        head += f"  kept in {finding.source}"
     lines = [head, f"      {finding.rule}"]
+    if finding.lift == "admit":
+        lines.append(f"      nothing names {finding.network} alone: --broad admits it here")
     if finding.element:
         lines.append(f"      element {finding.element} of {finding.set_name}")
     return lines
 
 
 def report_text(report: Report) -> list[str]:
-    if not report.findings:
+    refusing = [f for f in report.findings if f.on_path is not False]
+    aside = [f for f in report.findings if f.on_path is False]
+    if not refusing and report.path_open:
         lines = [
             f"nothing blocks {report.target}: no fail2ban ban, firewall rule, set element, route, "
             "xt_recent entry or hosts.allow/hosts.deny entry"
         ]
     else:
-        lines = [f"{report.target} is blocked by {len(report.findings)} finding(s):"]
-        for finding in report.findings:
+        lines = [f"{report.target} is blocked by {len(refusing)} finding(s):"]
+        for finding in refusing:
             lines.extend(finding_lines(finding))
+    if aside:
+        lines.append(f"naming {report.target}, but off the way a new connection takes:")
+        for finding in aside:
+            lines.extend(finding_lines(finding))
+    lines.extend(way.line() for way in report.reach)
     lines.extend(absent_lines(report.layers))
     return lines
 
@@ -45,7 +56,12 @@ def plan_text(plan: Plan) -> list[str]:
             lines.append(f"  [{batch.layer} {batch.scope}]")
             for step in batch.steps:
                 finding = step.finding
-                if finding.element:
+                if finding.lift == "admit":
+                    lines.append(
+                        f"    admit {finding.network} at the top of {finding.table} "
+                        f"{finding.chain} (refused there by: {finding.rule})"
+                    )
+                elif finding.element:
                     lines.append(f"    remove {finding.element} from {finding.set_name}")
                     lines.append(f"      (dropped by: {finding.rule})")
                 else:
