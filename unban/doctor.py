@@ -844,7 +844,7 @@ def _path_check(network: Network, packet: Packet) -> Check:
     the fixes are the commands `unban me` would run for what stops it."""
     from unban import engine, verdict
 
-    layers = [layer for layer in engine.default_layers() if isinstance(layer, verdict.PathSource)]
+    layers = [layer for layer in engine.default_layers() if layer.name in verdict.PACKET_LAYERS]
     try:
         report, reaches = engine.judged(network, layers, [packet])
     except (UnbanError, OSError) as exc:

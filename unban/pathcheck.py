@@ -87,5 +87,26 @@ def _way_data(r: Reach) -> dict[str, object]:
         "port": r.packet.dport,
         "interface": r.packet.in_interface,
         "verdict": r.verdict,
-        "stops": [describe(s.outcome) for s in r.stops()],
+        "stops": [_stop_data(s) for s in r.stops()],
+    }
+
+
+def _stop_data(stop: Stop) -> dict[str, object]:
+    outcome = stop.outcome
+    return {
+        "backend": stop.walk.backend,
+        "family": stop.walk.family,
+        "table": outcome.hop.table,
+        "chain": outcome.hop.chain,
+        "line": outcome.hop.line,
+        "handle": outcome.hop.handle,
+        "rule": outcome.hop.rule,
+        "verdict": outcome.verdict,
+        "detail": outcome.detail,
+        "via": [
+            {"chain": h.chain, "line": h.line, "handle": h.handle, "rule": h.rule}
+            for h in outcome.path
+            if h is not outcome.hop
+        ],
+        "certain": stop.certain,
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Optional, Protocol, runtime_checkable
 
@@ -31,7 +31,8 @@ from unban.path.evaluate import Reach, Stop, reach
 from unban.path.model import ChainWalk, Hop, IPAddress, Lookups, Packet, SourceKey
 from unban.system import run, which
 
-IPTABLES_BACKENDS = ("legacy", "nft")
+# The layers whose findings the SYN meets (or not) on its way: the evaluator marks them.
+PACKET_LAYERS = ("iptables", "nftables", "ipset", "xt_recent")
 NFT_DISPLAY = {"ip": "ipv4", "ip6": "ipv6"}
 
 
@@ -146,6 +147,16 @@ def hop_identity(hop: Hop) -> tuple[object, ...]:
     return ("iptables", hop.backend, hop.family, hop.table, hop.chain, hop.line)
 
 
+def rule_identity(hop: Hop) -> tuple[object, ...]:
+    """The iptables rule a set or list finding came from (its layer does not say which
+    backend): family, table, chain, number and text."""
+    return (hop.family, hop.table, hop.chain, hop.line, hop.rule)
+
+
+def _rule_of(finding: Finding) -> tuple[object, ...]:
+    return (finding.family, finding.table, finding.chain, finding.line, finding.rule)
+
+
 def finding_identity(finding: Finding) -> tuple[object, ...]:
     if finding.layer == "nftables":
         return ("nftables", finding.family, finding.table, finding.chain, finding.handle)
@@ -168,9 +179,11 @@ def _verdict_text(stop: Stop) -> str:
     return text
 
 
-def stop_finding(stop: Stop, target: Network, port: int) -> Optional[Finding]:
+def stop_finding(
+    stop: Stop, target: Network, port: int, lifted_by: Collection[tuple[object, ...]] = ()
+) -> Optional[Finding]:
     """The finding that lifts this stop for `target`, or None when a layer's own finding does
-    (an ipset member: the ipset layer tests and lifts it). Pure.
+    (an ipset member of a rule in `lifted_by`: the ipset layer tests and lifts it). Pure.
 
     The last rule on the way that picks the client out by source decides: its own source
     value naming this address alone (delete the rule: a DROP, or a jump or goto to a refusing
@@ -182,7 +195,7 @@ def stop_finding(stop: Stop, target: Network, port: int) -> Optional[Finding]:
     if keyed:
         hop, key = keyed[-1]
         found = _keyed_finding(hop, key, stop, target)
-        if found is not None or key.kind == "ipset":
+        if found is not None or (key.kind == "ipset" and rule_identity(hop) in lifted_by):
             return found
     base = Hop(walk.backend, walk.family, walk.table, walk.chain, outcome.hop.rule)
     return Finding(
@@ -266,36 +279,43 @@ def merge(findings: Sequence[Finding], reaches: Sequence[Reach], target: Network
     """The layers' findings, each marked on or off the path when it is a packet-filter one,
     then a finding for every stop that no layer finding lifts. Pure."""
     on_path: set[tuple[object, ...]] = set()
+    rules: set[tuple[object, ...]] = set()
     elements: set[tuple[str, str]] = set()
     for r in reaches:
         for walk in r.walks:
             for outcome in walk.outcomes:
                 for hop in outcome.path:
                     on_path.add(hop_identity(hop))
+                    rules.add(rule_identity(hop))
                     elements.update((key.name, key.value) for key in hop.keys if key.name)
     judged = bool(reaches) and any(r.walks for r in reaches)
     marked = []
     for finding in findings:
-        if judged and finding.layer in ("iptables", "nftables", "ipset", "xt_recent"):
+        if judged and finding.layer in PACKET_LAYERS[:2]:
             hit = finding_identity(finding) in on_path
             if finding.set_name:
                 hit = hit or any(name == finding.set_name for name, _v in elements)
             finding = replace(finding, on_path=hit)
+        elif judged and finding.layer in PACKET_LAYERS[2:]:
+            finding = replace(finding, on_path=_rule_of(finding) in rules)
         marked.append(finding)
     known = {finding_identity(f) for f in marked} | {
         (f.set_name, f.element) for f in marked if f.set_name
     }
+    lifted = {_rule_of(f) for f in marked if f.layer == "ipset"}
     extra: list[Finding] = []
     for r in reaches:
         for stop in r.stops():
-            found = stop_finding(stop, target, r.packet.dport)
+            found = stop_finding(stop, target, r.packet.dport, lifted)
             if found is None:
                 continue
             if (found.set_name, found.element) in known and found.set_name:
                 continue
             if found.lift != "admit" and finding_identity(found) in known:
                 continue
-            if found.lift == "admit" and _lifted_by_known(stop, known):
+            if found.lift == "admit" and (
+                _lifted_by_known(stop, known) or rule_identity(stop.outcome.hop) in lifted
+            ):
                 continue
             if any(_same(found, other) for other in extra):
                 extra = [_with_ports(o, found) if _same(found, o) else o for o in extra]

@@ -6,12 +6,14 @@ rule and policy DROP."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from typing import Optional
 
 import pytest
 
 from unban.address import parse_target
 from unban.layers.xtables import build_batches
+from unban.model import Finding
 from unban.path.evaluate import Reach, reach
 from unban.path.iptables import match_rule, parse_save, split_spec, walk_ruleset
 from unban.path.model import (
@@ -285,11 +287,18 @@ def test_match_set_membership() -> None:
     member = Lookups(sets={"bl": {"203.0.113.4"}})
     assert walk("203.0.113.4", lookups=member, text=text).verdict == BLOCKS
     assert walk("203.0.113.5", lookups=member, text=text).verdict == CLEAR
-    # the ipset layer lifts a member (it tests and removes the element itself)
-    assert (
-        merge([], [walk("203.0.113.4", lookups=member, text=text)], parse_target("203.0.113.4"))
-        == []
-    )
+    stopped = walk("203.0.113.4", lookups=member, text=text)
+    target = parse_target("203.0.113.4")
+    # the ipset layer lifts a member it found (it tests and removes the element itself) ...
+    found = Finding(
+        layer="ipset", backend="ipset", family="ipv4", table="filter", chain="INPUT", line=1,
+        handle=None, rule="-A INPUT -p tcp -m set --match-set bl src -j DROP", verdict="DROP",
+        owner="manual", network="203.0.113.4/32", targeted=True, set_name="bl",
+        element="203.0.113.4",
+    )  # fmt: skip
+    assert merge([found], [stopped], target) == [replace(found, on_path=True)]
+    # ... and when it did not, --broad admits the address
+    assert [f.lift for f in merge([], [stopped], target)] == ["admit"]
     negated = filter_save("-A INPUT -m set ! --match-set bl src -j DROP")
     assert walk("203.0.113.4", lookups=member, text=negated).verdict == CLEAR
     two_dims = filter_save("-A INPUT -m set --match-set bl src,dst -j DROP")

@@ -13,8 +13,10 @@ guesses: what it cannot evaluate makes a way's verdict depend on it, never a sil
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import shlex
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
@@ -169,6 +171,18 @@ def walk_chain(
     # order the SYN meets them; the other branch waits in `pending`.
     State = tuple[str, int, tuple[tuple[str, int], ...], tuple[Hop, ...], tuple[Assumption, ...]]
     pending: list[State] = [(start, 0, (), (), ())]
+    source_test = SourceTest(packet.source)
+    candidates: dict[str, list[int]] = {}
+
+    def next_candidate(chain: str, index: int) -> int:
+        """The first rule at or after `index` whose source may be the packet's (others are
+        skipped unparsed: a chain of 100k ban rules costs one scan)."""
+        if chain not in candidates:
+            candidates[chain] = source_test.candidates(table.chains[chain].rules)
+        spots = candidates[chain]
+        at = bisect.bisect_left(spots, index)
+        return spots[at] if at < len(spots) else len(table.chains[chain].rules)
+
     while pending:
         chain, index, stack, path, assumed = pending.pop(0)
         while True:
@@ -178,6 +192,7 @@ def walk_chain(
                 pending.clear()
                 break
             rules = table.chains[chain].rules
+            index = next_candidate(chain, index)
             if index >= len(rules):
                 kind = "return"  # the end of a chain is an implicit RETURN
             else:
@@ -216,6 +231,47 @@ def walk_chain(
             path = (*path, here)
             chain, index = target, 0
     return outcomes
+
+
+class SourceTest:
+    """Does a rule's leading `-s NET` (iptables-save puts it first) leave the packet's source
+    out? Integer arithmetic on inet_pton, no parsing of the rest: 100k rules in ~0.1 s."""
+
+    def __init__(self, source: IPAddress) -> None:
+        self._af = socket.AF_INET if source.version == 4 else socket.AF_INET6
+        self._bits = source.max_prefixlen
+        self._value = int(source)
+        # iptables-save prints an IPv4 source as its canonical network: one that holds the
+        # packet's source is one of its 33 supernets, a set lookup on the text.
+        self._supernets: Optional[frozenset[str]] = None
+        if source.version == 4:
+            network = ipaddress.ip_network(source)
+            self._supernets = frozenset(
+                str(network.supernet(new_prefix=p)) for p in range(0, 33)
+            ) | {str(source)}
+
+    def candidates(self, rules: Sequence[str]) -> list[int]:
+        """Indices of the rules whose source may be the packet's, in order."""
+        if self._supernets is None:
+            return [i for i, spec in enumerate(rules) if not self.misses(spec)]
+        near = self._supernets
+        return [
+            i
+            for i, spec in enumerate(rules)
+            if not spec.startswith("-s ") or spec[3:].partition(" ")[0] in near
+        ]
+
+    def misses(self, spec: str) -> bool:
+        if not spec.startswith("-s "):
+            return False
+        end = spec.find(" ", 3)
+        address, _, plen = spec[3 : end if end > 0 else None].partition("/")
+        try:
+            value = int.from_bytes(socket.inet_pton(self._af, address), "big")
+        except OSError:
+            return False  # another family or a host name: the full match decides
+        shift = self._bits - (int(plen) if plen.isdigit() else self._bits)
+        return shift >= 0 and (value >> shift) != (self._value >> shift)
 
 
 def classify_target(tokens: Sequence[str], table: Table) -> tuple[str, str, str]:
