@@ -80,10 +80,21 @@ def judged(
     return Report(show(target), tuple(merged), tuple(statuses), summaries), reaches
 
 
-def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Plan:
-    """The plan that removes every targeted finding (broad ones too with `broad`). Pure."""
-    chosen = [f for f in report.findings if f.targeted or broad]
-    skipped = tuple(f for f in report.findings if not (f.targeted or broad))
+def plan(
+    report: Report, layers: Sequence[Layer], *, broad: bool = False, on_path_only: bool = False
+) -> Plan:
+    """The plan that removes every targeted finding (broad ones too with `broad`). Pure.
+
+    `on_path_only` (what `unban me` asks): leave alone the findings a new SYN to sshd never
+    meets (a DROP in FORWARD, a chain nothing jumps to); they are listed in `plan.aside`.
+    """
+    findings = list(report.findings)
+    aside: tuple[Finding, ...] = ()
+    if on_path_only:
+        aside = tuple(f for f in findings if f.on_path is False)
+        findings = [f for f in findings if f.on_path is not False]
+    chosen = [f for f in findings if f.targeted or broad]
+    skipped = tuple(f for f in findings if not (f.targeted or broad))
     ours = [f for f in chosen if not left_to_fail2ban(f, chosen) and not left_to_owner(f, chosen)]
     batches: list[Batch] = []
     for layer in layers:
@@ -91,7 +102,7 @@ def plan(report: Report, layers: Sequence[Layer], *, broad: bool = False) -> Pla
     # A layer may decline a finding (firewalld's table belongs to firewall-cmd): say so.
     planned = {step.finding for batch in batches for step in batch.steps}
     declined = tuple(f for f in ours if f not in planned)
-    return Plan(report.target, tuple(batches), skipped + declined)
+    return Plan(report.target, tuple(batches), skipped + declined, aside)
 
 
 def left_to_fail2ban(finding: Finding, chosen: Sequence[Finding]) -> bool:

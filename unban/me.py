@@ -173,7 +173,7 @@ def run_me(
             f"not checked for {shown}"
         )
     before = engine.find(target, layers)
-    plan = engine.plan(before, layers, broad=broad)
+    plan = engine.plan(before, layers, broad=broad, on_path_only=True)
     ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
     for line in plan_lines(plan, ignore_plan):
         on_event(line)
@@ -870,16 +870,7 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
             lines.append(f"      write {edit.path}")
         for change in ignore_plan.live:
             lines.append(f"      $ {change.shell}")
-    broad = [f for f in plan.skipped if not f.targeted]
-    declined = [f for f in plan.skipped if f.targeted]
-    if broad:
-        lines.append(f"left alone, broader than {plan.target} (add --broad to lift them too):")
-        for finding in broad:
-            lines.extend(render.finding_lines(finding))
-    if declined:
-        lines.append("left alone, owned by another tool (change them with that tool):")
-        for finding in declined:
-            lines.extend(render.finding_lines(finding))
+    lines.extend(render.left_alone_lines(plan, remove="lift"))
     return lines
 
 

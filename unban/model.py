@@ -98,6 +98,7 @@ class Plan:
     target: str
     batches: tuple[Batch, ...]
     skipped: tuple[Finding, ...] = ()  # broad ones without --broad; ones a layer declined
+    aside: tuple[Finding, ...] = ()  # they name the target, but its SYN to sshd never meets them
 
     @property
     def steps(self) -> tuple[Step, ...]:

@@ -68,16 +68,26 @@ def plan_text(plan: Plan) -> list[str]:
                     lines.append(f"    remove {finding.rule}")
                 lines.append(f"      $ {step.command}")
                 lines.append(f"      undo: {step.undo_command}")
+    lines.extend(left_alone_lines(plan, remove="remove"))
+    return lines
+
+
+def left_alone_lines(plan: Plan, *, remove: str) -> list[str]:
+    """What a plan does not lift, and why: broader than the target (`--broad` would `remove`
+    them too), owned by another tool, or off the way the target's connection takes."""
+    lines: list[str] = []
     broad = [f for f in plan.skipped if not f.targeted]
     declined = [f for f in plan.skipped if f.targeted]
-    if broad:
-        lines.append(f"left alone, broader than {plan.target} (add --broad to remove them too):")
-        for finding in broad:
-            lines.extend(finding_lines(finding))
-    if declined:
-        lines.append("left alone, owned by another tool (change them with that tool):")
-        for finding in declined:
-            lines.extend(finding_lines(finding))
+    sections = (
+        (broad, f"left alone, broader than {plan.target} (add --broad to {remove} them too):"),
+        (declined, "left alone, owned by another tool (change them with that tool):"),
+        (plan.aside, f"left alone, off the way a new connection from {plan.target} takes:"),
+    )
+    for findings, title in sections:
+        if findings:
+            lines.append(title)
+            for finding in findings:
+                lines.extend(finding_lines(finding))
     return lines
 
 

@@ -288,15 +288,19 @@ def merge(findings: Sequence[Finding], reaches: Sequence[Reach], target: Network
                     on_path.add(hop_identity(hop))
                     rules.add(rule_identity(hop))
                     elements.update((key.name, key.value) for key in hop.keys if key.name)
-    judged = bool(reaches) and any(r.walks for r in reaches)
+    # A layer's findings are judged only when the evaluator read that layer's rules.
+    read = {_layer_of(w.backend) for r in reaches for w in r.walks}
+    judged = {*read, *(PACKET_LAYERS[2:] if "iptables" in read else ())}
     marked = []
     for finding in findings:
-        if judged and finding.layer in PACKET_LAYERS[:2]:
+        if finding.layer not in judged:
+            pass
+        elif finding.layer in PACKET_LAYERS[:2]:
             hit = finding_identity(finding) in on_path
             if finding.set_name:
                 hit = hit or any(name == finding.set_name for name, _v in elements)
             finding = replace(finding, on_path=hit)
-        elif judged and finding.layer in PACKET_LAYERS[2:]:
+        else:
             finding = replace(finding, on_path=_rule_of(finding) in rules)
         marked.append(finding)
     known = {finding_identity(f) for f in marked} | {

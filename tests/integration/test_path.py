@@ -185,3 +185,22 @@ def test_a_rate_limit_chain_is_lifted_by_its_recent_entry_and_the_limit_stays(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert host.reachable(SERVER4)
     assert "--hitcount 3" in host.run("iptables-save").stdout  # the limit itself stays
+
+
+def test_a_rule_off_the_way_is_reported_and_left_alone(host: Host) -> None:
+    host.run("iptables", "-A", "FORWARD", "-s", CLIENT4, "-j", "DROP")
+    host.run("iptables", "-N", "unused")
+    host.run("iptables", "-A", "unused", "-s", CLIENT4, "-j", "REJECT")
+    assert host.reachable(SERVER4)
+    code, found = host.find(CLIENT4)
+    assert code == 0  # nothing a new connection meets refuses it
+    assert sorted((f["chain"], f["on_path"]) for f in found["findings"]) == [
+        ("FORWARD", False),
+        ("unused", False),
+    ]
+    proc = host.me(CLIENT4)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "left alone, off the way a new connection" in proc.stdout
+    save = host.run("iptables-save").stdout
+    assert f"-A FORWARD -s {CLIENT4}/32 -j DROP" in save
+    assert f"-A unused -s {CLIENT4}/32 -j REJECT" in save
