@@ -74,8 +74,10 @@ def judged(
 
     if packets is None:
         packets = verdict.system_packets(target.network_address)
-    reaches = verdict.judge(packets, sources, SystemLookups())
-    merged = verdict.merge(findings, reaches, target)
+    lookups = SystemLookups()
+    reaches = verdict.judge(packets, sources, lookups)
+    met = verdict.judge(packets, sources, lookups, see_through=True)
+    merged = verdict.merge(findings, reaches, target, met)
     summaries = tuple(summary(r) for r in reaches)
     return Report(show(target), tuple(merged), tuple(statuses), summaries), reaches
 

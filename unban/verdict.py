@@ -40,7 +40,9 @@ NFT_DISPLAY = {"ip": "ipv4", "ip6": "ipv6"}
 class PathSource(Protocol):
     """A layer that can say what the SYN meets in the rules it read."""
 
-    def walks(self, packet: Packet, lookups: Lookups) -> Sequence[ChainWalk]: ...
+    def walks(
+        self, packet: Packet, lookups: Lookups, *, see_through: bool = False
+    ) -> Sequence[ChainWalk]: ...
 
 
 # ---------------------------------------------------------------- the packets
@@ -120,11 +122,25 @@ def system_packets(address: IPAddress, sshd_config: Optional[str] = None) -> lis
 # ---------------------------------------------------------------- judging
 
 
-def judge(packets: Sequence[Packet], sources: Sequence[object], lookups: Lookups) -> list[Reach]:
-    """Each packet's way through every base chain the path sources read."""
+def judge(
+    packets: Sequence[Packet],
+    sources: Sequence[object],
+    lookups: Lookups,
+    *,
+    see_through: bool = False,
+) -> list[Reach]:
+    """Each packet's way through every base chain the path sources read (`see_through`: past
+    every refusal, as if each were lifted: everything the SYN would meet)."""
     readers = [s for s in sources if isinstance(s, PathSource)]
     return [
-        reach(packet, [walk for source in readers for walk in source.walks(packet, lookups)])
+        reach(
+            packet,
+            [
+                walk
+                for source in readers
+                for walk in source.walks(packet, lookups, see_through=see_through)
+            ],
+        )
         for packet in packets
     ]
 
@@ -275,13 +291,22 @@ def _element_network(key: SourceKey, target: Network) -> str:
         return str(target)
 
 
-def merge(findings: Sequence[Finding], reaches: Sequence[Reach], target: Network) -> list[Finding]:
+def merge(
+    findings: Sequence[Finding],
+    reaches: Sequence[Reach],
+    target: Network,
+    met: Optional[Sequence[Reach]] = None,
+) -> list[Finding]:
     """The layers' findings, each marked on or off the path when it is a packet-filter one,
-    then a finding for every stop that no layer finding lifts. Pure."""
+    then a finding for every stop that no layer finding lifts. Pure.
+
+    `met`: the see-through walks (judge(..., see_through=True)): a finding is on the way when
+    the SYN meets it there, once the refusals before it are lifted; default `reaches`.
+    """
     on_path: set[tuple[object, ...]] = set()
     rules: set[tuple[object, ...]] = set()
     elements: set[tuple[str, str]] = set()
-    for r in reaches:
+    for r in met if met is not None else reaches:
         for walk in r.walks:
             for outcome in walk.outcomes:
                 for hop in outcome.path:

@@ -340,3 +340,23 @@ def test_match_rule_reasons() -> None:
     result, why = match_rule(tokens, packet("203.0.113.4"), NoLookups())
     assert result is Match.MAYBE
     assert "hashlimit" in why
+
+
+def test_a_rule_behind_another_refusal_is_on_the_way_once_that_is_lifted() -> None:
+    text = filter_save(
+        "-A INPUT -p tcp -j bans", "-A INPUT -s 203.0.113.4/32 -j DROP",
+        "-A bans -s 203.0.113.4/32 -j REJECT",
+    )  # fmt: skip
+    target = parse_target("203.0.113.4")
+    syn = packet("203.0.113.4")
+    ruleset = parse_save(text, "nft", "ipv4")
+    now = reach(syn, walk_ruleset(ruleset, syn, NOBODY_RECENT))
+    seen = reach(syn, walk_ruleset(ruleset, syn, NOBODY_RECENT, see_through=True))
+    assert [s.outcome.hop.chain for s in now.stops()] == ["bans"]  # the DROP is not reached now
+    drop = Finding(
+        layer="iptables", backend="nft", family="ipv4", table="filter", chain="INPUT", line=2,
+        handle=None, rule="-A INPUT -s 203.0.113.4/32 -j DROP", verdict="DROP", owner="manual",
+        network="203.0.113.4/32", targeted=True,
+    )  # fmt: skip
+    assert merge([drop], [now], target)[0].on_path is False
+    assert merge([drop], [now], target, [seen])[0].on_path is True

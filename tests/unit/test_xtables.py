@@ -165,3 +165,18 @@ def test_locate_refuses_when_a_rule_is_gone() -> None:
         locate(chains(a), [RuleTarget("f2b-sshd", 1, a), RuleTarget("f2b-sshd", 2, b)])
     with pytest.raises(RuleChangedError):
         locate(chains(a), [RuleTarget("f2b-sshd", 1, a), RuleTarget("f2b-sshd", 1, a)])
+
+
+def test_undo_inserts_are_clamped_to_the_chain_as_it_is_now() -> None:
+    from unban.layers.xtables import Chain, clamp_inserts
+
+    chains = {"INPUT": Chain("INPUT", "ACCEPT", ["-p tcp -j f2b-sshd"])}
+    lines = ["*filter", "-I INPUT 2 -s 203.0.113.4/32 -j DROP", "-I INPUT 5 -s 1.2.3.4/32 -j DROP",
+             "-I new 3 -j DROP", "COMMIT"]  # fmt: skip
+    assert clamp_inserts(lines, chains) == [
+        "*filter",
+        "-I INPUT 2 -s 203.0.113.4/32 -j DROP",
+        "-I INPUT 3 -s 1.2.3.4/32 -j DROP",
+        "-I new 1 -j DROP",
+        "COMMIT",
+    ]

@@ -390,6 +390,23 @@ def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tupl
     return sorted(claimed, key=lambda spot: (spot[0], -spot[1]))
 
 
+def clamp_inserts(lines: Sequence[str], chains: dict[str, Chain]) -> list[str]:
+    """The undo's `-I CHAIN N spec` lines, each N at most one past the chain's end as it is
+    now (rules above it went meanwhile: a restarted fail2ban drops its jump until it bans
+    again), so putting a rule back never fails on `Index of insertion too big`. Pure."""
+    lengths = {name: len(chain.rules) for name, chain in chains.items()}
+    out = []
+    for line in lines:
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "-I" and parts[2].isdigit():
+            length = lengths.get(parts[1], 0)
+            parts[2] = str(min(int(parts[2]), length + 1))
+            lengths[parts[1]] = length + 1
+            line = " ".join(parts)
+        out.append(line)
+    return out
+
+
 def restore_input(lines: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
@@ -509,14 +526,16 @@ class XtablesLayer:
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
         return build_batches([f for f in findings if f.layer == LAYER])
 
-    def walks(self, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
+    def walks(
+        self, packet: Packet, lookups: Lookups, *, see_through: bool = False
+    ) -> list[ChainWalk]:
         """The SYN's way through every backend's tables of its family, from what `find` read."""
         family = "ipv4" if packet.version == 4 else "ipv6"
         return [
             walk
             for ruleset in self.rulesets()
             if ruleset.family == family
-            for walk in walk_ruleset(ruleset, packet, lookups)
+            for walk in walk_ruleset(ruleset, packet, lookups, see_through=see_through)
         ]
 
     def apply(self, batch: Batch) -> None:
@@ -528,8 +547,10 @@ class XtablesLayer:
     def revert(self, batch: Batch) -> None:
         if batch.scope.endswith(f" {ADMIT}"):
             self._delete(batch, _targets(batch.undo_payload))
-        else:
-            self._restore(batch, batch.undo_payload)
+            return
+        backend, family, table = batch.scope.split(" ")[:3]
+        chains = self._table_now(backend, family, table)
+        self._restore(batch, clamp_inserts(batch.undo_payload, chains))
 
     def _delete(self, batch: Batch, targets: list[RuleTarget]) -> None:
         """Delete the rules in one commit, each only if it is still there.

@@ -123,8 +123,15 @@ MAX_OUTCOMES = 256
 MAX_DEPTH = 64
 
 
-def walk_ruleset(ruleset: Ruleset, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
-    """Follow the SYN through every built-in chain of the hook path that this ruleset has."""
+def walk_ruleset(
+    ruleset: Ruleset, packet: Packet, lookups: Lookups, *, see_through: bool = False
+) -> list[ChainWalk]:
+    """Follow the SYN through every built-in chain of the hook path that this ruleset has.
+
+    `see_through`: a drop or reject is recorded as an outcome and the walk goes on past it, as
+    if it were lifted: what the SYN would meet once the refusals before it are gone (a DROP
+    after fail2ban's REJECT is on the way too). The verdict of such walks means nothing.
+    """
     if (packet.version == 4) != (ruleset.family == "ipv4"):
         return []
     walks = []
@@ -132,7 +139,7 @@ def walk_ruleset(ruleset: Ruleset, packet: Packet, lookups: Lookups) -> list[Cha
         table = ruleset.tables.get(table_name)
         if table is None or chain not in table.chains:
             continue
-        outcomes = walk_chain(ruleset, table, chain, packet, lookups)
+        outcomes = walk_chain(ruleset, table, chain, packet, lookups, see_through)
         walks.append(
             ChainWalk(
                 ruleset.backend, ruleset.family, table_name, chain, hook, priority, tuple(outcomes)
@@ -142,7 +149,12 @@ def walk_ruleset(ruleset: Ruleset, packet: Packet, lookups: Lookups) -> list[Cha
 
 
 def walk_chain(
-    ruleset: Ruleset, table: Table, start: str, packet: Packet, lookups: Lookups
+    ruleset: Ruleset,
+    table: Table,
+    start: str,
+    packet: Packet,
+    lookups: Lookups,
+    see_through: bool = False,
 ) -> list[Outcome]:
     """Every way the SYN can leave built-in chain `start`, branching at unevaluable matches."""
     outcomes: list[Outcome] = []
@@ -217,6 +229,10 @@ def walk_chain(
                     break
                 chain, index = stack[-1]
                 stack = stack[:-1]
+                continue
+            if kind in ("drop", "reject") and see_through:
+                outcomes.append(Outcome(kind, here, detail, (*path, here), assumed))
+                index += 1
                 continue
             if kind in ("accept", "drop", "reject", UNKNOWN):
                 outcomes.append(Outcome(kind, here, detail, (*path, here), assumed))
