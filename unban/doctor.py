@@ -27,308 +27,35 @@ import io
 import ipaddress
 import os
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from unban import sshd as sshd_mod
 from unban import tcpwrappers
 from unban.address import Network, parse_target, show
 from unban.checks import (
     SEES_DENIED,
-    SEES_REFUSED,
     SEES_RESET,
-    SEES_TIMEOUT,
     Check,
+    Diagnosis,
     ordered,
 )
+from unban.checks.firewall import KEY as KEY_FIREWALL
+from unban.checks.firewall import TITLE as TITLE_FIREWALL
+from unban.checks.firewall import firewall_check
+from unban.checks.layers import LayerResult, fail2ban_check, route_check
+from unban.checks.sockets import SS_USERS, Load, listen_check, measure_load, parse_ss
+from unban.checks.wrappers import tcpwrappers_check
 from unban.errors import InputError, LayerError, UnbanError
-from unban.hostsedit import client_pattern
 from unban.layers import Layer
-from unban.model import Finding
 from unban.path.model import BLOCKS as BLOCKS
 from unban.path.model import CLEAR as CLEAR
 from unban.path.model import MAY_BLOCK as MAY_BLOCK
 from unban.path.model import NOT_PRESENT as NOT_PRESENT
-from unban.path.model import IPAddress, Match, Packet
-from unban.pathcheck import KEY as KEY_FIREWALL
-from unban.pathcheck import TITLE as TITLE_FIREWALL
-from unban.pathcheck import firewall_check
-from unban.sshd import SshdConfig, UserAccess, in_exempt_list, listens_for
+from unban.path.model import IPAddress, Packet
+from unban.sshd import SshdConfig, UserAccess, in_exempt_list
 from unban.system import run, which
-from unban.tcpwrappers import Decision, EntryMatch
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    address: str
-    port: int
-    user: Optional[str]
-    server_address: Optional[str]
-    checks: tuple[Check, ...]
-    notes: tuple[str, ...] = ()
-
-    @property
-    def verdict(self) -> str:
-        verdicts = {c.verdict for c in self.checks}
-        if BLOCKS in verdicts:
-            return BLOCKS
-        return MAY_BLOCK if MAY_BLOCK in verdicts else CLEAR
-
-    @property
-    def cause(self) -> Optional[Check]:
-        """The most likely cause, when something blocks or may block."""
-        first = self.checks[0] if self.checks else None
-        return first if first is not None and first.verdict in (BLOCKS, MAY_BLOCK) else None
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """What one engine layer (fail2ban, nftables, route) said about the address."""
-
-    name: str
-    present: bool
-    detail: str
-    findings: tuple[Finding, ...] = ()
-    fixes: tuple[str, ...] = ()
-    error: str = ""
-
-
-def _layer_unread_or_clear(
-    result: LayerResult,
-    key: str,
-    title: str,
-    tool: str,
-    clear: str,
-    evidence: tuple[str, ...] = (),
-) -> Optional[Check]:
-    """The check of a layer that could not be read, is not here, or found nothing (`clear`
-    says so); None when it has findings."""
-    if result.error:
-        return Check(key, title, MAY_BLOCK, f"{title} could not be read: {result.error}")
-    if not result.present:
-        return Check(key, title, NOT_PRESENT, result.detail or f"{tool} is not installed")
-    if not result.findings:
-        return Check(key, title, CLEAR, clear, evidence)
-    return None
-
-
-def fail2ban_check(result: LayerResult, address: str) -> Check:
-    title = "fail2ban"
-    early = _layer_unread_or_clear(
-        result,
-        "fail2ban",
-        title,
-        "fail2ban",
-        f"no fail2ban jail has {address} banned",
-        (result.detail,),
-    )
-    if early is not None:
-        return early
-    jails = sorted({f.owner.split(":", 1)[-1] for f in result.findings})
-    stored = all(f.backend == "database" for f in result.findings)
-    evidence = [f"{f.owner}: {f.rule}" for f in result.findings]
-    fixes = list(result.fixes)
-    if stored:
-        summary = (
-            f"fail2ban is stopped, but its database bans {address} in {', '.join(jails)}: "
-            "it bans it again when it starts"
-        )
-        verdict = MAY_BLOCK
-    else:
-        summary = f"fail2ban has {address} banned in jail {', '.join(jails)}"
-        verdict = BLOCKS
-        if not any("unbanip" in fix for fix in fixes):  # the layer's own, with its -c, first
-            fixes[:0] = [f"fail2ban-client set {jail} unbanip {address}" for jail in jails]
-    return Check(
-        "fail2ban",
-        title,
-        verdict,
-        summary,
-        tuple(evidence),
-        tuple(fixes),
-        "depends on the ban action (a REJECT rule: Connection refused; hostsdeny: reset)",
-        {"findings": list(result.findings)},
-    )
-
-
-def route_check(result: LayerResult, address: str) -> Check:
-    title = "routes"
-    early = _layer_unread_or_clear(
-        result,
-        "route",
-        title,
-        "ip",
-        f"no blackhole, unreachable or prohibit route covers {address}",
-    )
-    if early is not None:
-        return early
-    first = result.findings[0]
-    return Check(
-        "route",
-        title,
-        BLOCKS,
-        f"replies to {address} cannot leave: route '{first.rule}'",
-        tuple(f"{f.location()}: {f.rule} (owner {f.owner})" for f in result.findings),
-        result.fixes,
-        SEES_TIMEOUT,
-        {"findings": list(result.findings)},
-    )
-
-
-def tcpwrappers_check(
-    decision: Decision,
-    address: str,
-    *,
-    libwrap: Optional[bool],
-    allow_path: str,
-    deny_path: str,
-    allow_empty: bool = True,
-    daemon: str = "sshd",
-) -> Check:
-    title = "TCP wrappers (hosts.allow / hosts.deny)"
-    data: dict[str, Any] = {
-        "allowed": decision.allowed,
-        "decided_by": _entry_data(decision.decided_by),
-        "matches": [_entry_data(m) for m in decision.matches],
-    }
-    decided: Optional[EntryMatch] = decision.decided_by
-    refused = decision.allowed is False
-    if libwrap is False:
-        extra = (
-            f" ({decided.entry.location()} would refuse {address}, but this sshd does not read it)"
-            if refused and decided
-            else ""
-        )
-        return Check(
-            "tcpwrappers",
-            title,
-            NOT_PRESENT,
-            f"this sshd is not linked with libwrap: {allow_path} and {deny_path} do not apply{extra}",
-            data=data,
-        )
-    note = (
-        ()
-        if libwrap
-        else ("ldd could not tell whether sshd uses libwrap; evaluated as if it does",)
-    )
-    if decision.allowed is True:
-        if decided is not None:
-            summary = f"{decided.entry.location()} grants {address}: {decided.entry.display()}"
-        else:
-            summary = f"no entry in {allow_path} or {deny_path} refuses {address}"
-        return Check("tcpwrappers", title, CLEAR, summary, note, data=data)
-    evidence = list(note)
-    for m in decision.maybe:
-        evidence.append(f"{m.entry.location()}: {m.entry.display()}  ({m.reason})")
-        evidence.extend(f"  unknown: {u}" for u in m.uncertain)
-    if decided is not None:
-        evidence.append(
-            f"{decided.entry.location()}: {decided.entry.display()}  ({decided.reason})"
-        )
-    for m in decision.matches:
-        if m is not decided and m not in decision.maybe and m.decides_deny:
-            evidence.append(
-                f"also refuses it after that: {m.entry.location()}: {m.entry.display()}"
-            )
-    fixes = _tcpwrappers_fixes(decision, address, allow_path, allow_empty, daemon)
-    sees = SEES_RESET + " (after about 5 s: libwrap waits before closing)"
-    if refused and decided is not None:
-        summary = f"{decided.entry.location()} refuses {address}: {decided.entry.display()}"
-        return Check("tcpwrappers", title, BLOCKS, summary, tuple(evidence), fixes, sees, data)
-    summary = f"{allow_path} / {deny_path} may refuse {address}"
-    return Check("tcpwrappers", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
-
-
-def _entry_data(match: Optional[EntryMatch]) -> Optional[dict[str, Any]]:
-    if match is None:
-        return None
-    entry = match.entry
-    return {
-        "file": entry.path,
-        "line": entry.line,
-        "end_line": entry.end_line,
-        "entry": entry.display(),
-        "matched": match.matched_client,
-        "effect": match.effect,
-        "certain": match.match is Match.YES,
-        "owner": entry.owner,
-        "reason": match.reason,
-    }
-
-
-def _tcpwrappers_fixes(
-    decision: Decision, address: str, allow_path: str, allow_empty: bool, daemon: str
-) -> tuple[str, ...]:
-    """Remove the refusing entry (only that entry), or grant the address in hosts.allow."""
-    fixes: list[str] = []
-    token = client_pattern(address)
-    decided = decision.decided_by
-    if decided is not None and decided.effect == "deny":
-        entry = decided.entry
-        span = f"{entry.line}" if entry.line == entry.end_line else f"{entry.line},{entry.end_line}"
-        if len(entry.client_tokens) == 1 and decided.matched_client is not None:
-            fixes.append(f"sed -i '{span}d' {shlex.quote(entry.path)}")
-        elif decided.matched_client:
-            fixes.append(
-                f"edit {entry.path} line {entry.line}: take '{decided.matched_client}' out of "
-                f"'{entry.clients.strip()}'"
-            )
-        if entry.owner == "sshguard":
-            fixes.append("sshguard wrote that entry: it may write it again until its block expires")
-    # A grant at the very top of hosts.allow comes before every refusal.
-    grant = f"{daemon}: {token}"
-    if allow_empty:
-        fixes.append(f"echo '{grant}' >> {allow_path}")
-    else:
-        fixes.append(f"sed -i '1i {grant}' {shlex.quote(allow_path)}")
-    return tuple(dict.fromkeys(fixes))
-
-
-def listen_check(
-    config: SshdConfig,
-    address: IPAddress,
-    port: int,
-    laddr: Optional[str],
-    listening: Optional[Sequence[int]],
-) -> Check:
-    title = "sshd ListenAddress / Port"
-    ok, why = listens_for(config, address.version, port, laddr)
-    fix = (
-        f"set `Port {port}` / `ListenAddress` in sshd_config, then `sshd -t && systemctl reload ssh`",
-    )
-    if not ok:
-        return Check("listen", title, BLOCKS, why, (), fix, SEES_REFUSED)
-    if listening is not None and port not in listening:
-        return Check(
-            "listen",
-            title,
-            BLOCKS,
-            f"nothing listens on TCP port {port} here: is sshd running?",
-            (why,),
-            ("systemctl status ssh", "systemctl start ssh"),
-            SEES_REFUSED,
-        )
-    return Check("listen", title, CLEAR, why)
-
-
-@dataclass(frozen=True)
-class Connection:
-    local: str
-    peer: str
-    pids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Load:
-    """Unauthenticated connections to sshd now."""
-
-    startups: Optional[int]  # what MaxStartups compares with
-    source: str  # where `startups` comes from
-    from_address: Optional[int] = None  # how many of them come from the address's netblock
-    preauth: tuple[Connection, ...] = ()
-    total: int = 0  # established connections to sshd's port
 
 
 def maxstartups_check(
@@ -598,81 +325,6 @@ def _counts(hits: Sequence[LogHit]) -> dict[str, int]:
 # -- the socket table
 
 
-_USERS = re.compile(r'\("([^"]*)",pid=(\d+),fd=\d+\)')
-_LISTENER = re.compile(r"\[listener\]\s+(\d+)\s+of\s+(\d+)-(\d+)\s+startups")
-PREAUTH_TITLES = ("[accepted]", "[net]", "[preauth]")
-
-
-def parse_ss(text: str) -> list[Connection]:
-    """`ss -Htnp state established ...` lines: local, peer, owning pids."""
-    connections = []
-    for line in text.splitlines():
-        fields = line.split()
-        # with `state established` ss leaves the State column out: Recv-Q Send-Q Local Peer [users]
-        addresses = [f for f in fields if (":" in f and not f.startswith("users:"))]
-        if len(addresses) < 2:
-            continue
-        pids = tuple(int(pid) for _name, pid in _USERS.findall(line))
-        connections.append(Connection(addresses[0], addresses[1], pids))
-    return connections
-
-
-def listener_startups(title: str) -> Optional[int]:
-    """`sshd: /usr/sbin/sshd -D [listener] 3 of 10-100 startups` -> 3 (OpenSSH 8.2+)."""
-    match = _LISTENER.search(title)
-    return int(match.group(1)) if match else None
-
-
-def is_preauth(titles: Sequence[str]) -> bool:
-    """A connection is unauthenticated while all its sshd processes are pre-auth ones."""
-    return bool(titles) and all(t.rstrip().endswith(PREAUTH_TITLES) for t in titles)
-
-
-def peer_address(peer: str) -> Optional[IPAddress]:
-    host = peer.rsplit(":", 1)[0].strip("[]")
-    host = host.split("%", 1)[0]
-    try:
-        parsed = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return parsed.ipv4_mapped
-    return parsed
-
-
-def measure_load(
-    listener_titles: Sequence[str],
-    connections: Sequence[Connection],
-    titles: Callable[[int], str],
-    address: IPAddress,
-    netblock: tuple[int, int],
-) -> Load:
-    """Combine the listener's own count with the socket table."""
-    preauth = tuple(c for c in connections if is_preauth([titles(p) for p in c.pids]))
-    bits = netblock[0] if address.version == 4 else netblock[1]
-    network = ipaddress.ip_network(f"{address}/{bits}", strict=False)
-    from_address = 0
-    for connection in preauth:
-        peer = peer_address(connection.peer)
-        if peer is not None and peer.version == address.version and peer in network:
-            from_address += 1
-    counts = [n for n in (listener_startups(t) for t in listener_titles) if n is not None]
-    if counts:
-        return Load(
-            sum(counts), "sshd's listener process title", from_address, preauth, len(connections)
-        )
-    return Load(
-        len(preauth),
-        "socket table: sshd processes still [accepted]/[net]/[preauth]",
-        from_address,
-        preauth,
-        len(connections),
-    )
-
-
-# ---------------------------------------------------------------- reading the system
-
-
 @dataclass(frozen=True)
 class Options:
     """What `unban doctor` was asked."""
@@ -913,7 +565,7 @@ def _load(port: int, address: IPAddress, netblock: tuple[int, int]) -> Load:
     )
     if established.returncode != 0:
         return Load(None, f"ss failed: {' '.join(established.stderr.split())}")
-    listener_pids = {int(pid) for _n, pid in _USERS.findall(listeners.stdout)}
+    listener_pids = {int(pid) for _n, pid in SS_USERS.findall(listeners.stdout)}
     listener_titles = [_title(pid) for pid in sorted(listener_pids)]
     return measure_load(
         [t for t in listener_titles if t],

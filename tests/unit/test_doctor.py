@@ -9,30 +9,27 @@ from typing import Optional
 
 import pytest
 
-from unban.doctor import (
-    BLOCKS,
-    CLEAR,
-    MAY_BLOCK,
-    NOT_PRESENT,
-    Check,
+from unban.checks import Check, Diagnosis, ordered
+from unban.checks.sockets import (
     Connection,
-    Diagnosis,
     Load,
-    LogHit,
     is_preauth,
     listener_startups,
+    measure_load,
+    parse_ss,
+)
+from unban.checks.wrappers import tcpwrappers_check
+from unban.doctor import (
+    LogHit,
     logs_check,
     maxstartups_check,
-    measure_load,
-    ordered,
-    parse_ss,
     penalties_check,
     scan_log,
     sshd_error_check,
-    tcpwrappers_check,
     text_lines,
     users_check,
 )
+from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT
 from unban.sshd import UserAccess, parse_dump
 from unban.tcpwrappers import Endpoint, Request, evaluate, parse_table
 

@@ -12,6 +12,7 @@ from typing import Optional
 import pytest
 
 from unban.address import parse_target
+from unban.checks.firewall import firewall_check
 from unban.layers.xtables import build_batches
 from unban.model import Finding
 from unban.path.evaluate import Reach, reach
@@ -26,7 +27,6 @@ from unban.path.model import (
     NoLookups,
     Packet,
 )
-from unban.pathcheck import firewall_check
 from unban.verdict import merge
 
 SAVE = """\

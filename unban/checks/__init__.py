@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT
 
@@ -65,3 +65,26 @@ def ordered(checks: Sequence[Check]) -> list[Check]:
         )
     )
     return [check for _i, check in indexed]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    address: str
+    port: int
+    user: Optional[str]
+    server_address: Optional[str]
+    checks: tuple[Check, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        verdicts = {c.verdict for c in self.checks}
+        if BLOCKS in verdicts:
+            return BLOCKS
+        return MAY_BLOCK if MAY_BLOCK in verdicts else CLEAR
+
+    @property
+    def cause(self) -> Optional[Check]:
+        """The most likely cause, when something blocks or may block."""
+        first = self.checks[0] if self.checks else None
+        return first if first is not None and first.verdict in (BLOCKS, MAY_BLOCK) else None
