@@ -14,6 +14,7 @@ interval (a unit test keeps them equal to `render_*`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -300,8 +301,35 @@ def _refuse_foreign(paths: Sequence[Path]) -> None:
             )
 
 
-def install(kind: str, interval: Interval, command: Sequence[str], places: Places) -> InstallResult:
-    """Write the schedule files (root-owned, 0644, atomically). Nothing else is changed."""
+@dataclass(frozen=True)
+class InstallPlan:
+    """What `--install` writes and runs; `--dry-run` prints it, `apply_install` does it."""
+
+    kind: str
+    every: str
+    schedule: str  # the cron fields or the systemd time span
+    command: tuple[str, ...]
+    writes: tuple[tuple[str, str], ...]  # (path, text) of the files that change
+    unchanged: tuple[str, ...]
+    systemctl: tuple[str, ...]  # systemctl commands to run after writing
+
+    def lines(self) -> list[str]:
+        out = []
+        for path, text in self.writes:
+            out.append(f"write {path} (root, 0644):")
+            out += [f"    {line}" for line in text.splitlines()]
+        out += [f"unchanged {path}" for path in self.unchanged]
+        out += [f"$ {command}" for command in self.systemctl]
+        how = "cron" if self.kind == "cron" else "the timer"
+        out.append(f"{how} would run `{' '.join(self.command)}` every {self.every}")
+        out.append("dry run: nothing changed")
+        return out
+
+
+def plan_install(
+    kind: str, interval: Interval, command: Sequence[str], places: Places
+) -> InstallPlan:
+    """The files to write and the commands to run; refuses (InputError) what must not be done."""
     if kind not in KINDS:
         raise InputError(f"--install {kind}: use cron or systemd")
     other = "systemd" if kind == "cron" else "cron"
@@ -323,7 +351,7 @@ def install(kind: str, interval: Interval, command: Sequence[str], places: Place
             tool = "cron" if kind == "cron" else "systemd"
             raise InputError(f"{path.parent} does not exist: is {tool} installed here?")
     _refuse_foreign(list(texts))
-    written, unchanged = [], []
+    writes, unchanged = [], []
     for path, text in texts.items():
         try:
             same = path.read_text(encoding="utf-8") == text
@@ -331,29 +359,70 @@ def install(kind: str, interval: Interval, command: Sequence[str], places: Place
             same = False
         if same:
             unchanged.append(str(path))
-            continue
-        atomic_write(path, text.encode("utf-8"), mode=0o644, uid=0, gid=0)
-        written.append(str(path))
-    commands = ["systemctl daemon-reload", f"systemctl enable --now {TIMER}"]
-    ran: list[str] = []
-    todo: list[str] = []
-    if kind == "systemd":
-        if places.systemctl is None:
-            todo = commands
         else:
-            for command_text in commands:
-                places.systemctl(command_text.split()[1:])
-                ran.append(command_text)
-    return InstallResult(
+            writes.append((str(path), text))
+    commands = ["systemctl daemon-reload", f"systemctl enable --now {TIMER}"]
+    return InstallPlan(
         kind=kind,
         every=interval.text(),
         schedule=schedule,
         command=tuple(command),
-        written=tuple(written),
+        writes=tuple(writes),
         unchanged=tuple(unchanged),
+        systemctl=tuple(commands) if kind == "systemd" else (),
+    )
+
+
+def apply_install(plan: InstallPlan, places: Places) -> InstallResult:
+    """Write the plan's files (root-owned, 0644, atomically) and run its systemctl commands
+    (or say them, when systemd does not manage this host)."""
+    for path, text in plan.writes:
+        atomic_write(path, text.encode("utf-8"), mode=0o644, uid=0, gid=0)
+    ran: list[str] = []
+    todo: list[str] = []
+    if places.systemctl is None:
+        todo = list(plan.systemctl)
+    else:
+        for command_text in plan.systemctl:
+            places.systemctl(command_text.split()[1:])
+            ran.append(command_text)
+    return InstallResult(
+        kind=plan.kind,
+        every=plan.every,
+        schedule=plan.schedule,
+        command=plan.command,
+        written=tuple(path for path, _ in plan.writes),
+        unchanged=plan.unchanged,
         ran=tuple(ran),
         todo=tuple(todo),
     )
+
+
+def install(kind: str, interval: Interval, command: Sequence[str], places: Places) -> InstallResult:
+    """Write the schedule files (root-owned, 0644, atomically). Nothing else is changed."""
+    return apply_install(plan_install(kind, interval, command, places), places)
+
+
+def plan_schedule(
+    kind: str,
+    every: Optional[str],
+    config: str,
+    places: Places,
+    *,
+    global_args: Sequence[str] = (),
+    program: Optional[str] = None,
+) -> InstallPlan:
+    """`--install KIND --every EVERY`: check the interval and the config, then plan the files.
+
+    The config must load now: a schedule that fails at every run helps nobody.
+    """
+    interval = parse_interval(every or DEFAULT_EVERY)
+    if kind == "cron":
+        interval.cron()  # refuse an interval cron cannot keep before anything else
+    config_path = os.path.abspath(config)
+    healconfig.load(Path(config_path))
+    command = heal_command(program or installed_program(), config_path, global_args)
+    return plan_install(kind, interval, command, places)
 
 
 def schedule(
@@ -365,51 +434,71 @@ def schedule(
     global_args: Sequence[str] = (),
     program: Optional[str] = None,
 ) -> InstallResult:
-    """`--install KIND --every EVERY`: check the interval and the config, then write the files.
-
-    The config must load now: a schedule that fails at every run helps nobody.
-    """
-    interval = parse_interval(every or DEFAULT_EVERY)
-    if kind == "cron":
-        interval.cron()  # refuse an interval cron cannot keep before anything else
-    config_path = os.path.abspath(config)
-    healconfig.load(Path(config_path))
-    command = heal_command(program or installed_program(), config_path, global_args)
-    return install(kind, interval, command, places)
+    """`plan_schedule`, then write the files."""
+    plan = plan_schedule(kind, every, config, places, global_args=global_args, program=program)
+    return apply_install(plan, places)
 
 
-def uninstall(places: Places) -> UninstallResult:
+@dataclass(frozen=True)
+class UninstallPlan:
+    """What `--uninstall` removes; `--dry-run` prints it, `apply_uninstall` does it."""
+
+    present: tuple[str, ...]  # our files that exist, in removal order
+    looked_at: tuple[str, ...]
+    units_present: bool
+
+    def lines(self) -> list[str]:
+        if not self.present:
+            return [f"nothing to remove: no {', '.join(self.looked_at)}"]
+        out = [f"$ systemctl disable --now {TIMER}"] if self.units_present else []
+        out += [f"remove {path}" for path in self.present]
+        out += ["$ systemctl daemon-reload"] if self.units_present else []
+        out.append("dry run: nothing changed")
+        return out
+
+
+def plan_uninstall(places: Places) -> UninstallPlan:
+    every = [places.cron_file(), *places.units()]
+    present = [p for p in every if p.exists()]
+    _refuse_foreign(present)
+    units_present = any(p in present for p in places.units())
+    return UninstallPlan(
+        tuple(str(p) for p in present), tuple(str(p) for p in every), units_present
+    )
+
+
+def apply_uninstall(plan: UninstallPlan, places: Places) -> UninstallResult:
     """Remove the cron file and the units --install wrote (the timer disabled first).
 
     Without systemctl (systemd not running, or the units elsewhere) the timer's
     timers.target.wants link, if `systemctl enable` made one, goes too.
     """
-    every = [places.cron_file(), *places.units()]
-    present = [p for p in every if p.exists()]
-    _refuse_foreign(present)
     ran: list[str] = []
     todo: list[str] = []
     removed = []
-    units_present = any(p in present for p in places.units())
-    if units_present and places.systemctl is not None:
+    if plan.units_present and places.systemctl is not None:
         try:
             places.systemctl(["disable", "--now", TIMER])
             ran.append(f"systemctl disable --now {TIMER}")
         except UnbanError:
             pass  # not loaded: nothing to stop
-    if units_present and places.systemctl is None:
+    if plan.units_present and places.systemctl is None:
         wants = Path(places.systemd_dir) / "timers.target.wants" / TIMER
         if wants.is_symlink() and os.path.basename(os.readlink(wants)) == TIMER:
             wants.unlink()
             removed.append(str(wants))
         todo += [f"systemctl stop {TIMER}", "systemctl daemon-reload"]
-    for path in present:
-        path.unlink()
-        removed.append(str(path))
-    if units_present and places.systemctl is not None:
+    for path in plan.present:
+        Path(path).unlink()
+        removed.append(path)
+    if plan.units_present and places.systemctl is not None:
         places.systemctl(["daemon-reload"])
         ran.append("systemctl daemon-reload")
-    return UninstallResult(tuple(removed), tuple(ran), tuple(todo), tuple(str(p) for p in every))
+    return UninstallResult(tuple(removed), tuple(ran), tuple(todo), plan.looked_at)
+
+
+def uninstall(places: Places) -> UninstallResult:
+    return apply_uninstall(plan_uninstall(places), places)
 
 
 def host_systemctl(places: Places) -> Optional[Systemctl]:
@@ -446,6 +535,7 @@ class Healed:
     remaining: tuple[str, ...] = ()  # what still refuses the address (and the fix)
     error: str = ""
     change_set: Optional[str] = None
+    plan: tuple[str, ...] = ()  # a dry run: the plan `unban me` would apply (its lines)
 
 
 @dataclass(frozen=True)
@@ -456,6 +546,7 @@ class HealReport:
     unresolved: tuple[str, ...] = ()
     results: tuple[Healed, ...] = ()
     skipped: str = ""  # why this run did nothing (the lock was busy)
+    dry_run: bool = False
 
     @property
     def exit_status(self) -> int:
@@ -500,7 +591,9 @@ def result_line(result: Healed) -> Optional[str]:
 
 def output_lines(report: HealReport) -> list[str]:
     """stdout: one line per address healed, updated or still refused; nothing when all was
-    clear."""
+    clear. A dry run prints each address's plan."""
+    if report.dry_run:
+        return [*(line for r in report.results for line in r.plan), "dry run: nothing changed"]
     return [line for line in map(result_line, report.results) if line is not None]
 
 
@@ -584,7 +677,7 @@ def targets(config: HealConfig) -> tuple[list[Network], dict[str, list[str]], li
 HealOne = Callable[[Network, HealConfig], Healed]
 
 
-def heal_address(target: Network, config: HealConfig) -> Healed:
+def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) -> Healed:
     """What `unban me` does for one protected address, within the config's layers.
 
     The one seam tests replace (tests/cli/test_heal_cli.py). sshd's own refusals
@@ -594,7 +687,13 @@ def heal_address(target: Network, config: HealConfig) -> Healed:
     from unban import me
 
     result = me.run_me(
-        target, ignore=config.ignoreip, groups=config.layers, check_sshd=False, broad=False
+        target,
+        ignore=config.ignoreip,
+        groups=config.layers,
+        check_sshd=False,
+        broad=False,
+        dry_run=dry_run,
+        change_kind="heal",
     )
     return from_me(result)
 
@@ -617,7 +716,10 @@ def from_me(result: MeResult) -> Healed:
         status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
     else:
         status, code = CLEAR, int(ExitStatus.OK)
-    return Healed(result.target, status, code, tuple(changes), remaining, "", result.change_set)
+    plan = tuple(me.plan_lines(result.plan, result.ignore)) if result.dry_run else ()
+    return Healed(
+        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan
+    )
 
 
 def _heal_guarded(heal_one: HealOne, target: Network, config: HealConfig) -> Healed:
@@ -643,8 +745,12 @@ def run(
     lock_timeout: Optional[float] = None,
     heal_one: Optional[HealOne] = None,
     check_owner: bool = True,
+    dry_run: bool = False,
 ) -> HealReport:
-    """One heal run. Raises InputError (nothing changed) for a broken config, after logging it."""
+    """One heal run. Raises InputError (nothing changed) for a broken config, after logging it.
+
+    A dry run plans each address as `unban me --dry-run` does, changes nothing and logs nothing.
+    """
     try:
         config = healconfig.load(config_path, check_owner=check_owner)
     except UnbanError as exc:
@@ -658,7 +764,8 @@ def run(
         return report
     try:
         networks, hostnames, problems = targets(config)
-        one = heal_one or heal_address
+        planned: HealOne = functools.partial(heal_address, dry_run=True)
+        one = heal_one or (planned if dry_run else heal_address)
         results = tuple(_heal_guarded(one, network, config) for network in networks)
         report = HealReport(
             config=str(config_path),
@@ -666,10 +773,12 @@ def run(
             hostnames=hostnames,
             unresolved=tuple(problems),
             results=results,
+            dry_run=dry_run,
         )
     finally:
         lock.release()
-    _log_all(log, report)
+    if not dry_run:
+        _log_all(log, report)
     return report
 
 

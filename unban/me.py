@@ -48,7 +48,6 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
 
 Event = Callable[[str], None]
 ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
-DESCRIPTION_PREFIX = "unban me "  # change sets of `unban me` runs (what `unban undo` takes)
 IGNORE_LAYER = "ignoreip"
 FILE_LAYERS = ("hosts", IGNORE_LAYER)
 LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
@@ -146,6 +145,7 @@ def run_me(
     layers: Optional[Sequence[Layer]] = None,
     confdir: Optional[str] = None,
     state_dir: Optional[str] = None,
+    change_kind: str = "me",
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
@@ -154,6 +154,7 @@ def run_me(
     (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
     "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
+    `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
     from unban import fail2ban
 
@@ -195,7 +196,7 @@ def run_me(
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, ignore_plan, layers, reverter, confdir, event
+        target, plan, ignore_plan, layers, reverter, confdir, event, change_kind
     )
     after = engine.find(target, layers)  # layers read the system again after a change
     stale = fail2ban_leftovers(after, applied, target)
@@ -286,7 +287,7 @@ class IgnoreStage:
 
     name = IGNORE_LAYER
 
-    def __init__(self, change_set: ChangeSet, target: Network) -> None:
+    def __init__(self, change_set: ChangeSet, target: Optional[Network]) -> None:
         self.change_set = change_set
         self.target = target
         self.result: Any = None
@@ -307,6 +308,8 @@ class IgnoreStage:
     def apply(self, batch: Batch) -> None:
         from unban.fail2ban import ignoreip
 
+        if self.target is None:
+            raise UnbanError("fail2ban ignoreip: this change has no address to ignore")
         first = len(self.change_set.info.actions)
         try:
             self.result = ignoreip.apply_into(batch.payload[0], self.change_set, self.target)
@@ -325,19 +328,21 @@ class IgnoreStage:
 
 
 def _transaction(
-    target: Network,
+    target: Optional[Network],
     plan: Plan,
     ignore_plan: Any,
     layers: Sequence[Layer],
     reverter: Reverter,
     confdir: str,
     event: Event,
+    kind: str = "me",
 ) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
-    """Apply every batch (and ignoreip) with one change set; on a failure put everything back.
+    """Apply every batch (and ignoreip) with one change set named `kind` (the command); on a
+    failure put everything back.
 
     Returns (the plan's batches applied, the change set, what the ignoreip step did).
     """
-    change_set = reverter.begin(f"{DESCRIPTION_PREFIX}{show(target)}")
+    change_set = reverter.begin(f"unban {kind} {plan.target}", kind=kind)
     by_name = {layer.name: layer for layer in layers}
     stage = IgnoreStage(change_set, target)
     batches = list(plan.batches)
@@ -372,6 +377,30 @@ def _transaction(
     if stage.result is not None:
         ignored = tuple(ignore_lines(ignore_plan, stage.result))
     return applied, change_set, ignored
+
+
+def apply_recorded(
+    plan: Plan,
+    layers: Sequence[Layer],
+    *,
+    kind: str,
+    target: Optional[Network] = None,
+    state_dir: Optional[str] = None,
+    confdir: Optional[str] = None,
+    on_event: Event = _quiet,
+) -> tuple[tuple[Batch, ...], str]:
+    """Apply `plan` as one change set named `kind` (`unban remove`, `unban delete`), the way
+    `unban me` applies its own: files backed up first, everything put back on a failure, and
+    `unban undo` puts it back later. Returns (the batches applied, the change set's id)."""
+    from unban import fail2ban
+
+    current = fail2ban.settings()
+    confdir = confdir or current.confdir
+    reverter = Reverter(state_dir or current.state_dir)
+    applied, change_set, _ = _transaction(
+        target, plan, None, layers, reverter, confdir, on_event, kind
+    )
+    return applied, change_set.id
 
 
 @contextmanager
@@ -562,7 +591,7 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
 
 
 def record_summary(batch: Batch) -> str:
-    """One line for `unban rollback --list` and `unban undo`."""
+    """One line for `unban history` and `unban undo`."""
     if batch.layer == IGNORE_LAYER:
         plan_ = batch.payload[0]
         files = ", ".join(edit.path for edit in plan_.edits) or "no file"
@@ -603,7 +632,7 @@ def undo(
     confdir: Optional[str] = None,
     layers: Optional[Sequence[Layer]] = None,
 ) -> UndoResult:
-    """Put back what an `unban me` run changed: the last one not undone yet, or `change_id`.
+    """Put back a change set (of any command): the last one not undone yet, or `change_id`.
 
     Its batches are reverted newest-first (rules and set elements added back, routes and
     xt_recent entries back, fail2ban bans again), its live ignoreip additions taken out, then
@@ -618,21 +647,15 @@ def undo(
     confdir = confdir or current.confdir
     reverter = Reverter(state_dir or current.state_dir)
     infos = reverter.list()
-    ours = [i for i in infos if i.description.startswith(DESCRIPTION_PREFIX)]
     if change_id is None:
-        pending = [i for i in ours if i.status != "rolled-back"]
+        pending = [i for i in infos if i.status != "rolled-back"]
         if not pending:
-            raise InputError(f"no `unban me` run to undo in {reverter.changes_dir}")
+            raise InputError(f"no change set to undo in {reverter.changes_dir}")
         info = pending[-1]
     else:
         info = reverter.get(change_id)
-        if info not in ours:
-            raise InputError(
-                f"change set {info.id} is not an `unban me` run ({info.description}): "
-                f"use `unban rollback {info.id}`"
-            )
     if info.status == "rolled-back":
-        raise InputError(f"`unban me` run {info.id} was already undone")
+        raise InputError(f"change set {info.id} ({info.description}) was undone already")
     reverter_dir = str(reverter.state_dir)
     layer_named = _layer_finder(
         lambda: layers if layers is not None else default_layers(confdir, reverter_dir)
@@ -661,18 +684,6 @@ def undo(
     )
 
 
-def undo_action(action: Mapping[str, Any]) -> None:
-    """`unban rollback`'s handler for ME_BATCH actions (the same as `unban undo` does)."""
-
-    def chosen() -> list[Layer]:
-        from unban import fail2ban
-
-        current = fail2ban.settings()
-        return default_layers(current.confdir, current.state_dir)
-
-    _revert_record(action, _layer_finder(chosen))
-
-
 def _layer_finder(chosen: Callable[[], Sequence[Layer]]) -> Callable[[str], Layer]:
     """The layer of a name, from `chosen()` (made the first time one is asked for)."""
     by_name: dict[str, Layer] = {}
@@ -695,17 +706,29 @@ def _revert_record(action: Mapping[str, Any], layer_named: Callable[[str], Layer
     layer_named(batch.layer).revert(batch)
 
 
-def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
+def later_overlap(info: Any, infos: Sequence[Any]) -> Any:
+    """A later change set, not undone, that changed one of the same files (undo it first)."""
     mine = {r.path for r in info.files}
     for other in infos:
         if int(other.id) <= int(info.id) or other.status == "rolled-back":
             continue
-        shared = sorted(mine & {r.path for r in other.files})
-        if shared:
-            raise InputError(
-                f"change set {other.id} ({other.description}), made later, changed "
-                f"{', '.join(shared)} too: undo it first (`unban rollback {other.id}`)"
-            )
+        if mine & {r.path for r in other.files}:
+            return other
+    return None
+
+
+def overlap_message(info: Any, other: Any) -> str:
+    shared = sorted({r.path for r in info.files} & {r.path for r in other.files})
+    return (
+        f"change set {other.id} ({other.description}), made later, changed "
+        f"{', '.join(shared)} too: undo it first (`unban undo {other.id}`)"
+    )
+
+
+def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
+    other = later_overlap(info, infos)
+    if other is not None:
+        raise InputError(overlap_message(info, other))
 
 
 def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -489,5 +489,7 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
             "groups": ("firewall", "hosts"),
             "check_sshd": False,
             "broad": False,
+            "dry_run": False,
+            "change_kind": "heal",
         }
     ]

@@ -681,7 +681,9 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
         return result
     from unban.engine import DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
 
-    change_set = reverter.begin(f"{plan_.operation} {plan_.address} (fail2ban ignoreip)")
+    change_set = reverter.begin(
+        f"{plan_.operation} {plan_.address} (fail2ban ignoreip)", kind=plan_.operation
+    )
     result.change_set = change_set.id
     try:
         with DeferredSignals() as signals:

@@ -1,0 +1,237 @@
+"""Finding and removing blocks: find, list, remove, delete."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Callable, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from unban import engine
+from unban.address import Network, family_of, parse_target
+from unban.cli.base import (
+    BLOCKS,
+    DryRunOption,
+    JsonOption,
+    Options,
+    app,
+    emit,
+    family,
+    guarded,
+    helptext,
+)
+from unban.errors import ExitStatus, InputError
+from unban.layers import ListQuery
+from unban.model import Plan, Report
+from unban.render import absent_lines, listing_text, plan_text, report_text
+from unban.system import require_root
+
+AddressArgument = Annotated[
+    str, typer.Argument(metavar="ADDRESS", help="IPv4/IPv6 address or CIDR.")
+]
+
+
+class Backend(str, Enum):
+    nft = "nft"
+    legacy = "legacy"
+
+
+@app.command(
+    rich_help_panel=BLOCKS,
+    help=helptext(
+        "Everything that blocks ADDRESS, on every layer.",
+        "fail2ban bans, iptables/ip6tables rules (both backends), nft rules and sets, ipsets,"
+        " blocking routes, xt_recent lists and hosts.allow/hosts.deny entries, each with its"
+        " owner and whether it is targeted (only this address) or broad (a wider network).",
+        "Exit 0 when nothing blocks ADDRESS, 3 when something does (as doctor, probe and me),"
+        ' so `if unban find ADDRESS; then ...` reads as "if nothing blocks it".',
+        examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
+    ),
+)
+def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
+    def body() -> int:
+        target = parse_target(address)
+        require_root()
+        report = engine.find(target, engine.default_layers())
+        emit(json_output, report, report_text(report))
+        return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
+
+    guarded(body)
+
+
+@app.command(
+    "list",
+    rich_help_panel=BLOCKS,
+    help=helptext(
+        "Every rule (numbered), nft set, ipset, route and xt_recent list.",
+        "Rule numbers are those `iptables -L --line-numbers` shows, for both iptables backends;"
+        " `unban delete CHAIN NUMBER` takes them.",
+        examples=("unban list", "unban list --chain f2b-sshd -4"),
+    ),
+)
+def list_(
+    *,
+    table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this table.")] = None,
+    chain: Annotated[Optional[str], typer.Option("--chain", help="Only this chain.")] = None,
+    ipv4: Annotated[bool, typer.Option("-4", help="IPv4 only.")] = False,
+    ipv6: Annotated[bool, typer.Option("-6", help="IPv6 only.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    def body() -> int:
+        require_root()
+        query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
+        layers = engine.default_layers()
+        listings = [listing for layer in layers for listing in layer.listings(query)]
+        statuses = [status for layer in layers for status in layer.status()]
+        emit(
+            json_output,
+            {"listings": listings, "layers": statuses},
+            [*listing_text(listings), *absent_lines(statuses)],
+        )
+        return ExitStatus.OK
+
+    guarded(body)
+
+
+@app.command(
+    rich_help_panel=BLOCKS,
+    help=helptext(
+        "Remove every targeted block on ADDRESS (undo puts it back).",
+        "One batch per table and family; broad blocks (wider networks) too with --broad. Then"
+        " finds again and says what still blocks ADDRESS (exit 3 if anything does).",
+        examples=("unban remove 203.0.113.4 --dry-run", "unban remove 203.0.113.4 --broad"),
+    ),
+)
+def remove(
+    address: AddressArgument,
+    *,
+    broad: Annotated[
+        bool, typer.Option("--broad", help="Also remove rules for wider networks holding ADDRESS.")
+    ] = False,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    def body() -> int:
+        target = parse_target(address)
+        require_root()
+        layers = engine.default_layers()
+        plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+        return _execute(plan, target, "remove", layers, dry_run=dry_run, json_output=json_output)
+
+    guarded(body)
+
+
+@app.command(
+    rich_help_panel=BLOCKS,
+    help=helptext(
+        "Delete rule NUMBER of CHAIN, never a rule that slid into it.",
+        "Like `iptables -D CHAIN NUMBER`, made safe.",
+        "The rule's identity is checked against a fresh read right before it is deleted; with"
+        " --expect, only a rule matching ADDRESS is deleted. One change set `unban undo` puts"
+        " back.",
+        examples=("unban delete f2b-sshd 2 --expect 203.0.113.4 --dry-run",),
+    ),
+)
+def delete(
+    chain: Annotated[
+        str, typer.Argument(metavar="CHAIN", help="Chain name, e.g. f2b-sshd or INPUT.")
+    ],
+    number: Annotated[
+        int, typer.Argument(metavar="NUMBER", help="Rule number as `unban list` shows it.")
+    ],
+    *,
+    table: Annotated[str, typer.Option("--table", "-t", help="iptables table.")] = "filter",
+    ipv6: Annotated[bool, typer.Option("-6", help="ip6tables instead of iptables.")] = False,
+    backend: Annotated[
+        Optional[Backend], typer.Option("--backend", help="Which iptables backend holds CHAIN.")
+    ] = None,
+    expect: Annotated[
+        Optional[str], typer.Option("--expect", help="Refuse unless the rule matches this address.")
+    ] = None,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    def body() -> int:
+        from unban.layers.xtables import XtablesLayer, build_batches
+
+        expected = parse_target(expect) if expect is not None else None
+        rule_family = "ipv6" if ipv6 else "ipv4"
+        if expected is not None and family_of(expected) != rule_family:
+            raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
+        require_root()
+        xtables = XtablesLayer()
+        finding = xtables.resolve(
+            table,
+            chain,
+            number,
+            backend=backend.value if backend else None,
+            family=rule_family,
+            expect=expected,
+        )
+        plan = Plan(
+            target=f"{chain} rule {number}", batches=tuple(build_batches([finding], by_number=True))
+        )
+        return _execute(
+            plan, expected, "delete", [xtables], dry_run=dry_run, json_output=json_output
+        )
+
+    guarded(body)
+
+
+def _execute(
+    plan: Plan,
+    target: Optional[Network],
+    kind: str,
+    layers: list[Any],
+    *,
+    dry_run: bool,
+    json_output: bool,
+) -> int:
+    """Print the plan; unless dry-run, apply it as one change set and find the address again."""
+    from unban import me
+
+    if dry_run or plan.is_empty():
+        emit(
+            json_output,
+            {"dry_run": dry_run, "plan": plan},
+            [*plan_text(plan), *(["dry run: nothing changed"] if dry_run and plan.steps else [])],
+        )
+        return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+    if not json_output:
+        for line in plan_text(plan):
+            typer.echo(line)
+    echo: Callable[[str], None] = (lambda line: None) if json_output else typer.echo
+    applied, change_set = me.apply_recorded(
+        plan,
+        layers,
+        kind=kind,
+        target=target,
+        state_dir=Options.state_dir,
+        confdir=Options.fail2ban_conf,
+        on_event=echo,
+    )
+    remaining: Optional[Report] = None
+    if target is not None:
+        remaining = engine.find(target, engine.default_layers())
+    emit(
+        json_output,
+        {
+            "dry_run": False,
+            "plan": plan,
+            "applied": applied,
+            "change_set": change_set,
+            "remaining": remaining,
+        },
+        [f"change set {change_set}: `unban undo {change_set}` puts it back"]
+        + _remaining_text(remaining),
+    )
+    return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+
+
+def _remaining_text(remaining: Optional[Report]) -> list[str]:
+    if remaining is None:
+        return []
+    if not remaining.findings:
+        return [f"{remaining.target} is no longer blocked by fail2ban or any packet filter"]
+    return [f"still blocking {remaining.target}:", *report_text(remaining)[1:]]
