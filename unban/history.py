@@ -50,7 +50,12 @@ class Entry:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.info.created))
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.info.to_json(), "kind": self.kind, "changed": self.changed, "undo": self.undo}
+        return {
+            **self.info.to_json(),
+            "kind": self.kind,
+            "changed": self.changed,
+            "undo": self.undo,
+        }
 
 
 def entries(reverter: Reverter) -> list[Entry]:

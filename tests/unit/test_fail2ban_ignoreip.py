@@ -364,3 +364,18 @@ def test_apply_rolls_back_files_when_going_live_fails(tmp_path: Path) -> None:
     server.close()
     assert local.read_bytes() == original
     assert reverter.list()[-1].status == "rolled-back"
+
+
+def test_an_unknown_jail_names_only_the_enabled_ones(tmp_path: Path) -> None:
+    from unban.fail2ban import ignoreip
+
+    disabled = "".join(f"[jail{n}]\n" for n in range(90))
+    confdir = write(
+        tmp_path,
+        {"jail.conf": f"[DEFAULT]\n[sshd]\n{disabled}", "jail.local": "[sshd]\nenabled = true\n"},
+    )
+    with pytest.raises(InputError) as caught:
+        ignoreip.plan("ignore", confdir, IP, ["nosuch"])
+    assert str(caught.value) == (
+        f"no jail nosuch in {confdir} (enabled jails: sshd; 90 more defined, not enabled)"
+    )

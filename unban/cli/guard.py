@@ -46,7 +46,7 @@ def _global_args() -> list[str]:
 @app.command(
     rich_help_panel=GUARD,
     help=helptext(
-        "Keep the addresses in unban.toml unblocked (cron, systemd timer).",
+        "Keep the addresses in unban.toml unblocked (run from cron).",
         "The config is /etc/unban/unban.toml (or --config FILE).",
         "For each address, network and host name in the config (names resolved at each run),"
         " what `unban me` does, limited to the config's layers and ignoreip setting. Prints"

@@ -26,7 +26,7 @@ from unban.system import require_root
 ChangeIdArgument = Annotated[
     Optional[str],
     typer.Argument(
-        metavar="[ID]", help="Change set, as `unban history` lists it (default: the last)."
+        metavar="ID", help="Change set, as `unban history` lists it (default: the last)."
     ),
 ]
 
@@ -53,7 +53,7 @@ def me(
     address: Annotated[
         Optional[str],
         typer.Argument(
-            metavar="[ADDRESS]", help="Your IPv4/IPv6 address (default: this SSH session's client)."
+            metavar="ADDRESS", help="Your IPv4/IPv6 address (default: this SSH session's client)."
         ),
     ] = None,
     *,

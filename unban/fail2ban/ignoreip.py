@@ -589,8 +589,12 @@ def _target_jails(tree: Tree, wanted: Sequence[str]) -> list[str]:
     if wanted:
         unknown = [j for j in wanted if j not in names]
         if unknown:
+            enabled = [j for j in names if tree.enabled(j)]
+            others = len(names) - len(enabled)
             raise InputError(
-                f"no jail {', '.join(unknown)} in {tree.confdir} (jails: {', '.join(names) or 'none'})"
+                f"no jail {', '.join(unknown)} in {tree.confdir} (enabled jails: "
+                f"{', '.join(enabled) or 'none'}"
+                + (f"; {others} more defined, not enabled)" if others else ")")
             )
         return list(dict.fromkeys(wanted))
     return [j for j in names if tree.enabled(j)]
