@@ -17,12 +17,15 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 BANNED = "203.0.113.4"
+
+STATE_DIR = tempfile.mkdtemp(prefix="unban-bench-state-")
 
 
 @dataclass
@@ -75,7 +78,8 @@ class Namespace:
 
 
 def unban(*args: str) -> list[str]:
-    return [sys.executable, "-m", "unban", *args]
+    """The CLI, with its change sets (remove records one) in a temp dir, not /var/lib/unban."""
+    return [sys.executable, "-m", "unban", "--state-dir", STATE_DIR, *args]
 
 
 def median(ns: Namespace, repeat: int, argv: Sequence[str], input: str | None = None) -> Timing:
