@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 import unban
 from tests.fakes import MemoryLayer
-from unban import cli, engine, me, system
+from unban import cli, engine, me, progress, system
 from unban.cli.base import PANELS, hoist_global_options
 
 runner = CliRunner()
@@ -275,3 +276,33 @@ def test_heal_install_and_uninstall_dry_runs(
         "dry run: nothing changed",
     ]
     assert sorted(p.name for p in (tmp_path / "system").iterdir()) == written
+
+
+# ---------------------------------------------------------------- progress on slow steps
+
+
+def slow_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = engine.find
+
+    def find(target: object, layers: object) -> object:
+        time.sleep(0.4)
+        return real(target, layers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "find", find)
+    monkeypatch.setattr(progress, "DELAY", 0.1)
+    monkeypatch.setattr(progress, "TICK", 0.05)
+
+
+def test_a_slow_step_shows_progress_on_a_terminal_only(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_find(monkeypatch)
+    piped = box.invoke("find", IP)  # stderr is not a terminal here: cron's case
+    assert piped.stderr == ""
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli.base, "stderr_is_terminal", lambda: True)
+    shown = box.invoke("find", IP)
+    assert f"unban: reading every layer for {IP}..." in shown.stderr
+    assert shown.stdout == piped.stdout
+    quiet = box.invoke("find", IP, "--json")
+    assert quiet.stderr == ""

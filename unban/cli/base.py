@@ -21,6 +21,7 @@ from unban import fail2ban
 from unban.errors import ExitStatus, UnbanError
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.model import as_json
+from unban.progress import Progress, stderr_is_terminal
 from unban.reverter import DEFAULT_STATE_DIR
 
 EXIT_CODES_HELP = (
@@ -216,6 +217,11 @@ def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
     else:
         for line in lines:
             typer.echo(line)
+
+
+def progress(json_output: bool) -> Progress:
+    """The progress line for a slow step: on a terminal only, never with --json."""
+    return Progress(not json_output and stderr_is_terminal())
 
 
 def stdout_is_terminal() -> bool:

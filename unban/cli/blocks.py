@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -20,10 +20,12 @@ from unban.cli.base import (
     family,
     guarded,
     helptext,
+    progress,
 )
 from unban.errors import ExitStatus, InputError
 from unban.layers import ListQuery
 from unban.model import Plan, Report
+from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.system import require_root
 
@@ -53,7 +55,9 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         target = parse_target(address)
         require_root()
-        report = engine.find(target, engine.default_layers())
+        with progress(json_output) as shown:
+            shown.step(f"reading every layer for {address}")
+            report = engine.find(target, engine.default_layers())
         emit(json_output, report, report_text(report))
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
@@ -82,8 +86,10 @@ def list_(
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
         layers = engine.default_layers()
-        listings = [listing for layer in layers for listing in layer.listings(query)]
-        statuses = [status for layer in layers for status in layer.status()]
+        with progress(json_output) as shown:
+            shown.step("reading every layer")
+            listings = [listing for layer in layers for listing in layer.listings(query)]
+            statuses = [status for layer in layers for status in layer.status()]
         emit(
             json_output,
             {"listings": listings, "layers": statuses},
@@ -116,8 +122,12 @@ def remove(
         target = parse_target(address)
         require_root()
         layers = engine.default_layers()
-        plan = engine.plan(engine.find(target, layers), layers, broad=broad)
-        return _execute(plan, target, "remove", layers, dry_run=dry_run, json_output=json_output)
+        with progress(json_output) as shown:
+            shown.step(f"reading every layer for {address}")
+            plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+            return _execute(
+                plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+            )
 
     guarded(body)
 
@@ -172,9 +182,10 @@ def delete(
         plan = Plan(
             target=f"{chain} rule {number}", batches=tuple(build_batches([finding], by_number=True))
         )
-        return _execute(
-            plan, expected, "delete", [xtables], dry_run=dry_run, json_output=json_output
-        )
+        with progress(json_output) as shown:
+            return _execute(
+                plan, expected, "delete", [xtables], shown, dry_run=dry_run, json_output=json_output
+            )
 
     guarded(body)
 
@@ -184,6 +195,7 @@ def _execute(
     target: Optional[Network],
     kind: str,
     layers: list[Any],
+    shown: Progress,
     *,
     dry_run: bool,
     json_output: bool,
@@ -191,6 +203,7 @@ def _execute(
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
     from unban import me
 
+    shown.idle()
     if dry_run or plan.is_empty():
         emit(
             json_output,
@@ -198,10 +211,15 @@ def _execute(
             [*plan_text(plan), *(["dry run: nothing changed"] if dry_run and plan.steps else [])],
         )
         return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+    applying = "applying the plan"
     if not json_output:
         for line in plan_text(plan):
-            typer.echo(line)
-    echo: Callable[[str], None] = (lambda line: None) if json_output else typer.echo
+            shown.echo(line, applying)
+
+    def echo(line: str) -> None:
+        if not json_output:
+            shown.echo(line, applying)
+
     applied, change_set = me.apply_recorded(
         plan,
         layers,
@@ -213,7 +231,9 @@ def _execute(
     )
     remaining: Optional[Report] = None
     if target is not None:
+        shown.step("checking again")
         remaining = engine.find(target, engine.default_layers())
+    shown.idle()
     emit(
         json_output,
         {

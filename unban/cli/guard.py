@@ -21,6 +21,7 @@ from unban.cli.base import (
     emit,
     guarded,
     helptext,
+    progress,
 )
 from unban.errors import ExitStatus, InputError
 from unban.fail2ban import DEFAULT_CONFDIR
@@ -125,7 +126,9 @@ def heal(
 
 
 def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> int:
-    report = heal_mod.run(config, log=heal_mod.syslog_log, lock_path=lock_file, dry_run=dry_run)
+    with progress(json_output) as shown:
+        shown.step("healing the protected addresses")
+        report = heal_mod.run(config, log=heal_mod.syslog_log, lock_path=lock_file, dry_run=dry_run)
     if json_output:
         emit(True, heal_mod.as_json(report), [])
     else:

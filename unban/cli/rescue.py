@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -18,6 +18,7 @@ from unban.cli.base import (
     emit,
     guarded,
     helptext,
+    progress,
 )
 from unban.errors import ExitStatus, InputError
 from unban.model import as_json
@@ -100,18 +101,26 @@ def me(
         require_root()
         if source and not json_output:
             typer.echo(f"address {show(target)} (from {source})")
-        echo: Callable[[str], None] = (lambda line: None) if json_output else typer.echo
-        result = me_mod.run_me(
-            target,
-            broad=broad,
-            ignore=not no_ignore,
-            dry_run=dry_run,
-            user=user,
-            sshd_config=sshd_config,
-            on_event=echo,
-            confdir=Options.fail2ban_conf,
-            state_dir=Options.state_dir,
-        )
+        after_plan = "asking sshd" if dry_run else "applying the plan, then checking again"
+
+        with progress(json_output) as shown:
+
+            def echo(line: str) -> None:
+                if not json_output:
+                    shown.echo(line, after_plan)
+
+            shown.step(f"reading every layer for {show(target)}")
+            result = me_mod.run_me(
+                target,
+                broad=broad,
+                ignore=not no_ignore,
+                dry_run=dry_run,
+                user=user,
+                sshd_config=sshd_config,
+                on_event=echo,
+                confdir=Options.fail2ban_conf,
+                state_dir=Options.state_dir,
+            )
         data = {
             **as_json(result),
             "source": source or None,
@@ -136,7 +145,9 @@ def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int
     if dry_run:
         emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
         return ExitStatus.OK
-    result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
+    with progress(json_output) as shown:
+        shown.step(f"putting back change set {plan.change_set}")
+        result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
     emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
     return ExitStatus.OK
 
@@ -204,7 +215,9 @@ def doctor(
         options = doctor_mod.Options(
             user=user, port=port, sshd_config=sshd_config, logs=tuple(log or ())
         )
-        diagnosis = doctor_mod.diagnose(address, options)
+        with progress(json_output) as shown:
+            shown.step("checking fail2ban, the packet filters, sshd and the logs")
+            diagnosis = doctor_mod.diagnose(address, options)
         if json_output:
             emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
         else:
@@ -245,7 +258,9 @@ def probe(
     def body() -> int:
         from unban import probe as probe_mod
 
-        report = probe_mod.probe(host, port, count=count, timeout=timeout)
+        with progress(json_output) as shown:
+            shown.step(f"connecting to {host} port {port}")
+            report = probe_mod.probe(host, port, count=count, timeout=timeout)
         emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
         return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
 
