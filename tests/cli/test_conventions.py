@@ -306,3 +306,51 @@ def test_a_slow_step_shows_progress_on_a_terminal_only(
     assert shown.stdout == piped.stdout
     quiet = box.invoke("find", IP, "--json")
     assert quiet.stderr == ""
+
+
+# ---------------------------------------------------------------- tables on a terminal
+
+
+def test_tables_on_a_terminal_plain_lines_in_a_pipe(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box.memory.blocks.append(("raw", "203.0.113.0/24"))
+    piped = box.invoke("find", IP).stdout
+    assert piped.splitlines()[1].startswith("  iptables memory/ipv4 filter  DROP  owner manual")
+    monkeypatch.setattr(cli.base, "stdout_is_terminal", lambda: True)
+    table = [line.rstrip() for line in box.invoke("find", IP).stdout.splitlines()]
+    assert table[0] == f"{IP} is blocked by 2 finding(s)"
+    assert ["where", "verdict", "owner", "kind", "rule"] in [line.split() for line in table]
+    rows = [line for line in table if "memory/ipv4" in line]
+    assert len(rows) == 2
+    assert len({row.index("DROP") for row in rows}) == 1  # aligned columns
+    plan = box.invoke("remove", IP, "--dry-run").stdout.splitlines()
+    assert ["batch", "change", "command", "undo"] in [line.split() for line in plan]
+    assert plan[-1] == "dry run: nothing changed"
+    assert box.memory.blocks == [("filter", f"{IP}/32"), ("raw", "203.0.113.0/24")]
+    box.invoke("me", IP, "--broad")
+    history = [line.split() for line in box.invoke("history").stdout.splitlines()]
+    assert ["id", "when", "command", "status", "undo", "what", "it", "changed"] in history
+    row = next(words for words in history if words[:1] == ["1"])
+    assert row[3:] == ["me", "done", "yes", "unban", "me", IP]
+    listed = [line.split() for line in box.invoke("list").stdout.splitlines()]
+    assert ["#", "iptables"] in listed
+
+
+def test_rich_is_not_imported_when_output_is_piped(tmp_path: Path) -> None:
+    import subprocess
+
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from tests.fakes import MemoryLayer
+from unban import cli, engine, system
+engine.default_layers = lambda: [MemoryLayer("iptables", [("filter", "{IP}/32")])]
+system.os.geteuid = lambda: 0
+result = CliRunner().invoke(cli.app, ["--state-dir", "{tmp_path}", "find", "{IP}"])
+assert result.exit_code == 3, result.output
+print(sorted(m for m in sys.modules if m == "rich" or m.startswith("rich.")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n"

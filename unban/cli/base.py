@@ -219,6 +219,20 @@ def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
             typer.echo(line)
 
 
+def emit_for_people(
+    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+) -> None:
+    """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
+    if as_json_output or not stdout_is_terminal():
+        emit(as_json_output, data, lines)
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for renderable in tables():
+        console.print(renderable)
+
+
 def progress(json_output: bool) -> Progress:
     """The progress line for a slow step: on a terminal only, never with --json."""
     return Progress(not json_output and stderr_is_terminal())

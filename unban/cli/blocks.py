@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from typing_extensions import Annotated
 
-from unban import engine
+from unban import engine, tables
 from unban.address import Network, family_of, parse_target
 from unban.cli.base import (
     BLOCKS,
@@ -17,6 +17,7 @@ from unban.cli.base import (
     Options,
     app,
     emit,
+    emit_for_people,
     family,
     guarded,
     helptext,
@@ -58,7 +59,9 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report = engine.find(target, engine.default_layers())
-        emit(json_output, report, report_text(report))
+        emit_for_people(
+            json_output, report, report_text(report), lambda: tables.report_tables(report)
+        )
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
     guarded(body)
@@ -90,10 +93,11 @@ def list_(
             shown.step("reading every layer")
             listings = [listing for layer in layers for listing in layer.listings(query)]
             statuses = [status for layer in layers for status in layer.status()]
-        emit(
+        emit_for_people(
             json_output,
             {"listings": listings, "layers": statuses},
             [*listing_text(listings), *absent_lines(statuses)],
+            lambda: tables.listing_tables(listings, statuses),
         )
         return ExitStatus.OK
 
@@ -204,17 +208,19 @@ def _execute(
     from unban import me
 
     shown.idle()
+    dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
     if dry_run or plan.is_empty():
-        emit(
+        emit_for_people(
             json_output,
             {"dry_run": dry_run, "plan": plan},
-            [*plan_text(plan), *(["dry run: nothing changed"] if dry_run and plan.steps else [])],
+            [*plan_text(plan), *dry_note],
+            lambda: [*tables.plan_tables(plan), *dry_note],
         )
         return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
     applying = "applying the plan"
     if not json_output:
-        for line in plan_text(plan):
-            shown.echo(line, applying)
+        emit_for_people(False, None, plan_text(plan), lambda: tables.plan_tables(plan))
+        shown.step(applying)
 
     def echo(line: str) -> None:
         if not json_output:

@@ -5,19 +5,33 @@ from __future__ import annotations
 import typer
 from typing_extensions import Annotated
 
-from unban.cli.base import HISTORY, DryRunOption, JsonOption, Options, app, emit, guarded, helptext
+from unban.cli.base import (
+    HISTORY,
+    DryRunOption,
+    JsonOption,
+    Options,
+    app,
+    emit_for_people,
+    guarded,
+    helptext,
+)
 from unban.cli.rescue import ChangeIdArgument, undo_body
 from unban.errors import ExitStatus
 from unban.system import require_root
 
 
 def history_body(json_output: bool) -> int:
-    from unban import history
+    from unban import history, tables
     from unban.reverter import Reverter
 
     require_root()
     found = history.entries(Reverter(Options.state_dir))
-    emit(json_output, {"change_sets": [e.to_json() for e in found]}, history.history_lines(found))
+    emit_for_people(
+        json_output,
+        {"change_sets": [e.to_json() for e in found]},
+        history.history_lines(found),
+        lambda: tables.history_table(found),
+    )
     return ExitStatus.OK
 
 

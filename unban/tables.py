@@ -1,0 +1,118 @@
+"""Aligned tables for a person at a terminal (find, list, history, the plan).
+
+The same content as unban/render.py's and unban/history.py's plain lines, which are what a pipe
+gets. rich is imported here only, when a table is printed: `unban find ... | grep` and cron
+never load it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from unban.layers import Listing
+from unban.model import Finding, LayerStatus, Plan, Report
+from unban.render import absent_lines
+
+_NUMBERED = re.compile(r"^\s*(\d+)\s{2}(.*)$")
+
+
+def _table(*columns: str, title: str = "") -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def findings_table(findings: Sequence[Finding], title: str = "") -> Any:
+    table = _table("where", "verdict", "owner", "kind", "rule", title=title)
+    for finding in findings:
+        rule = finding.rule
+        if finding.element:
+            rule = f"element {finding.element} of {finding.set_name}\n{rule}"
+        kind = "targeted" if finding.targeted else "broad"
+        table.add_row(finding.location(), finding.verdict, finding.owner, kind, rule)
+    return table
+
+
+def _absent(statuses: Sequence[LayerStatus]) -> list[Any]:
+    from rich.text import Text
+
+    return [Text(line, style="dim") for line in absent_lines(statuses)]
+
+
+def report_tables(report: Report) -> list[Any]:
+    from rich.text import Text
+
+    if not report.findings:
+        head = Text(f"nothing blocks {report.target}", style="green")
+        return [head, *_absent(report.layers)]
+    title = f"{report.target} is blocked by {len(report.findings)} finding(s)"
+    return [findings_table(report.findings, title), *_absent(report.layers)]
+
+
+def plan_tables(plan: Plan) -> list[Any]:
+    from rich.text import Text
+
+    out: list[Any] = []
+    if not plan.steps:
+        out.append(Text(f"nothing to remove for {plan.target}"))
+    else:
+        title = (
+            f"plan for {plan.target}: {len(plan.steps)} change(s) in {len(plan.batches)} batch(es)"
+        )
+        table = _table("batch", "change", "command", "undo", title=title)
+        for batch in plan.batches:
+            for step in batch.steps:
+                finding = step.finding
+                change = (
+                    f"remove {finding.element} from {finding.set_name}"
+                    if finding.element
+                    else f"remove {finding.rule}"
+                )
+                table.add_row(
+                    f"{batch.layer} {batch.scope}", change, step.command, step.undo_command
+                )
+        out.append(table)
+    broad = [f for f in plan.skipped if not f.targeted]
+    declined = [f for f in plan.skipped if f.targeted]
+    if broad:
+        out.append(
+            findings_table(broad, f"left alone, broader than {plan.target} (--broad removes them)")
+        )
+    if declined:
+        out.append(findings_table(declined, "left alone, owned by another tool (use that tool)"))
+    return out
+
+
+def history_table(entries: Sequence[Any]) -> list[Any]:
+    """`history.Entry` rows: id, when, command, status, undo, and what it changed."""
+    from rich.text import Text
+
+    if not entries:
+        return [Text("no change sets yet")]
+    table = _table("id", "when", "command", "status", "undo", "what it changed")
+    for entry in entries:
+        info = entry.info
+        what = "\n".join([info.description, *(f"  {line}" for line in entry.changed)])
+        table.add_row(info.id, entry.when(), entry.kind, info.status, entry.undo, what)
+    return [table]
+
+
+def listing_tables(listings: Sequence[Listing], statuses: Sequence[LayerStatus]) -> list[Any]:
+    """One table per section of `unban list`: the rule number (where there is one), the line."""
+    out: list[Any] = []
+    for listing in listings:
+        table = _table("#", listing.layer, title=listing.title)
+        for line in listing.lines:
+            numbered = _NUMBERED.match(line)
+            if numbered:
+                table.add_row(numbered.group(1), numbered.group(2))
+            else:
+                table.add_row("", line.strip())
+        out.append(table)
+    return [*out, *_absent(statuses)]
