@@ -31,11 +31,15 @@ def _table(*columns: str, title: str = "") -> Any:
 def findings_table(findings: Sequence[Finding], title: str = "") -> Any:
     table = _table("where", "verdict", "owner", "kind", "rule", title=title)
     for finding in findings:
-        rule = finding.rule
+        rule = [finding.rule]
         if finding.element:
-            rule = f"element {finding.element} of {finding.set_name}\n{rule}"
+            rule.insert(0, f"element {finding.element} of {finding.set_name}")
+        if finding.source:
+            rule.append(f"kept in {finding.source}")
+        if finding.lift == "admit":
+            rule.append(f"nothing names {finding.network} alone: --broad admits it here")
         kind = "targeted" if finding.targeted else "broad"
-        table.add_row(finding.location(), finding.verdict, finding.owner, kind, rule)
+        table.add_row(finding.location(), finding.verdict, finding.owner, kind, "\n".join(rule))
     return table
 
 
@@ -48,11 +52,19 @@ def _absent(statuses: Sequence[LayerStatus]) -> list[Any]:
 def report_tables(report: Report) -> list[Any]:
     from rich.text import Text
 
-    if not report.findings:
-        head = Text(f"nothing blocks {report.target}", style="green")
-        return [head, *_absent(report.layers)]
-    title = f"{report.target} is blocked by {len(report.findings)} finding(s)"
-    return [findings_table(report.findings, title), *_absent(report.layers)]
+    refusing = [f for f in report.findings if f.on_path is not False]
+    aside = [f for f in report.findings if f.on_path is False]
+    out: list[Any] = []
+    if not refusing and report.path_open:
+        out.append(Text(f"nothing blocks {report.target}", style="green"))
+    else:
+        title = f"{report.target} is blocked by {len(refusing)} finding(s)"
+        out.append(findings_table(refusing, title))
+    if aside:
+        title = f"naming {report.target}, but off the way a new connection takes"
+        out.append(findings_table(aside, title))
+    out.extend(Text(way.line()) for way in report.reach)
+    return [*out, *_absent(report.layers)]
 
 
 def plan_tables(plan: Plan) -> list[Any]:
@@ -69,11 +81,14 @@ def plan_tables(plan: Plan) -> list[Any]:
         for batch in plan.batches:
             for step in batch.steps:
                 finding = step.finding
-                change = (
-                    f"remove {finding.element} from {finding.set_name}"
-                    if finding.element
-                    else f"remove {finding.rule}"
-                )
+                if finding.lift == "admit":
+                    change = (
+                        f"admit {finding.network} at the top of {finding.table} {finding.chain}"
+                    )
+                elif finding.element:
+                    change = f"remove {finding.element} from {finding.set_name}"
+                else:
+                    change = f"remove {finding.rule}"
                 table.add_row(
                     f"{batch.layer} {batch.scope}", change, step.command, step.undo_command
                 )
