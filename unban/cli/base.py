@@ -10,11 +10,10 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from typer.core import TyperGroup
-from typing_extensions import Annotated
 
 import unban
 from unban import fail2ban

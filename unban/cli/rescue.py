@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from unban.address import parse_target, show
 from unban.cli.base import (
