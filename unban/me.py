@@ -980,13 +980,4 @@ def last_line(result: MeResult) -> str:
     return f"{target} is now unblocked everywhere unban looks{checked}{ways}"
 
 
-def undo_lines(result: UndoResult) -> list[str]:
-    lines = [f"undid change set {result.change_set} ({result.description}):"]
-    lines += [f"  {line}" for line in result.undone]
-    lines += [f"  {line}" for line in result.restored]
-    for note in result.cannot:
-        lines.append(f"  cannot restore: {note}")
-    return lines
-
-
 __all__ = ["LAYER_GROUPS", "MeResult", "Refusal", "UndoResult", "run_me", "text_lines", "undo"]
