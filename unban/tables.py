@@ -95,12 +95,12 @@ def plan_tables(plan: Plan) -> list[Any]:
         out.append(table)
     broad = [f for f in plan.skipped if not f.targeted]
     declined = [f for f in plan.skipped if f.targeted]
-    if broad:
-        out.append(
-            findings_table(broad, f"left alone, broader than {plan.target} (--broad removes them)")
-        )
-    if declined:
-        out.append(findings_table(declined, "left alone, owned by another tool (use that tool)"))
+    sections = (
+        (broad, f"left alone, broader than {plan.target} (--broad removes them too)"),
+        (declined, "left alone, owned by another tool (change them with that tool)"),
+        (plan.aside, f"left alone, off the way a new connection from {plan.target} takes"),
+    )
+    out.extend(findings_table(found, title) for found, title in sections if found)
     return out
 
 
