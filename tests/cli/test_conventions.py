@@ -70,6 +70,13 @@ def test_show_completion(shell: str) -> None:
     assert "--install-completion" in runner.invoke(cli.app, ["--help"]).stdout
 
 
+def test_completion_completes_commands_and_options() -> None:
+    words = {"_UNBAN_COMPLETE": "complete_bash", "COMP_WORDS": "unban hi", "COMP_CWORD": "1"}
+    assert runner.invoke(cli.app, [], env=words, prog_name="unban").stdout == "history\n"
+    words.update(COMP_WORDS="unban undo --d", COMP_CWORD="2")
+    assert runner.invoke(cli.app, [], env=words, prog_name="unban").stdout == "--dry-run\n"
+
+
 def test_rescue_commands_come_first_in_help() -> None:
     text = runner.invoke(cli.app, ["--help"]).stdout
     panels = [text.index(f"─ {panel} ") for panel in PANELS]

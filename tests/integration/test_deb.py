@@ -74,7 +74,11 @@ def test_install_run_and_purge_in_a_debian_12_root(root: Overlay) -> None:
     # shipped, not enabled: no timer link, no cron file
     ok(root, "test ! -e /etc/systemd/system/timers.target.wants/unban-heal.timer")
     ok(root, "test ! -e /etc/cron.d/unban")
-    assert "unban" in ok(root, "cat /usr/share/bash-completion/completions/unban")
+    assert "_UNBAN_COMPLETE=complete_bash" in ok(
+        root, "cat /usr/share/bash-completion/completions/unban"
+    )
+    complete = "COMP_WORDS='unban hi' COMP_CWORD=1 _UNBAN_COMPLETE=complete_bash unban"
+    assert ok(root, complete) == "history\n"
     # a real change: a rule, lifted by `unban me`, recorded in the state dir
     ok(root, f"iptables -I INPUT -s {IP} -j DROP && unban me {IP} >/dev/null")
     assert "unban me" in ok(root, "unban history")
