@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from unban import heal as heal_mod
+from unban import healschedule as schedule
 from unban.cli.base import (
     GUARD,
     DryRunOption,
@@ -91,8 +92,8 @@ def heal(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
     lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = heal_mod.DEFAULT_LOCK,
-    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = heal_mod.CRON_DIR,
-    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = heal_mod.SYSTEMD_DIR,
+    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = schedule.CRON_DIR,
+    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = schedule.SYSTEMD_DIR,
 ) -> None:
     def body() -> int:
         if install is not None and uninstall:
@@ -102,22 +103,22 @@ def heal(
         require_root()
         if install is None and not uninstall:
             return _run(Path(config), lock_file, dry_run=dry_run, json_output=json_output)
-        places = heal_mod.Places(cron_dir, systemd_dir)
-        places = dataclasses.replace(places, systemctl=heal_mod.host_systemctl(places))
+        places = schedule.Places(cron_dir, systemd_dir)
+        places = dataclasses.replace(places, systemctl=schedule.host_systemctl(places))
         if uninstall:
-            removal = heal_mod.plan_uninstall(places)
+            removal = schedule.plan_uninstall(places)
             if dry_run:
                 emit(json_output, {"dry_run": True, "plan": removal}, removal.lines())
                 return ExitStatus.OK
-            removed = heal_mod.apply_uninstall(removal, places)
+            removed = schedule.apply_uninstall(removal, places)
             emit(json_output, removed, removed.lines())
             return ExitStatus.OK
         kind = install.value if install is not None else ""
-        plan = heal_mod.plan_schedule(kind, every, config, places, global_args=_global_args())
+        plan = schedule.plan_schedule(kind, every, config, places, global_args=_global_args())
         if dry_run:
             emit(json_output, {"dry_run": True, "plan": plan}, plan.lines())
             return ExitStatus.OK
-        done = heal_mod.apply_install(plan, places)
+        done = schedule.apply_install(plan, places)
         emit(json_output, done, done.lines())
         return ExitStatus.OK
 
