@@ -65,4 +65,5 @@ def rollback(
 ) -> None:
     if list_:
         guarded(lambda: history_body(json_output))
-    guarded(lambda: undo_body(change_id, dry_run, json_output))
+    else:
+        guarded(lambda: undo_body(change_id, dry_run, json_output))
