@@ -44,7 +44,7 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
-    "owners": ("ufw", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
+    "owners": ("ufw", "firewalld", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
 }
 
 Event = Callable[[str], None]

@@ -20,6 +20,7 @@ import glob
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -41,6 +42,8 @@ class Box:
         self.empty_conf = root / "no-fail2ban"
         self.empty_conf.mkdir()
         self._persistent: Optional[Path] = None
+        self._firewalld: Optional[subprocess.Popen[bytes]] = None
+        self._bus = False
 
     def run(
         self, *argv: str, check: bool = True, input: Optional[str] = None
@@ -88,6 +91,38 @@ class Box:
     def reachable(self, host: str) -> bool:
         return bool(self.link.probe(host, "--timeout", "2")["ok"])
 
+    # -- firewalld on a private system bus
+
+    def start_firewalld(self) -> None:
+        """dbus-daemon --system and firewalld in this mount namespace: /run and /var/log are
+        tmpfs here (sshd's /run/sshd is made again in it), the config is the /etc overlay's."""
+        if self._firewalld is None and self._bus is False:
+            self.run("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
+            self.run("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/var/log")
+            self.run("mkdir", "-m", "0755", "/run/sshd", "/run/dbus")
+            self.run("dbus-daemon", "--system", "--fork")
+            self._bus = True
+        log = open(self.root / "firewalld.log", "ab")  # noqa: SIM115 - the daemon's stdout
+        self._firewalld = subprocess.Popen(
+            self.sshd.mount_ns.argv(
+                ["firewalld", "--nofork", "--nopid", "--log-target", "console"]
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while self.run("firewall-cmd", "--state", check=False).stdout.strip() != "running":
+            if time.monotonic() > deadline or self._firewalld.poll() is not None:
+                raise AssertionError((self.root / "firewalld.log").read_text())
+            time.sleep(0.2)
+
+    def stop_firewalld(self) -> None:
+        if self._firewalld is not None:
+            self._firewalld.terminate()
+            self._firewalld.wait(timeout=30)
+            self._firewalld = None
+
     # -- boot-time loads
 
     def flush_kernel(self) -> None:
@@ -123,4 +158,7 @@ def owners_box(link: Link, sshd_factory: Callable[..., Sshd], tmp_path: Path) ->
     box = Box(link, sshd, tmp_path)
     box.write("/etc/hosts.allow", "# hosts.allow (test)\n", "0644")
     box.write("/etc/hosts.deny", "# hosts.deny (test)\n", "0644")
-    yield box
+    try:
+        yield box
+    finally:
+        box.stop_firewalld()

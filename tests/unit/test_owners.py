@@ -14,6 +14,13 @@ import pytest
 from unban.address import parse_target
 from unban.errors import LayerError, RuleChangedError
 from unban.owners.files import apply_edits, edit_command, inverse, line_edits, unsafe_reason
+from unban.owners.firewalld import (
+    blocks,
+    dropping_ipsets,
+    parse_ipset_entries,
+    parse_zones,
+    rich_action,
+)
 from unban.owners.nftconf import NftConfOwner, cut_text, find_cuts, flattened, includes
 from unban.owners.persistent import (
     IpsetPersistentOwner,
@@ -321,3 +328,43 @@ def test_ufw_owner_plans_delete_and_insert(tmp_path: Path) -> None:
     (tmp_path / "ufw.conf").write_text("ENABLED=no\n")
     assert owner.find(T4) == []
     assert enabled("ENABLED='yes'\n") and not enabled("")
+
+
+# ---------------------------------------------------------------- firewalld
+
+
+def test_firewalld_zones_as_list_all_zones_prints_them() -> None:
+    zones = {z.name: z for z in parse_zones(data("firewalld-runtime-zones.txt"))}
+    assert zones["drop"].target == "DROP"
+    assert zones["drop"].sources == ("203.0.113.4", "ipset:blocked", "198.51.100.99")
+    assert zones["block"].target == "%%REJECT%%" and zones["block"].sources == ("2001:db8::/64",)
+    assert zones["trusted"].sources == ("ipset:ok",)
+    assert len(zones["public"].rich_rules) == 5
+    assert parse_ipset_entries(data("firewalld-ipset.txt")) == ("192.0.2.9", "203.0.113.4")
+
+
+def test_firewalld_blocks_sources_of_dropping_zones_rich_rules_and_ipsets() -> None:
+    zones = parse_zones(data("firewalld-runtime-zones.txt"))
+    assert dropping_ipsets(zones) == {"blocked": "DROP"}  # not "ok": trusted accepts
+    found = blocks(zones, {"blocked": ("192.0.2.9", "203.0.113.4")}, T4)
+    assert [(b.kind, b.where, b.value) for b in found] == [
+        ("source", "drop", "203.0.113.4"),
+        ("rich-rule", "public", 'rule family="ipv4" source address="203.0.113.4" reject '
+         'type="icmp-admin-prohibited"'),
+        ("ipset-entry", "blocked", "203.0.113.4"),
+    ]  # fmt: skip
+    # not the `source NOT address=` rule, not the /24 `accept` with a limit
+    assert [(b.kind, b.value[:20]) for b in blocks(zones, {}, T6)] == [
+        ("source", "2001:db8::/64"),
+        ("rich-rule", 'rule family="ipv6" s'),
+    ]
+    assert found[0].args(add=False) == ("--zone=drop", "--remove-source=203.0.113.4")
+    assert found[2].args(add=True) == ("--ipset=blocked", "--add-entry=203.0.113.4")
+
+
+def test_firewalld_permanent_view_is_parsed_alike() -> None:
+    zones = {z.name: z for z in parse_zones(data("firewalld-permanent-zones.txt"))}
+    assert zones["drop"].sources == ("203.0.113.4", "ipset:blocked")  # not the runtime-only one
+    assert rich_action('rule family="ipv4" source address="x" service name="drop" accept') == (
+        "accept"
+    )
