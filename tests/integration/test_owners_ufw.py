@@ -2,6 +2,7 @@
 ufw itself, the client reads sshd's banner, still after `ufw reload` and after a simulated boot
 (kernel rules flushed, `/lib/ufw/ufw-init start`); `ufw status numbered` agrees and keeps the
 other rules; `unban undo` puts each rule back at its number; a second run changes nothing.
+A client over a `ufw limit` gets its xt_recent entry cleared; the limit stays.
 Real ufw 0.36 with /etc and /lib/ufw overlaid in sshd's mount namespace (owner_fixtures)."""
 
 from __future__ import annotations
@@ -63,3 +64,22 @@ def test_ufw_denies_are_lifted_through_ufw_and_stay_lifted(owners_box: Box) -> N
     box.undo()
     assert _status(box) == before  # each rule at its number again, with its comment
     assert not box.reachable(SERVER4) and not box.reachable(SERVER6)
+
+
+def test_a_client_over_a_ufw_limit_is_cleared_and_the_limit_stays(owners_box: Box) -> None:
+    box = owners_box
+    box.overlay("/lib/ufw")
+    box.run("ufw", "limit", "22/tcp")
+    box.run("ufw", "--force", "enable")
+    for _ in range(8):  # ufw limit: the 6th new connection in 30 s and on are rejected
+        box.reachable(SERVER4)
+    assert not box.reachable(SERVER4)
+
+    code, result = box.me(CLIENT4)
+    assert code == 0, result
+    layers = [s["finding"]["layer"] for b in result["plan"]["batches"] for s in b["steps"]]
+    assert layers == ["xt_recent"]
+    (status,) = [s for s in result["before"]["layers"] if s["layer"] == "ufw"]
+    assert "`ufw limit` rule(s) stay" in status["detail"]
+    assert box.reachable(SERVER4)
+    assert "22/tcp                     LIMIT" in box.run("ufw", "status").stdout

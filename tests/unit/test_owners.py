@@ -13,6 +13,7 @@ import pytest
 
 from unban.address import parse_target
 from unban.errors import LayerError, RuleChangedError
+from unban.layers.xtables import parse_save, recent_rules
 from unban.owners.files import apply_edits, edit_command, inverse, line_edits, unsafe_reason
 from unban.owners.firewalld import (
     blocks,
@@ -368,3 +369,11 @@ def test_firewalld_permanent_view_is_parsed_alike() -> None:
     assert rich_action('rule family="ipv4" source address="x" service name="drop" accept') == (
         "accept"
     )
+
+
+def test_ufw_limit_chain_makes_its_recent_list_a_blocking_one() -> None:
+    """`ufw limit` jumps to ufw-user-limit (LOG, then REJECT): the xt_recent layer must see
+    list DEFAULT as blocking, or a client over the limit is never cleared (ufw 0.36's rules)."""
+    ruleset = parse_save(data("ufw-iptables-save.txt"), "nft", "ipv4")
+    refs = list(recent_rules(ruleset))
+    assert [(r.chain, r.verdict, r.name) for r in refs] == [("ufw-user-input", "REJECT", "DEFAULT")]
