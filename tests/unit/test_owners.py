@@ -169,6 +169,7 @@ def test_rules_owner_declines_an_unsafe_or_invalid_file(tmp_path: Path) -> None:
     assert len(findings) == 2 and owner.plan(findings) == []
     assert "writable by group or others" in findings[0].rule
     assert "it comes back at the next boot" in findings[0].rule
+    assert f"clear it by hand: sed -i '5d' {v4}" in findings[0].rule
     v4.chmod(0o640)
     owner.complaint = "line 3 failed"
     findings = owner.find(T4)
@@ -377,3 +378,17 @@ def test_ufw_limit_chain_makes_its_recent_list_a_blocking_one() -> None:
     ruleset = parse_save(data("ufw-iptables-save.txt"), "nft", "ipv4")
     refs = list(recent_rules(ruleset))
     assert [(r.chain, r.verdict, r.name) for r in refs] == [("ufw-user-input", "REJECT", "DEFAULT")]
+
+
+def test_ufw_owner_declines_a_group_writable_rules_file(tmp_path: Path) -> None:
+    for name in ("user.rules", "user6.rules"):
+        (tmp_path / name).write_text(data(name))
+        (tmp_path / name).chmod(0o640)
+    (tmp_path / "ufw.conf").write_text("ENABLED=yes\n")
+    (tmp_path / "user.rules").chmod(0o660)
+    owner = UfwOwner(str(tmp_path))
+    (finding,) = owner.find(T4)
+    assert owner.plan([finding]) == []
+    assert "writable by group or others" in finding.rule
+    assert "clear it by hand: ufw delete deny from 203.0.113.4 to any" in finding.rule
+    assert len(owner.plan(owner.find(T6))) == 1  # user6.rules is fine

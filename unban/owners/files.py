@@ -193,6 +193,10 @@ class FileOwner:
         """The file's own tool's complaint about `text` as `path`, or "" when it is valid."""
         raise NotImplementedError
 
+    def by_hand(self, path: str, hit: Hit) -> str:
+        """How a person takes `hit` out of `path` (its line goes)."""
+        return f"sed -i '{hit.line}d' {shlex.quote(path)}"
+
     # -- reading
 
     def status(self) -> list[LayerStatus]:
@@ -229,13 +233,13 @@ class FileOwner:
         if problem:
             rule += (
                 f"  [not changed: {problem}; it comes back {self.when}; "
-                f"by hand: delete line {hit.line} of {path}]"
+                f"clear it by hand: {self.by_hand(path, hit)}]"
             )
         return Finding(
             layer=self.name,
             backend=self.owner,
             family=hit.family,
-            table=hit.table or path,
+            table=path,
             chain=hit.chain,
             line=hit.line,
             handle=None,

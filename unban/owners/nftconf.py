@@ -388,6 +388,11 @@ class NftConfOwner(FileOwner):
     def rewrite(self, path: str, text: str, hits: Sequence[Hit]) -> str:
         return cut_text(text, [self._cuts[(path, hit)] for hit in hits])
 
+    def by_hand(self, path: str, hit: Hit) -> str:
+        if hit.element is None:
+            return super().by_hand(path, hit)
+        return f"take {hit.element} out of the set on line {hit.line} of {path}, then nft -c -f {self.conf}"
+
     def check(self, path: str, text: str) -> str:
         config = flattened(self.conf, {path: text})
         done = run(self.name, ["nft", "-c", "-f", "-"], stdin=config, check=False)

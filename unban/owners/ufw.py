@@ -18,6 +18,9 @@ rate limit itself. The xt_recent layer clears the address's entry in list DEFAUL
 locks a client out; the limit stays (`status` says so).
 
 Nothing is found while ufw is disabled (ENABLED=no in ufw.conf): its rules are not loaded then.
+A rules file that is a symlink or writable by group or others is refused as the other config
+files are: its findings stay (declined by `plan`, so the run ends "still refused") and say how
+to clear them by hand.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from unban.address import Network, family_of, is_targeted, parse_network, show
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.owners.files import read_text
+from unban.owners.files import read_text, unsafe_reason
 from unban.system import first_line, run, which
 
 LAYER = "ufw"
@@ -210,6 +213,13 @@ class UfwOwner:
         v4, v6 = self.read()
         findings = []
         for rule, network in blocking_hits([*v4, *v6], target):
+            problem = self.problem(rule.path)
+            text = f"ufw {rule.spec()}"
+            if problem:
+                text += (
+                    f"  [not changed: {problem}; `ufw reload` and boot load it again; clear "
+                    f"it by hand: ufw delete {rule.spec(with_comment=False)}]"
+                )
             finding = Finding(
                 layer=LAYER,
                 backend="ufw",
@@ -218,7 +228,7 @@ class UfwOwner:
                 chain="ufw-user-input" if rule.family == "ipv4" else "ufw6-user-input",
                 line=rule.number,
                 handle=None,
-                rule=f"ufw {rule.spec()}",
+                rule=text,
                 verdict="reject" if rule.action.startswith("reject") else "deny",
                 owner="ufw",
                 network=show(network),
@@ -226,9 +236,17 @@ class UfwOwner:
                 source=f"{rule.path}:{rule.line}",
                 lifts_own=True,
             )
-            self._seen[finding] = rule
+            if not problem:
+                self._seen[finding] = rule
             findings.append(finding)
         return findings
+
+    def problem(self, path: str) -> str:
+        """Why unban leaves ufw's rules alone, or "": ufw missing, or its rules file unsafe
+        (symlinked, writable by group or others: refused as the other config files are)."""
+        if which("ufw") is None:
+            return "the ufw command is not installed"
+        return unsafe_reason(path)
 
     # -- planning and changing
 
