@@ -21,6 +21,8 @@ Undo runs the matching `--add-...` commands. firewall-cmd also removes its own k
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -31,9 +33,12 @@ from unban.address import Network, family_of, is_targeted, parse_network, show
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.owners.files import read_text
 from unban.system import first_line, run, which
 
 LAYER = "firewalld"
+CONFIG_DIR = "/etc/firewalld"
+SYSTEM_BUS = "/run/dbus/system_bus_socket"
 BLOCKING_TARGETS = ("DROP", "REJECT", "%%REJECT%%")
 RICH_SOURCE = re.compile(r'\bsource\s+(NOT\s+)?(address|ipset)="([^"]+)"')
 QUOTED = re.compile(r'"[^"]*"')
@@ -192,9 +197,14 @@ class FirewalldOwner:
 
     def __init__(
         self,
+        config_dir: str = CONFIG_DIR,
+        system_bus: str = SYSTEM_BUS,
+        *,
         firewall_cmd: str = "firewall-cmd",
         offline_cmd: str = "firewall-offline-cmd",
     ) -> None:
+        self.config_dir = config_dir
+        self.system_bus = system_bus
         self.firewall_cmd = firewall_cmd
         self.offline_cmd = offline_cmd
         self._seen: dict[Finding, tuple[Block, tuple[Argv, ...]]] = {}
@@ -202,31 +212,39 @@ class FirewalldOwner:
     # -- reading
 
     def running(self) -> bool:
+        """firewalld answers on the system bus (no bus: it cannot be running)."""
+        if which(self.firewall_cmd) is None or not os.path.exists(self.system_bus):
+            return False
         done = run(LAYER, [self.firewall_cmd, "--state"], check=False, timeout=30)
         return done.returncode == 0 and done.stdout.strip() == "running"
+
+    def configured(self) -> bool:
+        """Some zone or ipset file of the permanent config has a source, rule or entry (the
+        zones firewalld ships have none): without one nothing there can block."""
+        for kind in ("zones", "ipsets"):
+            for path in glob.glob(os.path.join(self.config_dir, kind, "*.xml")):
+                text = read_text(path) or ""
+                if "<source" in text or "<rule" in text or "<entry" in text:
+                    return True
+        return False
 
     def status(self) -> list[LayerStatus]:
         if which(self.firewall_cmd) is None and which(self.offline_cmd) is None:
             return [LayerStatus(LAYER, False, "firewalld is not installed")]
-        if self.running():
-            return [LayerStatus(LAYER, True, "firewalld is running: runtime and permanent config")]
-        if which(self.offline_cmd) is None:
-            return [
-                LayerStatus(LAYER, False, "firewalld is stopped and firewall-offline-cmd missing")
-            ]
-        return [LayerStatus(LAYER, True, "firewalld is stopped: its permanent config")]
+        detail = f"running firewalld's runtime and permanent config, else {self.config_dir}"
+        return [LayerStatus(LAYER, True, detail)]
 
     def listings(self, query: ListQuery) -> list[Listing]:
         return []
 
     def _views(self) -> list[tuple[str, Argv]]:
         """(place, the command prefix that reads and changes it)."""
-        if which(self.firewall_cmd) is not None and self.running():
+        if self.running():
             return [
                 ("runtime", (self.firewall_cmd,)),
                 ("permanent", (self.firewall_cmd, "--permanent")),
             ]
-        if which(self.offline_cmd) is not None:
+        if which(self.offline_cmd) is not None and self.configured():
             return [("permanent", (self.offline_cmd,))]
         return []
 
