@@ -13,7 +13,7 @@ import pytest
 
 from unban.address import parse_target
 from unban.errors import LayerError, RuleChangedError
-from unban.layers.xtables import parse_save, recent_rules
+from unban.layers.xtables import recent_rules
 from unban.owners.files import apply_edits, edit_command, inverse, line_edits, unsafe_reason
 from unban.owners.firewalld import (
     blocks,
@@ -31,6 +31,8 @@ from unban.owners.persistent import (
     rule_hits,
 )
 from unban.owners.ufw import UfwOwner, blocking_hits, enabled, insert_argv, parse_rules
+from unban.path.iptables import parse_save
+from unban.reverter import Reverter
 
 DATA = Path(__file__).parent / "data" / "owners"
 T4 = parse_target("203.0.113.4")
@@ -160,6 +162,27 @@ def test_rules_owner_plans_applies_and_reverts_byte_for_byte(tmp_path: Path) -> 
     fresh = _Checked(str(v4), str(v6), state_dir=str(tmp_path / "state"))
     fresh.revert(batch)  # as `unban undo` does in a later process: by the inverse edits
     assert v4.read_bytes() == before
+
+
+def test_undo_puts_back_only_what_unban_took_out(tmp_path: Path) -> None:
+    v4, v6 = _copy(tmp_path, "rules.v4", "rules.v6")
+    owner = _Checked(str(v4), str(v6), state_dir=str(tmp_path / "state"))
+    (batch,) = owner.plan(owner.find(T4))
+    owner.apply(batch)
+    edited = "# edited by hand after unban\n" + v4.read_text()
+    v4.write_text(edited)
+    _Checked(str(v4), str(v6), state_dir=str(tmp_path / "state")).revert(batch)
+    assert v4.read_text() == "# edited by hand after unban\n" + data("rules.v4")
+
+
+def test_a_failed_run_restores_the_file_from_its_backup(tmp_path: Path) -> None:
+    v4, v6 = _copy(tmp_path, "rules.v4", "rules.v6")
+    owner = _Checked(str(v4), str(v6), state_dir=str(tmp_path / "state"))
+    (batch,) = owner.plan(owner.find(T4))
+    owner.apply(batch)
+    owner.revert(batch)  # the engine's rollback, in the same process: the change set's backup
+    assert v4.read_bytes() == (DATA / "rules.v4").read_bytes()
+    assert [i.status for i in Reverter(str(tmp_path / "state")).list()] == ["rolled-back"]
 
 
 def test_rules_owner_declines_an_unsafe_or_invalid_file(tmp_path: Path) -> None:

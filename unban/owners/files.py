@@ -6,8 +6,9 @@ whose undo payload is their inverse. Every other byte of the file stays. Both ar
 so `unban undo` can rebuild them from the change set's JSON in a later process.
 
 An edit is found by its lines, not only by its number: `apply_edits` makes it at its line when
-the lines there still read as they did, else at the one place where they (and the line before
-them) read so; anywhere else it raises ValueError and nothing is written. So an undo puts back
+the lines there (and the lines on either side) still read as they did, else at the one place
+where they read so; when there is none, or more than one, it raises ValueError and nothing is
+written. So an undo puts back
 only what unban took out, even after other lines of the file changed.
 
 Writing: the file is refused (its findings stay, declined by `plan`, so the run ends "still
@@ -34,8 +35,9 @@ from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
 
-# (first line, 1-based; the lines there; the lines they become; the line before them or "")
-LineEdit = tuple[int, tuple[str, ...], tuple[str, ...], str]
+# (first line, 1-based; the lines there; the lines they become; the line before them and the
+# line after them, "" at the start or the end of the file)
+LineEdit = tuple[int, tuple[str, ...], tuple[str, ...], str, str]
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,9 @@ def line_edits(before: str, after: str) -> tuple[LineEdit, ...]:
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag != "equal":
-            anchor = old[i1 - 1] if i1 > 0 else ""
-            edits.append((i1 + 1, tuple(old[i1:i2]), tuple(new[j1:j2]), anchor))
+            before_line = old[i1 - 1] if i1 > 0 else ""
+            after_line = old[i2] if i2 < len(old) else ""
+            edits.append((i1 + 1, tuple(old[i1:i2]), tuple(new[j1:j2]), before_line, after_line))
     return tuple(edits)
 
 
@@ -99,26 +102,29 @@ def inverse(edits: Sequence[LineEdit]) -> tuple[LineEdit, ...]:
     """The edits that undo `edits`, numbered for the file after them."""
     shift = 0
     out = []
-    for start, old, new, anchor in sorted(edits):
-        out.append((start + shift, new, old, anchor))
+    for start, old, new, before_line, after_line in sorted(edits):
+        out.append((start + shift, new, old, before_line, after_line))
         shift += len(new) - len(old)
     return tuple(out)
 
 
 def _place(lines: Sequence[str], edit: LineEdit) -> int:
     """The 0-based index where `edit` applies in `lines`; ValueError when nowhere (or unsure)."""
-    start, old, _new, anchor = edit
+    start, old, _new, before_line, after_line = edit
 
     def fits(at: int) -> bool:
-        if tuple(lines[at : at + len(old)]) != old:
+        end = at + len(old)
+        if tuple(lines[at:end]) != old:
             return False
-        return (at == 0 and not anchor) or (at > 0 and lines[at - 1] == anchor)
+        if (lines[at - 1] if at > 0 else "") != before_line:
+            return False
+        return (lines[end] if end < len(lines) else "") == after_line
 
     if 0 <= start - 1 <= len(lines) and fits(start - 1):
         return start - 1
     places = [at for at in range(len(lines) + 1) if fits(at)]
     if len(places) != 1:
-        what = "".join(old).strip() or f"the lines after {anchor.strip()!r}"
+        what = "".join(old).strip() or f"the lines after {before_line.strip()!r}"
         raise ValueError(f"line {start} ({what}) is not where it was")
     return places[0]
 
@@ -127,14 +133,14 @@ def apply_edits(text: str, edits: Sequence[LineEdit]) -> str:
     """`text` with `edits` made, each found by its lines (see the module docstring). Pure."""
     lines = text.splitlines(keepends=True)
     placed = [(_place(lines, edit), edit) for edit in edits]
-    for at, (_start, old, new, _anchor) in sorted(placed, key=lambda p: p[0], reverse=True):
+    for at, (_start, old, new, _before, _after) in sorted(placed, key=lambda p: p[0], reverse=True):
         lines[at : at + len(old)] = list(new)
     return "".join(lines)
 
 
 def edit_command(path: str, edit: LineEdit) -> str:
     """The sed command that makes `edit` by hand, for the file as it was read."""
-    start, old, new, _anchor = edit
+    start, old, new, _before, _after = edit
     quoted = shlex.quote(path)
     end = start + len(old) - 1
     span = f"{start}" if end == start else f"{start},{end}"
@@ -333,14 +339,14 @@ def _edits(payload: Sequence[object]) -> list[LineEdit]:
     edits: list[LineEdit] = []
     for item in payload:
         if isinstance(item, tuple) and item and item[0] == "edit":
-            _kind, start, old, new, anchor = item
-            edits.append((int(start), tuple(old), tuple(new), str(anchor)))
+            _kind, start, old, new, before_line, after_line = item
+            edits.append((int(start), tuple(old), tuple(new), str(before_line), str(after_line)))
     return edits
 
 
 def _covering(edits: Sequence[LineEdit], line: int) -> Optional[int]:
     """The index of the edit that changes `line`."""
-    for index, (start, old, _new, _anchor) in enumerate(edits):
+    for index, (start, old, _new, _before, _after) in enumerate(edits):
         if start <= line < start + max(len(old), 1):
             return index
     return None
