@@ -91,3 +91,20 @@ def test_nftables_conf_elements_and_rules_stay_lifted_after_boot(owners_box: Box
     box.run("nft", "-f", "/etc/nftables.conf")  # boot, and `systemctl reload nftables`
     assert box.reachable(SERVER4) and box.reachable(SERVER6)
     assert "198.51.100.7" in box.run("nft", "list", "set", "inet", "filter", "blocklist").stdout
+
+
+def test_a_config_that_fails_its_own_check_is_left_alone_and_named(owners_box: Box) -> None:
+    box = owners_box
+    box.write("/etc/nftables.conf", CONF, "0755")
+    box.write("/etc/nftables.d/legacy.nft", EXTRA, "0644")
+    box.run("nft", "-f", "/etc/nftables.conf")
+    broken = CONF.replace("policy accept;", "policy acept;")  # edited since the last load
+    box.write("/etc/nftables.conf", broken, "0755")
+    code, result = box.me(CLIENT4)
+    assert code == 3, result
+    refused = [r for r in result["still_refused"] if r["key"] == "nftables.conf"]
+    assert refused and all("fails its own check before any change" in r["what"] for r in refused)
+    assert len(refused) == 3  # both files: an include is checked as part of the whole config
+    assert box.read("/etc/nftables.conf") == broken  # not touched
+    assert box.read("/etc/nftables.d/legacy.nft") == EXTRA
+    assert box.reachable(SERVER4)  # the live entries are gone; the config brings them back
