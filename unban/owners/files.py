@@ -21,7 +21,6 @@ backup in a change set (`change_set`, or one per batch that `unban rollback` res
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import shlex
 import stat
@@ -152,10 +151,6 @@ def edit_command(path: str, edit: LineEdit) -> str:
     return f"sed -i {shlex.quote(span + 'c' + chr(92) + (chr(92) + chr(10)).join(texts))} {quoted}"
 
 
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()
-
-
 def read_text(path: str) -> Optional[str]:
     try:
         with open(path, "rb") as handle:
@@ -177,7 +172,9 @@ class FileOwner:
 
     def __init__(self, state_dir: str = DEFAULT_STATE_DIR) -> None:
         self.state_dir = state_dir
-        self.change_set: Optional[ChangeSet] = None  # a caller's change set; None: one per batch
+        # A caller's change set to back files up into (unban me's, once it hands one to the
+        # owners as it does to the hosts layer); None: each batch begins its own.
+        self.change_set: Optional[ChangeSet] = None
         self._seen: dict[Finding, _Seen] = {}
         self._own: dict[Batch, str] = {}
 
@@ -282,7 +279,7 @@ class FileOwner:
                     command = edit_command(path, edits[at])
                     undo_command = edit_command(path, undo[at])
                 steps.append(Step(finding, command, undo_command))
-            payload = (("digest", digest(text)), *(("edit", *e) for e in edits))
+            payload = tuple(("edit", *e) for e in edits)
             undo_payload = tuple(("edit", *e) for e in undo)
             batches.append(Batch(self.name, path, tuple(steps), payload, undo_payload))
         return batches

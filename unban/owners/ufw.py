@@ -175,7 +175,6 @@ class UfwOwner:
         self.user_rules = os.path.join(ufw_dir, "user.rules")
         self.user6_rules = os.path.join(ufw_dir, "user6.rules")
         self.conf = os.path.join(ufw_dir, "ufw.conf")
-        self.change_set: object = None  # nothing to back up: ufw writes its own files
         self._seen: dict[Finding, UfwRule] = {}
 
     # -- reading
