@@ -415,3 +415,25 @@ def test_ufw_owner_declines_a_group_writable_rules_file(tmp_path: Path) -> None:
     assert "writable by group or others" in finding.rule
     assert "clear it by hand: ufw delete deny from 203.0.113.4 to any" in finding.rule
     assert len(owner.plan(owner.find(T6))) == 1  # user6.rules is fine
+
+
+def test_rules_a_syn_to_sshd_never_meets_are_off_the_path() -> None:
+    v4 = data("rules.v4").replace(
+        "-A INPUT -i lo -j ACCEPT\n",
+        "-A INPUT -i lo -j ACCEPT\n-A FORWARD -s 203.0.113.4/32 -j DROP\n",
+    )
+    assert [(h.chain, h.on_path) for h in rule_hits(v4, "ipv4", T4)] == [
+        ("PREROUTING", None),
+        ("FORWARD", False),
+        ("INPUT", None),
+    ]
+    conf = data("nftables.conf").replace(
+        "type filter hook forward priority filter;\n",
+        "type filter hook forward priority filter;\n\t\tip saddr 203.0.113.4 drop\n",
+    )
+    assert [(h.chain, h.on_path) for h, _c in find_cuts(conf, T4)] == [
+        (None, None),  # the set's element
+        ("input", None),
+        ("input", None),
+        ("forward", False),
+    ]

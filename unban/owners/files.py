@@ -53,6 +53,9 @@ class Hit:
     set_name: Optional[str] = None
     element: Optional[str] = None
     verdict: str = "drop"
+    # False: in a chain a new SYN to sshd never passes (FORWARD, OUTPUT, POSTROUTING); None:
+    # not judged. `unban me` leaves the False ones alone, as it does their kernel copies.
+    on_path: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ class FileOwner:
             set_name=hit.set_name,
             element=hit.element,
             source=f"{path}:{hit.line}",
+            on_path=hit.on_path,
         )
 
     # -- planning and changing

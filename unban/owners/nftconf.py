@@ -32,6 +32,8 @@ LAYER = "nftables.conf"
 OWNER = "nftables.service"
 INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"', re.MULTILINE)
 VERDICT = re.compile(r"\b(drop|reject)\b")
+HOOK = re.compile(r"^type\s+\w+\s+hook\s+(\w+)")
+OFF_PATH = ("forward", "output", "postrouting")  # hooks a SYN to sshd never passes
 SADDR = re.compile(r"\b(ip6?)\s+saddr\s+(!=\s*)?(@?[0-9A-Za-z_.:/\-]+)")
 
 
@@ -251,6 +253,7 @@ def find_cuts(text: str, target: Network) -> list[tuple[Hit, Cut]]:
     """Every element and rule of one file that keeps a block on the target. Pure."""
     statements = scan(text)
     dropped = _dropped_sets(statements, text)
+    hooks = _hooks(statements, text)
     found: list[tuple[Hit, Cut]] = []
     for statement in statements:
         if statement.kind == "elements" and (statement.table, statement.block) not in dropped:
@@ -264,21 +267,40 @@ def find_cuts(text: str, target: Network) -> list[tuple[Hit, Cut]]:
                 if network is None or network.version != target.version:
                     continue
                 if network.overlaps(target):
-                    hit = _hit(text, statement, network, target, item.start, words[0])
+                    hit = _hit(text, statement, network, target, item.start, words[0], hooks)
                     found.append((hit, Cut(statement, literal, item)))
         if statement.kind == "rule" and not statement.literals:
             for value, network in _networks(statement.text(text)):
                 if network.version == target.version and network.overlaps(target):
-                    hit = _hit(text, statement, network, target, statement.start, value)
+                    hit = _hit(text, statement, network, target, statement.start, value, hooks)
                     found.append((hit, Cut(statement, None, None)))
     return found
 
 
+def _hooks(statements: Sequence[Statement], source: str) -> dict[tuple[str, str], str]:
+    """(table, chain) -> the hook of each base chain (`type filter hook input ...`)."""
+    hooks = {}
+    for statement in statements:
+        match = HOOK.search(statement.text(source)) if statement.kind == "rule" else None
+        if match:
+            hooks[(statement.table, statement.block)] = match.group(1)
+    return hooks
+
+
 def _hit(
-    text: str, statement: Statement, network: Network, target: Network, at: int, value: str
+    text: str,
+    statement: Statement,
+    network: Network,
+    target: Network,
+    at: int,
+    value: str,
+    hooks: dict[tuple[str, str], str],
 ) -> Hit:
     rule = " ".join(statement.text(text).split())
     verdict = VERDICT.search(rule)
+    on_path: Optional[bool] = None
+    if statement.kind == "rule" and hooks.get((statement.table, statement.block)) in OFF_PATH:
+        on_path = False
     return Hit(
         line=_line_of(text, at),
         rule=rule,
@@ -290,6 +312,7 @@ def _hit(
         set_name=statement.block if statement.kind == "elements" else None,
         element=value if statement.kind == "elements" or statement.literals else None,
         verdict=verdict.group(1) if verdict else "drop",
+        on_path=on_path,
     )
 
 

@@ -29,6 +29,7 @@ RULES_V4 = "/etc/iptables/rules.v4"
 RULES_V6 = "/etc/iptables/rules.v6"
 IPSETS = "/etc/iptables/ipsets"
 OWNER = "netfilter-persistent"
+OFF_PATH = ("FORWARD", "OUTPUT", "POSTROUTING")  # built-in chains a SYN to sshd never passes
 
 
 def rule_hits(text: str, family: str, target: Network) -> list[Hit]:
@@ -63,6 +64,7 @@ def rule_hits(text: str, family: str, target: Network) -> list[Hit]:
                 table=table,
                 chain=tokens[1],
                 verdict=verdict,
+                on_path=False if tokens[1] in OFF_PATH else None,
             )
         )
     return hits
