@@ -175,8 +175,8 @@ class FileOwner:
 
     def __init__(self, state_dir: str = DEFAULT_STATE_DIR) -> None:
         self.state_dir = state_dir
-        # A caller's change set to back files up into (unban me's, once it hands one to the
-        # owners as it does to the hosts layer); None: each batch begins its own.
+        # A caller's change set to back files up into (unban me's: me._recording_into);
+        # None: each batch begins its own.
         self.change_set: Optional[ChangeSet] = None
         self._seen: dict[Finding, _Seen] = {}
         self._own: dict[Batch, str] = {}
@@ -297,6 +297,13 @@ class FileOwner:
         if change_id is not None:
             Reverter(self.state_dir).rollback(change_id)
             return
+        text = read_text(batch.scope) or ""
+        try:
+            apply_edits(text, _edits(batch.payload))
+        except ValueError:
+            pass
+        else:
+            return  # the lines are back already (the change set's backup, or an earlier undo)
         self._write(batch, batch.scope, _edits(batch.undo_payload), "put the block back", own=False)
 
     def _write(
