@@ -44,6 +44,7 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
+    "owners": ("ufw", "firewalld", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
 }
 
 Event = Callable[[str], None]
@@ -405,12 +406,15 @@ def apply_recorded(
 
 @contextmanager
 def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
-    """The layers that change files (fail2ban's database, the hosts files) back them up into
-    `change_set` while this is open."""
+    """The layers that change files (fail2ban's database, the hosts files, the owners' rules
+    files) back them up into `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.owners.files import FileOwner
 
-    recording = [layer for layer in layers if isinstance(layer, (Fail2banLayer, HostsLayer))]
+    recording = [
+        layer for layer in layers if isinstance(layer, (Fail2banLayer, HostsLayer, FileOwner))
+    ]
     for layer in recording:
         layer.change_set = change_set
     try:
