@@ -300,9 +300,7 @@ def bench_me_one_rule(size: int, repeat: int) -> list[tuple[str, str, Timing, Ti
         with Namespace() as ns:
             ns.run("iptables-nft-restore", input=chain_restore(size))
             ours.append(
-                ns.time(
-                    *unban("--fail2ban-conf", empty, "me", BANNED, "--no-ignore", "--no-sshd")
-                )
+                ns.time(*unban("--fail2ban-conf", empty, "me", BANNED, "--no-ignore", "--no-sshd"))
             )
             assert BANNED not in ns.run("iptables-nft-save"), "me left the rule"
     return [
