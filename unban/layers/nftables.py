@@ -25,41 +25,34 @@ undo; for findings another instance read, a rule goes back at its chain's end.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 import shlex
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.path.nft_syntax import (
+    Span,
+    is_native,
+    quote_name,
+    render_rule,
+    span_of,
+)
 from unban.system import first_line, run, which
 
 LAYER = "nftables"
 BACKEND = "nft"
 BLOCKING = ("drop", "reject")
-XTABLES_TABLES = frozenset(
-    [
-        (family, name)
-        for family in ("ip", "ip6")
-        for name in ("filter", "nat", "mangle", "raw", "security")
-    ]
-    + [("bridge", name) for name in ("filter", "nat", "broute")]
-)
 FIREWALLD = ("inet", "firewalld")
 SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 PROTOCOLS = {4: "ip", 6: "ip6"}
 DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
 NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
-
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-
 
 def display_family(nft_family: str) -> str:
     """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
@@ -68,106 +61,6 @@ def display_family(nft_family: str) -> str:
 
 def nft_family(family: str) -> str:
     return NFT_FAMILY.get(family, family)
-
-
-def is_native(family: str, table: str) -> bool:
-    """False for tables iptables-nft (or ebtables/arptables-nft) owns: the xtables layer's."""
-    return family != "arp" and (family, table) not in XTABLES_TABLES
-
-
-_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
-
-
-def quote_name(name: str) -> str:
-    """A table, chain or set name as nft's parser reads it."""
-    return name if _NAME.fullmatch(name) else f'"{name}"'
-
-
-# ---------------------------------------------------------------- values (pure)
-
-
-@dataclass(frozen=True)
-class Span:
-    """A source value from a rule or set (an address, a prefix or a range) as the interval of
-    addresses it covers. Interval tests are address.overlaps/is_targeted for networks, and work
-    for ranges too; integers keep a scan of 100k values fast."""
-
-    text: str  # as nft prints it: 203.0.113.4, 198.18.0.0/22, 10.0.0.1-10.0.0.9
-    version: int
-    low: int
-    high: int
-
-    def network(self) -> str:
-        """The source network for a Finding: a CIDR (203.0.113.4/32), else the range."""
-        first, last = _ip(self.version, self.low), _ip(self.version, self.high)
-        nets = list(ipaddress.summarize_address_range(first, last))
-        return str(nets[0]) if len(nets) == 1 else self.text
-
-    def overlaps(self, target: Network) -> bool:
-        """Holds some address of the target."""
-        return (
-            self.version == target.version
-            and self.low <= int(target.broadcast_address)
-            and self.high >= int(target.network_address)
-        )
-
-    def inside(self, target: Network) -> bool:
-        """Holds nothing outside the target: a targeted finding."""
-        return (
-            self.version == target.version
-            and self.low >= int(target.network_address)
-            and self.high <= int(target.broadcast_address)
-        )
-
-
-def _ip(version: int, value: int) -> Address:
-    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
-
-
-def _address(text: str) -> Optional[tuple[int, int]]:
-    """(version, value) of an address, or None."""
-    for version, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
-        try:
-            return version, int.from_bytes(socket.inet_pton(af, text), "big")
-        except OSError:
-            continue
-    return None
-
-
-def span_of(value: Any) -> Optional[Span]:
-    """A JSON value (`"1.2.3.4"`, `{"prefix": ...}`, `{"range": [...]}`, `{"elem": ...}`) or
-    an element as nft prints it, as a Span; None for anything else (concatenations, names)."""
-    if isinstance(value, dict):
-        if isinstance(value.get("prefix"), dict):
-            prefix = value["prefix"]
-            return span_of(f"{prefix.get('addr')}/{prefix.get('len')}")
-        if isinstance(value.get("range"), list) and len(value["range"]) == 2:
-            first, last = (span_of(v) for v in value["range"])
-            if first is None or last is None or first.version != last.version:
-                return None
-            return Span(f"{first.text}-{last.text}", first.version, first.low, last.high)
-        if isinstance(value.get("elem"), dict):
-            return span_of(value["elem"].get("val"))
-        return None
-    if not isinstance(value, str):
-        return None
-    if "-" in value:
-        low_text, _, high_text = value.partition("-")
-        low, high = _address(low_text), _address(high_text)
-        if low is None or high is None or low[0] != high[0]:
-            return None
-        return Span(value, low[0], low[1], high[1])
-    addr_text, slash, plen_text = value.partition("/")
-    parsed = _address(addr_text)
-    if parsed is None:
-        return None
-    version, addr = parsed
-    bits = 32 if version == 4 else 128
-    plen = int(plen_text) if slash and plen_text.isdigit() else bits
-    if (slash and not plen_text.isdigit()) or plen > bits:
-        return None
-    host = (1 << (bits - plen)) - 1
-    return Span(value, version, addr & ~host, addr | host)
 
 
 # ---------------------------------------------------------------- JSON ruleset (pure)
@@ -261,101 +154,6 @@ def source_matches(rule: Mapping[str, Any]) -> Iterator[SourceMatch]:
         yield SourceMatch(
             rule["chain"], rule["handle"], verdict, payload["protocol"], match.get("right")
         )
-
-
-_BARE_META = ("iif", "oif", "iifname", "oifname")
-_VERDICTS = ("accept", "drop", "return", "continue")
-
-
-def render_rule(rule: Mapping[str, Any]) -> Optional[str]:
-    """A rule's JSON as nft prints it (`nft -s`), for the statements unban meets in ban rules;
-    None when it holds anything else (then the text comes from `nft -a -s list table`)."""
-    words = []
-    for expr in rule.get("expr", []):
-        text = _render_statement(expr)
-        if text is None:
-            return None
-        words.append(text)
-    if "comment" in rule:
-        words.append(f'comment "{rule["comment"]}"')
-    return " ".join(words)
-
-
-def _render_statement(expr: Mapping[str, Any]) -> Optional[str]:
-    if len(expr) != 1:
-        return None
-    ((key, value),) = expr.items()
-    if key in _VERDICTS and value is None:
-        return key
-    if key in ("jump", "goto") and isinstance(value, dict) and "target" in value:
-        return f"{key} {value['target']}"
-    if key == "counter":
-        return "counter"
-    if key == "match" and isinstance(value, dict):
-        return _render_match(value)
-    if key == "reject":
-        if value is None:
-            return "reject"
-        if isinstance(value, dict) and set(value) <= {"type", "expr"}:
-            return " ".join(
-                ["reject with", str(value.get("type")), *filter(None, [value.get("expr")])]
-            )
-        return None
-    if key == "log" and isinstance(value, dict) and set(value) <= {"prefix", "level"}:
-        words = ["log"]
-        if "prefix" in value:
-            words.append(f'prefix "{value["prefix"]}"')
-        if value.get("level", "warn") != "warn":
-            words.append(f"level {value['level']}")
-        return " ".join(words)
-    if key == "limit" and isinstance(value, dict) and set(value) <= {"rate", "per", "burst", "inv"}:
-        words = [
-            "limit rate",
-            *(["over"] if value.get("inv") else []),
-            f"{value.get('rate')}/{value.get('per')}",
-        ]
-        if value.get("burst", 5) != 5:
-            words.append(f"burst {value['burst']} packets")
-        return " ".join(words)
-    return None
-
-
-def _render_match(match: Mapping[str, Any]) -> Optional[str]:
-    left = match.get("left")
-    op = match.get("op")
-    quote = False
-    if isinstance(left, dict) and isinstance(left.get("payload"), dict):
-        payload = left["payload"]
-        if "protocol" not in payload or "field" not in payload:
-            return None
-        subject = f"{payload['protocol']} {payload['field']}"
-    elif isinstance(left, dict) and isinstance(left.get("meta"), dict):
-        key = left["meta"].get("key")
-        subject = key if key in _BARE_META else f"meta {key}"
-        quote = key in ("iifname", "oifname")
-    elif isinstance(left, dict) and isinstance(left.get("ct"), dict) and len(left["ct"]) == 1:
-        subject = f"ct {left['ct'].get('key')}"
-    else:
-        return None
-    right = _render_value(match.get("right"), quote)
-    if right is None or op not in ("==", "!=", "in"):
-        return None
-    return f"{subject} {'!= ' if op == '!=' else ''}{right}"
-
-
-def _render_value(value: Any, quote: bool = False) -> Optional[str]:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, str)):
-        return f'"{value}"' if quote and isinstance(value, str) else str(value)
-    if isinstance(value, list):
-        parts = [_render_value(v) for v in value]
-        return None if None in parts else ",".join(str(p) for p in parts)
-    if isinstance(value, dict) and isinstance(value.get("set"), list):
-        parts = [_render_value(v, quote) for v in value["set"]]
-        return None if None in parts else "{ " + ", ".join(str(p) for p in parts) + " }"
-    span = span_of(value) if isinstance(value, dict) else None
-    return span.text if span is not None else None
 
 
 @dataclass(frozen=True)
