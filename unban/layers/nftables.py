@@ -26,7 +26,6 @@ undo; for findings another instance read, a rule goes back at its chain's end.
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +34,18 @@ from typing import Any, Optional
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.model import Batch, Finding, LayerStatus, Step
+from unban.layers.nft_lifts import (
+    FIREWALLD,
+    Key,
+    build_batches,
+    chain_of,
+    is_changeable,
+    nft_family,
+    resolve,
+)
+from unban.model import Batch, Finding, LayerStatus
+from unban.path.model import Hop, SourceKey
+from unban.path.nft_lookups import parse_get_element
 from unban.path.nft_syntax import (
     Span,
     is_native,
@@ -48,19 +58,14 @@ from unban.system import first_line, run, which
 LAYER = "nftables"
 BACKEND = "nft"
 BLOCKING = ("drop", "reject")
-FIREWALLD = ("inet", "firewalld")
 SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 PROTOCOLS = {4: "ip", 6: "ip6"}
 DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
-NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
+
 
 def display_family(nft_family: str) -> str:
     """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
     return DISPLAY_FAMILY.get(nft_family, nft_family)
-
-
-def nft_family(family: str) -> str:
-    return NFT_FAMILY.get(family, family)
 
 
 # ---------------------------------------------------------------- JSON ruleset (pure)
@@ -495,96 +500,42 @@ def set_finding(
     )
 
 
-def is_changeable(finding: Finding) -> bool:
-    """firewalld's table is left to firewall-cmd."""
-    return (nft_family(finding.family), finding.table) != FIREWALLD
+def path_finding(
+    hop: Hop,
+    key: Optional[SourceKey],
+    verdict: str,
+    network: str,
+    *,
+    lift: str = "",
+    ports: tuple[int, ...] = (),
+) -> Finding:
+    """A Finding this layer can lift, for a native nft hop the path evaluator reports.
 
-
-Key = tuple[str, str, str]  # nft family, table, chain or set
-
-
-def build_batches(
-    findings: Sequence[Finding],
-    orders: Optional[Mapping[Key, Sequence[int]]] = None,
-    extras: Optional[Mapping[tuple[str, str, str, str], str]] = None,
-) -> list[Batch]:
-    """One `nft -f -` transaction per table. Pure.
-
-    `orders` (rule handles of each chain, in order) puts re-added rules back where they were;
-    `extras` keeps a deleted element's timeout, expiry and comment for the undo.
-    """
-    orders = orders or {}
-    extras = extras or {}
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for finding in findings:
-        if finding.layer == LAYER and is_changeable(finding):
-            groups.setdefault((nft_family(finding.family), finding.table), []).append(finding)
-    batches = []
-    for (family, table), group in groups.items():
-        steps: list[Step] = []
-        payload: list[str] = []
-        undo: list[str] = []
-        seen: set[tuple[str, str, str]] = set()
-        deleted = {(f.chain or "", f.handle) for f in group if f.set_name is None}
-        anchors = _anchors(family, table, orders, deleted)
-        for finding in group:
-            chain = finding.chain or ""
-            if finding.set_name is not None and finding.element is not None:
-                key = ("element", finding.set_name, finding.element)
-                extra = extras.get((family, table, finding.set_name, finding.element), "")
-                where = [family, quote_name(table), quote_name(finding.set_name)]
-                do = ["delete", "element", *where, f"{{ {finding.element} }}"]
-                back = [
-                    "add",
-                    "element",
-                    *where,
-                    f"{{ {' '.join(filter(None, [finding.element, extra]))} }}",
-                ]
-            elif finding.handle is not None:
-                key = ("rule", chain, str(finding.handle))
-                where = [family, quote_name(table), quote_name(chain)]
-                do = ["delete", "rule", *where, "handle", str(finding.handle)]
-                anchor = anchors.get((chain, finding.handle))
-                back = (
-                    ["insert", "rule", *where, "position", str(anchor), finding.rule]
-                    if anchor is not None
-                    else ["add", "rule", *where, finding.rule]
-                )
-            else:
-                continue
-            if key in seen:
-                continue
-            seen.add(key)
-            payload.append(" ".join(do))
-            undo.append(" ".join(back))
-            steps.append(Step(finding, shlex.join(["nft", *do]), shlex.join(["nft", *back])))
-        if steps:
-            batches.append(
-                Batch(LAYER, f"{family} {table}", tuple(steps), tuple(payload), tuple(undo))
-            )
-    return batches
-
-
-def _anchors(
-    family: str,
-    table: str,
-    orders: Mapping[Key, Sequence[int]],
-    deleted: set[tuple[str, Optional[int]]],
-) -> dict[tuple[str, int], int]:
-    """For each deleted rule, the next rule of its chain that stays: re-inserting each deleted
-    rule before that one, in the order of the deletions, rebuilds the chain's order. A deleted
-    rule with none after it (or of a chain `find` did not read) is re-added at the chain's end.
-    """
-    anchors: dict[tuple[str, int], int] = {}
-    for chain in {c for c, _h in deleted}:
-        following: Optional[int] = None
-        for handle in reversed(orders.get((family, table, chain), ())):
-            if (chain, handle) in deleted:
-                if following is not None:
-                    anchors[(chain, handle)] = following
-            else:
-                following = handle
-    return anchors
+    `key` (one of hop.keys) says what to take away: a named set or map element (`set`), an
+    element of the rule's anonymous set or map (`anonymous`), or the rule itself (`address`,
+    or None: e.g. `ip saddr ADDR goto deny`). `lift="admit"`: insert an accept for `network`
+    to `ports` at the top of hop.chain, which must be the base chain that decides."""
+    set_name = key.name if key is not None and key.kind == "set" else None
+    element = key.value if key is not None and key.kind in ("set", "anonymous") else None
+    return Finding(
+        layer=LAYER,
+        backend=BACKEND,
+        family=display_family(hop.family),
+        table=hop.table,
+        chain=hop.chain,
+        line=None,
+        handle=hop.handle,
+        rule=hop.rule,
+        verdict=verdict,
+        owner=owner(hop.family, hop.table, hop.chain, set_name),
+        network=network,
+        targeted=key.targeted if key is not None and not lift else False,
+        set_name=set_name,
+        element=element,
+        lift=lift,
+        ports=ports,
+        on_path=True,
+    )
 
 
 # ---------------------------------------------------------------- adapter
@@ -769,14 +720,70 @@ class NftablesLayer:
     # ------------------------------------------------------------ changing
 
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
+        self._learn(findings)
         return build_batches(findings, self._orders, self._extras)
+
+    def _learn(self, findings: Sequence[Finding]) -> None:
+        """What the undo needs that `find` did not read, for findings another reader (the
+        path evaluator) made: an element's timeout, comment and map value (`get element`),
+        the order of a chain whose rule is deleted (`nft -a -s -t list chain`)."""
+        for finding in findings:
+            if finding.layer != LAYER or not is_changeable(finding) or finding.lift:
+                continue
+            family = nft_family(finding.family)
+            if finding.set_name is not None and finding.element is not None:
+                key = (family, finding.table, finding.set_name, finding.element)
+                if key not in self._extras:
+                    self._extras[key] = self._element_extras(*key)
+            elif finding.handle is not None and finding.chain:
+                chain_key = (family, finding.table, finding.chain)
+                if chain_key not in self._orders:
+                    rules = self._chain_rules(*chain_key)
+                    self._orders[chain_key] = [h for h, _t in rules]
+
+    def _element_extras(self, family: str, table: str, set_name: str, element: str) -> str:
+        """`timeout 1h expires 59m comment "x"` and a map's ` : VALUE` for the re-add."""
+        base = [family, quote_name(table), quote_name(set_name), f"{{ {element} }}"]
+        got = run(LAYER, ["nft", "get", "element", *base], check=False)
+        if got.returncode != 0:
+            return ""
+        for shown, value, extras in parse_get_element(got.stdout):
+            if shown == element:
+                return " ".join(filter(None, [extras, f": {value}" if value else ""]))
+        return ""
+
+    def _chain_rules(self, family: str, table: str, chain: str) -> list[tuple[int, str]]:
+        """(handle, text) of the chain's rules, in order, as `nft -a -s` prints them."""
+        argv = ["nft", "-a", "-s", "-t", "list", "chain", family, quote_name(table)]
+        result = run(LAYER, [*argv, quote_name(chain)], check=False)
+        tables = parse_table_text(result.stdout) if result.returncode == 0 else []
+        return [r for c in (tables[0].chains if tables else []) for r in c.rules]
 
     def apply(self, batch: Batch) -> None:
         self._check_rules(batch)
         self._transaction(batch, batch.payload, "changes")
 
     def revert(self, batch: Batch) -> None:
-        self._transaction(batch, batch.undo_payload, "undo")
+        """The undo lines; one that finds its rule by text (a replaced rule, an admit) gets
+        that rule's handle from a fresh listing of the chain."""
+        family, table = batch.scope.split(" ", 1)
+        listed: dict[str, list[tuple[int, str]]] = {}
+        lines = []
+        for line in batch.undo_payload:
+            chain = chain_of(str(line))
+            if chain is not None and chain not in listed:
+                listed[chain] = self._chain_rules(family, table, chain)
+            resolved = resolve(str(line), listed.get(chain or "", []))
+            if resolved is None:
+                if chain is not None and "delete rule" in str(line):
+                    continue  # the admitted rule is gone already: nothing to take out
+                raise LayerError(
+                    LAYER,
+                    f"cannot undo in table {batch.scope}: no rule in chain {chain} is now "
+                    f"{str(line)!r}; nothing in that table was changed",
+                )
+            lines.append(resolved)
+        self._transaction(batch, lines, "undo")
 
     def _transaction(self, batch: Batch, lines: Sequence[str], what: str) -> None:
         self._tables = None
@@ -797,7 +804,7 @@ class NftablesLayer:
         wanted = {
             (s.finding.chain, s.finding.handle): s.finding.rule
             for s in batch.steps
-            if s.finding.set_name is None
+            if s.finding.set_name is None and s.finding.lift != "admit"
         }
         for chain in sorted({c for c, _h in wanted if c}):
             result = run(

@@ -144,7 +144,9 @@ def _walk_base_chain(
     if entry is not None:
         hop = Hop(BACKEND, table.family, table.name, name, _hook_text(chain, device))
         outcomes = [
-            Outcome(o.verdict, o.hop, o.detail, o.path, (Assumption(hop, True, entry), *o.assumptions))
+            Outcome(
+                o.verdict, o.hop, o.detail, o.path, (Assumption(hop, True, entry), *o.assumptions)
+            )
             for o in outcomes
         ] + [Outcome(ACCEPT, hop, "not on this interface", (), (Assumption(hop, False, entry),))]
     return ChainWalk(
@@ -176,9 +178,7 @@ _State = tuple[str, int, tuple[tuple[str, int], ...], tuple[Hop, ...], tuple[Ass
 class ChainWalker:
     """Every way the SYN can leave one base chain."""
 
-    def __init__(
-        self, table: NftTable, start: str, chain: Mapping[str, Any], ctx: Context
-    ) -> None:
+    def __init__(self, table: NftTable, start: str, chain: Mapping[str, Any], ctx: Context) -> None:
         self.table = table
         self.start = start
         self.ctx = ctx
@@ -238,7 +238,9 @@ class ChainWalker:
                 if kind == "return":
                     if not stack:
                         detail = f"policy {self.policy}"
-                        outcomes.append(Outcome(self.policy, self.policy_hop, detail, path, assumed))
+                        outcomes.append(
+                            Outcome(self.policy, self.policy_hop, detail, path, assumed)
+                        )
                         break
                     chain, index = stack[-1]
                     stack = stack[:-1]

@@ -240,7 +240,7 @@ def _vmap(
             return Action("unknown", detail=f"vmap verdict {json.dumps(item[1])}"), None
         entry = f"{_element_text(item[0])} : {action.detail}"
         if match is Match.YES:
-            keys = _anonymous_keys(subject, item[0])
+            keys = _anonymous_keys(subject, {"set": [item[0]]})
             return _from_map(action, entry), (Match.YES, "", keys)
         if match is Match.MAYBE:
             maybes.append((_from_map(action, entry), why))
@@ -263,9 +263,7 @@ def _from_map(action: Action, entry: str) -> Action:
 # ---------------------------------------------------------------- matches
 
 
-def match_expression(
-    match: Mapping[str, Any], ctx: Context
-) -> tuple[Match, str, list[SourceKey]]:
+def match_expression(match: Mapping[str, Any], ctx: Context) -> tuple[Match, str, list[SourceKey]]:
     op, right = match.get("op"), match.get("right")
     subject = subject_of(match.get("left"), ctx)
     negated = op == "!="
@@ -289,7 +287,7 @@ def match_expression(
 def _all_ports(right: Any) -> bool:
     if isinstance(right, dict) and isinstance(right.get("range"), list):
         low, high = right["range"]
-        return low == 0 and high == 65535
+        return bool(low == 0 and high == 65535)
     if isinstance(right, dict) and isinstance(right.get("set"), list):
         return any(_all_ports(v) for v in right["set"])
     return False
