@@ -1,19 +1,16 @@
 """Kernel lookups for the nft path evaluator: which element of a named set or map holds a key,
 and which device an ingress chain is on. The only part of unban.path that runs nft (argv lists).
 
-How (nft 1.0.6, 100,000 elements, one set in the ruleset, in a netns on this project's 2-core
-machine under other engineers' load; medians of 5):
+How (nft 1.0.6, 100,000 elements, each kind the only set of a netns's ruleset, on this
+project's 2-core machine shared with other engineers; scripts/bench_nft_lookups.py, medians,
+two runs, ms):
 
-| set, lookup                                | present | absent |
-| ------------------------------------------ | ------- | ------ |
-| hash set, `nft -c delete element`          | 20 ms   | 16 ms  |
-| concatenation, `nft -c delete element`     | 24 ms   | 23 ms  |
-| map, `nft -c delete element`               | 24 ms   | 24 ms  |
-| interval set, `nft -c delete element`      | 1.3 s   | 1.8 s  |
-| hash set / map / concatenation, `get element` | 0.46 / 0.82 / 1.07 s | |
-| interval set, `nft get element`            | 0.98 s  |        |
-| `nft -j -t list table` of that table       | 0.6-1.7 s |      |
-| `nft list chains` (ingress devices)        | 8-12 ms |        |
+| set of 100k      | `-c delete element` present / absent | `get element` | `-j -t list table` |
+| ---------------- | ------------------------------------ | ------------- | ------------------ |
+| hash (ipv4_addr) | 20-25 / 16                           | 418-462       | 608-623            |
+| concatenation    | 23-24 / 16-23                        | 1074-1535     | 1334-1377          |
+| verdict map      | 20-24 / 23-24                        | 819-1800      | 881-1978           |
+| interval         | 1302-1415 / 1772-2013                | 766-978       | 1079-1704          |
 
 `nft -c delete element` is the kernel's own lookup in a transaction that is then aborted:
 nothing is listed or changed; rc 1 when the key is absent. `get element` first fetches every

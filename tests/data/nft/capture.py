@@ -22,11 +22,29 @@ def main() -> None:
         def nft(*args: str, stdin: str = "") -> str:
             return subprocess.run(
                 ["ip", "netns", "exec", ns, "nft", *args],
-                input=stdin, capture_output=True, text=True, check=True,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
 
         subprocess.run(
-            ["ip", "netns", "exec", ns, "ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth8"], check=True
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "ip",
+                "link",
+                "add",
+                "eth9",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth8",
+            ],
+            check=True,
         )
         nft("-f", "-", stdin=(HERE / "corpus.nft").read_text())
         tables = json.loads(nft("-j", "list", "tables"))["nftables"]
@@ -34,7 +52,9 @@ def main() -> None:
         for item in tables:
             if "table" in item:
                 family, name = item["table"]["family"], item["table"]["name"]
-                docs[f"{family} {name}"] = json.loads(nft("-j", "-t", "list", "table", family, name))
+                docs[f"{family} {name}"] = json.loads(
+                    nft("-j", "-t", "list", "table", family, name)
+                )
                 texts.append(nft("-a", "-s", "-t", "list", "table", family, name))
         (HERE / "corpus.json").write_text(json.dumps(docs, indent=1) + "\n")
         (HERE / "corpus.txt").write_text("".join(texts))
