@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import CLIENT4, CLIENT6, SERVER4, SERVER6, Link, SshdFactory
+from unban.address import parse_target
 from unban.layers.nftables import NftablesLayer, path_finding
 from unban.path.model import BLOCKS, CLEAR, ChainWalk, Outcome, Packet, SourceKey
 from unban.path.nft import walk_tables
@@ -141,6 +142,7 @@ def connect(link: Link, host: str, timeout: float = 1.5) -> str:
 
 
 def native_docs(link: Link) -> list[dict[str, Any]]:
+    """`nft -j -t list table` of every table."""
     tables = json.loads(link.server.run("nft", "-j", "list", "tables").stdout)["nftables"]
     docs = []
     for item in tables:
@@ -152,10 +154,24 @@ def native_docs(link: Link) -> list[dict[str, Any]]:
 
 
 def evaluate(link: Link, version: int, dev: Optional[str]) -> list[ChainWalk]:
+    """The walk over the documents the nftables layer's find read (as find will run it)."""
     source = ipaddress.ip_address(CLIENT4 if version == 4 else CLIENT6)
     server = ipaddress.ip_address(SERVER4 if version == 4 else SERVER6)
-    docs = native_docs(link)
+    everything = native_docs(link)
     with link.server.entered():
+        layer = NftablesLayer()
+        layer.find(parse_target(str(source)))
+        docs = layer.path_documents()
+        read = {
+            (d["nftables"][1]["table"]["family"], d["nftables"][1]["table"]["name"]) for d in docs
+        }
+        assert read == {
+            (d["nftables"][1]["table"]["family"], d["nftables"][1]["table"]["name"])
+            for d in everything
+            if any("chain" in i for i in d["nftables"])
+            and d["nftables"][1]["table"]["family"]
+            in ("inet", "netdev", "ip" if version == 4 else "ip6")
+        }
         lookups = NftLookups(docs)
         devices = ingress_devices()
         packet = Packet(source, 22, destination=server, in_interface=dev)

@@ -455,3 +455,16 @@ def test_depth_and_ways_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert walk.outcomes[-1].verdict == "unknown"
     assert walk.outcomes[-1].detail == "too many ways through the chains to follow"
     assert walk.verdict == MAY_BLOCK
+
+
+def test_queue_hands_the_verdict_to_a_program() -> None:
+    """This machine's kernel has no nft_queue, so the rule could not be captured: its JSON is
+    the shape libnftables-json(5) documents for the queue statement."""
+    doc = only("ip t4", "input", ["return"])
+    for item in doc["nftables"]:
+        if "rule" in item and item["rule"]["chain"] == "input":
+            item["rule"]["expr"] = [{"queue": {"num": 3, "flags": ["bypass"]}}]
+    ((verdict, rule, detail),) = ways(walk_of(doc, "input"))
+    assert verdict == "unknown"
+    assert rule == '{"queue":{"num":3,"flags":["bypass"]}}'  # not printed by render_rule
+    assert detail.endswith(": a userspace program decides")

@@ -551,6 +551,7 @@ class NftablesLayer:
         self._error = ""
         self._orders: dict[Key, list[int]] = {}
         self._extras: dict[tuple[str, str, str, str], str] = {}
+        self._docs: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -597,7 +598,9 @@ class NftablesLayer:
             raise LayerError(
                 LAYER, f"'nft list table {family} {table}' failed: {first_line(result.stderr)}"
             )
-        return parse_table_json(json.loads(result.stdout), family, table)
+        doc = json.loads(result.stdout)
+        self._docs[(family, table)] = doc
+        return parse_table_json(doc, family, table)
 
     def _table_text(self, family: str, table: str, *, full: bool = False) -> Optional[TextTable]:
         argv = ["nft", "-a", "-s", "list", "table", family, quote_name(table)]
@@ -611,10 +614,16 @@ class NftablesLayer:
         parsed = parse_table_text(result.stdout)
         return parsed[0] if parsed else None
 
+    def path_documents(self) -> list[dict[str, Any]]:
+        """The `nft -j -t list table` documents the last `find` read (every native table with
+        chains of a family that sees the target), for unban.path.nft.walk_tables."""
+        return list(self._docs.values())
+
     def find(self, target: Network) -> list[Finding]:
         if not self._present():
             return []
         self._tables = None
+        self._docs = {}
         tables = [
             (family, name)
             for family, name in self.tables(with_chains=True)

@@ -42,6 +42,7 @@ class NftLookups(NoLookups):
     unknown here (the caller's Lookups answers those and delegates `nft_element` to this)."""
 
     def __init__(self, docs: Sequence[Mapping[str, Any]] = ()) -> None:
+        self._asked: dict[tuple[str, str, str, str], NftElement] = {}
         self._kinds: dict[tuple[str, str, str], tuple[bool, bool]] = {}
         for doc in docs:
             for item in doc.get("nftables", []):
@@ -54,6 +55,13 @@ class NftLookups(NoLookups):
                         self._kinds[key] = ("interval" in flags, kind == "map")
 
     def nft_element(self, family: str, table: str, name: str, key: str) -> NftElement:
+        """Each key is asked once (several ways through the chains may ask it again)."""
+        asked = (family, table, name, key)
+        if asked not in self._asked:
+            self._asked[asked] = self._lookup(family, table, name, key)
+        return self._asked[asked]
+
+    def _lookup(self, family: str, table: str, name: str, key: str) -> NftElement:
         base = [family, quote_name(table), quote_name(name), f"{{ {key} }}"]
         interval, is_map = self._kinds.get((family, table, name), (True, True))
         if not interval:
