@@ -44,8 +44,9 @@ from unban.layers.nft_lifts import (
     resolve,
 )
 from unban.model import Batch, Finding, LayerStatus
-from unban.path.model import Hop, SourceKey
-from unban.path.nft_lookups import parse_get_element
+from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
+from unban.path.nft import walk_tables
+from unban.path.nft_lookups import ingress_devices, parse_get_element
 from unban.path.nft_syntax import (
     Span,
     is_native,
@@ -552,6 +553,7 @@ class NftablesLayer:
         self._orders: dict[Key, list[int]] = {}
         self._extras: dict[tuple[str, str, str, str], str] = {}
         self._docs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._devices: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -614,6 +616,10 @@ class NftablesLayer:
         parsed = parse_table_text(result.stdout)
         return parsed[0] if parsed else None
 
+    def walks(self, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
+        """The SYN's way through every native base chain, from what `find` read."""
+        return walk_tables(self.path_documents(), packet, lookups, self._devices)
+
     def path_documents(self) -> list[dict[str, Any]]:
         """The `nft -j -t list table` documents the last `find` read (every native table with
         chains of a family that sees the target), for unban.path.nft.walk_tables."""
@@ -632,7 +638,15 @@ class NftablesLayer:
         # One nft process per table, run side by side: each waits mostly on the kernel's dump.
         with ThreadPoolExecutor(max_workers=min(4, len(tables) or 1)) as pool:
             found = pool.map(lambda t: self._find_in(t[0], t[1], target), tables)
-            return [finding for findings in found for finding in findings]
+            findings = [finding for findings in found for finding in findings]
+        # nft 1.0.6's JSON leaves an ingress chain's device out: `nft list chains` says it.
+        ingress = any(
+            "chain" in item and item["chain"].get("hook") == "ingress"
+            for doc in self._docs.values()
+            for item in doc.get("nftables", [])
+        )
+        self._devices = ingress_devices() if ingress else {}
+        return findings
 
     def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
         table = self._table_json(family, name)
