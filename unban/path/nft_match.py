@@ -12,12 +12,13 @@ other ct keys do not match.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from unban.path.model import IPAddress, Lookups, Match, NftElement, Packet, SourceKey
 from unban.path.nft_syntax import Span, render_statement, span_of
+from unban.path.tristate import and_, and_all, bool_, negate, or_
 
 TCP = "tcp"
 TCP_NUMBER = 6
@@ -575,35 +576,3 @@ def _element_text(item: Any) -> str:
     if isinstance(item, dict) and isinstance(item.get("range"), list):
         return "-".join(str(v) for v in item["range"])
     return str(item)
-
-
-# ---------------------------------------------------------------- three-valued logic
-
-
-def bool_(value: bool) -> Match:
-    return Match.YES if value else Match.NO
-
-
-def negate(value: Match) -> Match:
-    if value is Match.MAYBE:
-        return value
-    return Match.NO if value is Match.YES else Match.YES
-
-
-def and_(a: Match, b: Match) -> Match:
-    if Match.NO in (a, b):
-        return Match.NO
-    return Match.YES if a is b is Match.YES else Match.MAYBE
-
-
-def and_all(values: Sequence[Match]) -> Match:
-    result = Match.YES
-    for value in values:
-        result = and_(result, value)
-    return result
-
-
-def or_(values: Sequence[Match]) -> Match:
-    if Match.YES in values:
-        return Match.YES
-    return Match.MAYBE if Match.MAYBE in values else Match.NO

@@ -137,8 +137,7 @@ def span_of(value: Any) -> Optional[Span]:
 
 # ---------------------------------------------------------------- rule text
 
-_BARE_META = ("iif", "oif", "iifname", "oifname")
-_QUOTED_META = ("iif", "oif", "iifname", "oifname")
+_BARE_META = ("iif", "oif", "iifname", "oifname")  # printed without `meta`, values quoted
 _HEX_KEYS = ("mark",)
 _VERDICTS = ("accept", "drop", "return", "continue")
 _OWN_UNREACHABLE = {"ip": "icmp", "ip6": "icmpv6"}
@@ -271,7 +270,7 @@ def _quoted(left: Any) -> bool:
     return (
         isinstance(left, dict)
         and isinstance(left.get("meta"), dict)
-        and left["meta"].get("key") in _QUOTED_META
+        and left["meta"].get("key") in _BARE_META
     )
 
 
