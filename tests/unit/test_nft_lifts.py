@@ -171,3 +171,11 @@ def test_ingress_devices_from_nft_list_chains() -> None:
         ("inet", "ti", "ingress"): ("lo",),
         ("netdev", "nd", "ing"): ("eth0", "eth1"),
     }
+
+
+def test_a_swap_to_a_text_the_chain_already_has_is_declined() -> None:
+    rule = f"ip saddr {{ 192.0.2.1, {ADDR} }} drop"
+    finding = path_finding(hop(rule), SourceKey("anonymous", ADDR, True), "drop", f"{ADDR}/32")
+    texts = {("ip", "t", "input"): ["ip saddr 192.0.2.1 drop", rule]}
+    assert build_batches([finding], texts=texts) == []  # the undo could not tell them apart
+    assert len(build_batches([finding], texts={("ip", "t", "input"): [rule]})) == 1

@@ -131,14 +131,18 @@ def build_batches(
     findings: Sequence[Finding],
     orders: Optional[Mapping[Key, Sequence[int]]] = None,
     extras: Optional[Mapping[tuple[str, str, str, str], str]] = None,
+    texts: Optional[Mapping[Key, Sequence[str]]] = None,
 ) -> list[Batch]:
     """One `nft -f -` transaction per table.
 
     `orders` (rule handles of each chain, in order) puts re-added rules back where they were;
     `extras` keeps a deleted element's timeout, expiry, comment and map value (`: drop`) for
-    the undo. A finding none of the lifts above fits is left out (declined).
+    the undo; `texts` (each chain's rule texts) declines swapping a rule for a text its chain
+    already has, which the undo could not tell apart. A finding none of the lifts above fits
+    is left out (declined).
     """
     orders = orders or {}
+    texts = texts or {}
     extras = extras or {}
     groups: dict[tuple[str, str], list[Finding]] = {}
     for finding in findings:
@@ -153,7 +157,7 @@ def build_batches(
         deleted = {(f.chain or "", f.handle) for f in group if _deletes_rule(f)}
         anchors = _anchors(family, table, orders, deleted)
         for finding in group:
-            lift = _lift(finding, family, table, anchors, extras)
+            lift = _lift(finding, family, table, anchors, extras, texts)
             if lift is None or lift[0] in seen:
                 continue
             key, do, back, undo_line, undo_command = lift
@@ -197,6 +201,7 @@ def _lift(
     table: str,
     anchors: Mapping[tuple[str, int], int],
     extras: Mapping[tuple[str, str, str, str], str],
+    texts: Mapping[Key, Sequence[str]],
 ) -> Optional[_Lift]:
     kind = _kind(finding)
     chain = finding.chain or ""
@@ -227,7 +232,7 @@ def _lift(
     if kind == "anonymous":
         assert finding.element is not None
         rest = without_element(finding.rule, finding.element)
-        if rest is None:
+        if rest is None or rest in texts.get((family, table, chain), ()):
             return None
         if rest:
             # Not `replace rule`: nft 1.0.6 aborts (interval_set_eval assertion) replacing a

@@ -554,6 +554,7 @@ class NftablesLayer:
         self._extras: dict[tuple[str, str, str, str], str] = {}
         self._docs: dict[tuple[str, str], dict[str, Any]] = {}
         self._devices: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._texts: dict[Key, list[str]] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -744,12 +745,13 @@ class NftablesLayer:
 
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
         self._learn(findings)
-        return build_batches(findings, self._orders, self._extras)
+        return build_batches(findings, self._orders, self._extras, self._texts)
 
     def _learn(self, findings: Sequence[Finding]) -> None:
         """What the undo needs that `find` did not read, for findings another reader (the
         path evaluator) made: an element's timeout, comment and map value (`get element`),
-        the order of a chain whose rule is deleted (`nft -a -s -t list chain`)."""
+        the order and texts of a chain whose rule is deleted or swapped (`nft -a -s -t list
+        chain`)."""
         for finding in findings:
             if finding.layer != LAYER or not is_changeable(finding) or finding.lift:
                 continue
@@ -760,9 +762,10 @@ class NftablesLayer:
                     self._extras[key] = self._element_extras(*key)
             elif finding.handle is not None and finding.chain:
                 chain_key = (family, finding.table, finding.chain)
-                if chain_key not in self._orders:
+                if chain_key not in self._texts:
                     rules = self._chain_rules(*chain_key)
                     self._orders[chain_key] = [h for h, _t in rules]
+                    self._texts[chain_key] = [t for _h, t in rules]
 
     def _element_extras(self, family: str, table: str, set_name: str, element: str) -> str:
         """`timeout 1h expires 59m comment "x"` and a map's ` : VALUE` for the re-add."""
