@@ -109,6 +109,15 @@ CORPUS = [
     ("a return from a jumped chain, then the policy",
      "table inet r {{ chain sub {{ {saddr} {addr} return; drop; }}\n chain input {{ type filter"
      " hook input priority 0; policy accept; jump sub; }} }}", True),
+    ("ct state new before conntrack (raw priority): the SYN is invalid there",
+     "table inet early {{ chain pre {{ type filter hook prerouting priority -300;"
+     " ct state new drop; }} }}", True),
+    ("ct state invalid before conntrack",
+     "table inet early {{ chain pre {{ type filter hook prerouting priority -300;"
+     " ct state invalid drop; }} }}", False),
+    ("ct state new after conntrack",
+     "table inet late {{ chain pre {{ type filter hook prerouting priority 0;"
+     " ct state new tcp dport 22 drop; }} }}", False),
     ("a nat chain that only accepts",
      "table ip n4 {{ chain pre {{ type nat hook prerouting priority dstnat; tcp dport 2222"
      " accept; }} }}", True),
@@ -217,6 +226,11 @@ def test_without_the_interface_an_ingress_drop_may_block(link: Link, server: str
                                                                    "may block")  # fmt: skip
     assert [o.verdict for o in walk.outcomes] == ["drop", "accept"]
     assert walk.outcomes[0].assumptions[0].matched is True
+    # the layer's walks, without a find first: it reads the tables itself
+    syn = Packet(ipaddress.ip_address(CLIENT4), 22, ipaddress.ip_address(SERVER4), server)
+    with link.server.entered():
+        (walk,) = NftablesLayer().walks(syn, NftLookups())
+    assert (walk.table, walk.device, walk.verdict) == ("nd", server, BLOCKS)
 
 
 # ---------------------------------------------------------------- lifts

@@ -19,8 +19,13 @@ iptables-nft rules; `nft list tables` and `nft -t list ruleset` fetch every rule
 firewalld: findings in `table inet firewalld` have owner "firewalld", and `plan` leaves them out
 (firewalld rewrites that table from its own config: change it with firewall-cmd); `status` and
 `listings` say so.
-Plans are pure, but use what `find` read (each chain's rule order, each element's timeout) for the
-undo; for findings another instance read, a rule goes back at its chain's end.
+The path evaluator (unban.path.nft) walks the same documents `find` read (`walks`,
+`path_documents`); `path_finding` turns a hop it reports into a finding this layer lifts, and
+unban.layers.nft_lifts says how each kind is lifted (set or map element, rule, anonymous
+element, admit).
+Plans are pure (build_batches), but use what `find` read (each chain's rule order, each
+element's timeout) for the undo; for findings the evaluator made, `plan` first reads what the
+undo needs (`get element` for the element, `nft -a -s -t list chain` for the chain).
 """
 
 from __future__ import annotations
@@ -555,6 +560,7 @@ class NftablesLayer:
         self._docs: dict[tuple[str, str], dict[str, Any]] = {}
         self._devices: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self._texts: dict[Key, list[str]] = {}
+        self._docs_version: Optional[int] = None  # the IP version `_docs` were read for
 
     # ------------------------------------------------------------ reading
 
@@ -618,7 +624,15 @@ class NftablesLayer:
         return parsed[0] if parsed else None
 
     def walks(self, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
-        """The SYN's way through every native base chain, from what `find` read."""
+        """The SYN's way through every native base chain, from what `find` read (the tables
+        are read here when `find` did not run for the packet's family)."""
+        if not self._present():
+            return []
+        if self._docs_version != packet.version:
+            self._tables = None
+            for family, name in self._tables_seeing(packet.version):
+                self._table_json(family, name)
+            self._read_devices(packet.version)
         return walk_tables(self.path_documents(), packet, lookups, self._devices)
 
     def path_documents(self) -> list[dict[str, Any]]:
@@ -630,24 +644,33 @@ class NftablesLayer:
         if not self._present():
             return []
         self._tables = None
-        self._docs = {}
-        tables = [
-            (family, name)
-            for family, name in self.tables(with_chains=True)
-            if family not in ("ip", "ip6") or family == PROTOCOLS[target.version]
-        ]
+        tables = self._tables_seeing(target.version)
         # One nft process per table, run side by side: each waits mostly on the kernel's dump.
         with ThreadPoolExecutor(max_workers=min(4, len(tables) or 1)) as pool:
             found = pool.map(lambda t: self._find_in(t[0], t[1], target), tables)
             findings = [finding for findings in found for finding in findings]
-        # nft 1.0.6's JSON leaves an ingress chain's device out: `nft list chains` says it.
+        self._read_devices(target.version)
+        return findings
+
+    def _tables_seeing(self, version: int) -> list[tuple[str, str]]:
+        """The native tables with chains of a family that sees an IPv`version` packet; starts
+        a new set of documents for the walk."""
+        self._docs = {}
+        return [
+            (family, name)
+            for family, name in self.tables(with_chains=True)
+            if family not in ("ip", "ip6") or family == PROTOCOLS[version]
+        ]
+
+    def _read_devices(self, version: int) -> None:
+        """nft 1.0.6's JSON leaves an ingress chain's device out: `nft list chains` says it."""
         ingress = any(
             "chain" in item and item["chain"].get("hook") == "ingress"
             for doc in self._docs.values()
             for item in doc.get("nftables", [])
         )
         self._devices = ingress_devices() if ingress else {}
-        return findings
+        self._docs_version = version
 
     def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
         table = self._table_json(family, name)
