@@ -468,3 +468,16 @@ def test_queue_hands_the_verdict_to_a_program() -> None:
     assert verdict == "unknown"
     assert rule == '{"queue":{"num":3,"flags":["bypass"]}}'  # not printed by render_rule
     assert detail.endswith(": a userspace program decides")
+
+
+def test_see_through_walks_go_on_past_each_refusal() -> None:
+    doc = only("ip t4", "input", ["ip saddr 203.0.113.4 jump deny",
+                                  "ip saddr { 192.0.2.0/24, 203.0.113.4 } drop"])  # fmt: skip
+    walks = walk_tables([doc], packet(), Answers(), DEVICES, see_through=True)
+    (walk,) = [w for w in walks if w.chain == "input"]
+    assert [(o.verdict, o.hop.chain, o.hop.rule) for o in walk.outcomes] == [
+        ("drop", "deny", "drop"),
+        ("drop", "input", "ip saddr { 192.0.2.0/24, 203.0.113.4 } drop"),
+        ("drop", "input", "policy drop"),
+    ]
+    assert walk.outcomes[1].path[-1].keys == (SourceKey("anonymous", CLIENT, True),)

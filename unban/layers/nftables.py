@@ -623,7 +623,9 @@ class NftablesLayer:
         parsed = parse_table_text(result.stdout)
         return parsed[0] if parsed else None
 
-    def walks(self, packet: Packet, lookups: Lookups) -> list[ChainWalk]:
+    def walks(
+        self, packet: Packet, lookups: Lookups, *, see_through: bool = False
+    ) -> list[ChainWalk]:
         """The SYN's way through every native base chain, from what `find` read (the tables
         are read here when `find` did not run for the packet's family)."""
         if not self._present():
@@ -633,7 +635,9 @@ class NftablesLayer:
             for family, name in self._tables_seeing(packet.version):
                 self._table_json(family, name)
             self._read_devices(packet.version)
-        return walk_tables(self.path_documents(), packet, lookups, self._devices)
+        return walk_tables(
+            self.path_documents(), packet, lookups, self._devices, see_through=see_through
+        )
 
     def path_documents(self) -> list[dict[str, Any]]:
         """The `nft -j -t list table` documents the last `find` read (every native table with

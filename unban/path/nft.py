@@ -86,8 +86,14 @@ def walk_tables(
     packet: Packet,
     lookups: Lookups,
     devices: Optional[DeviceMap] = None,
+    *,
+    see_through: bool = False,
 ) -> list[ChainWalk]:
-    """One ChainWalk per base chain the SYN may pass, in hook and priority order."""
+    """One ChainWalk per base chain the SYN may pass, in hook and priority order.
+
+    `see_through`: a drop or reject is recorded as an outcome and the walk goes on past it, as
+    if it were lifted: what the SYN would meet once the refusals before it are gone. The
+    verdict of such walks means nothing (as unban.path.iptables.walk_ruleset's)."""
     walks: list[ChainWalk] = []
     for doc in docs:
         table = read_table(doc)
@@ -99,7 +105,7 @@ def walk_tables(
                 continue
             if table.family == "netdev" and hook != "ingress":
                 continue
-            walk = _walk_base_chain(table, name, chain, packet, lookups, devices or {})
+            walk = _walk_base_chain(table, name, chain, packet, lookups, devices or {}, see_through)
             if walk is not None:
                 walks.append(walk)
     walks.sort(key=lambda w: w.order())
@@ -122,6 +128,7 @@ def _walk_base_chain(
     packet: Packet,
     lookups: Lookups,
     devices: DeviceMap,
+    see_through: bool,
 ) -> Optional[ChainWalk]:
     hook = str(chain["hook"])
     priority = int(chain.get("prio", 0))
@@ -140,7 +147,7 @@ def _walk_base_chain(
         else:
             entry = "the chain's device is not known"
     ctx = Context(table.family, table.name, hook, priority, packet, lookups, interface)
-    outcomes = ChainWalker(table, name, chain, ctx).walk()
+    outcomes = ChainWalker(table, name, chain, ctx, see_through).walk()
     if entry is not None:
         hop = Hop(BACKEND, table.family, table.name, name, _hook_text(chain, device))
         outcomes = [
@@ -178,8 +185,16 @@ _State = tuple[str, int, tuple[tuple[str, int], ...], tuple[Hop, ...], tuple[Ass
 class ChainWalker:
     """Every way the SYN can leave one base chain."""
 
-    def __init__(self, table: NftTable, start: str, chain: Mapping[str, Any], ctx: Context) -> None:
+    def __init__(
+        self,
+        table: NftTable,
+        start: str,
+        chain: Mapping[str, Any],
+        ctx: Context,
+        see_through: bool = False,
+    ) -> None:
         self.table = table
+        self.see_through = see_through
         self.start = start
         self.ctx = ctx
         policy = str(chain.get("policy", "accept"))
@@ -246,6 +261,10 @@ class ChainWalker:
                     stack = stack[:-1]
                     continue
                 assert here is not None
+                if kind in (DROP, REJECT) and self.see_through:
+                    outcomes.append(Outcome(kind, here, action.detail, path, assumed))
+                    index += 1
+                    continue
                 if kind in (ACCEPT, DROP, REJECT, UNKNOWN):
                     outcomes.append(Outcome(kind, here, action.detail, path, assumed))
                     break
