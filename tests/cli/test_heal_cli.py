@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from unban import cli, heal, system
 from unban.address import Network, show
 from unban.errors import ApplyError
@@ -18,7 +18,7 @@ from unban.heal import CLEAR, HEALED, STILL_BLOCKED, Healed
 from unban.healconfig import HealConfig
 from unban.locking import FileLock
 
-runner = CliRunner()
+runner = make_runner()
 
 
 class FakeMe:

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, me, session, system
 
-runner = CliRunner()
+runner = make_runner()
 IP = "203.0.113.4"
 
 
