@@ -3,10 +3,11 @@
 sshd keeps penalties in its listener's memory only; the log is the one place they show:
 
     srclimit_penalise: 203.0.113.4/32: activating ipv4 penalty of 65 seconds for penalty: failed authentication
+    srclimit_penalise: ipv4: new 203.0.113.4/32 active penalty of 60 seconds for penalty: failed authentication
     drop connection #0 from [203.0.113.4]:40022 on [203.0.113.1]:22 penalty: failed authentication
     srclimit_penalise: ipv4: new 203.0.113.4/32 deferred penalty of 5 seconds for penalty: ...
 
-The first (LogLevel VERBOSE) says for how long; the second (INFO, the default) is a connection
+The first two (LogLevel VERBOSE) say for how long; the second (INFO, the default) is a connection
 refused because a penalty is active; a *deferred* penalty is not enforced (yet). A line about a
 connection sshd let in (`Connection from`, a login attempt) ends what came before it: the
 penalty had run out, and a new one logs its own line.
@@ -26,7 +27,9 @@ from typing import Optional
 
 RECENT_DROP = datetime.timedelta(seconds=60)  # a refusal this recent: the penalty holds now
 
-_ACTIVATING = re.compile(r"srclimit_penalise: \S+: activating \w+ penalty of (\d+) seconds?")
+# "ADDR/32: activating ipv4 penalty of N seconds", "ipv4: new ADDR/32 active penalty of N
+# seconds" (a first penalty already past min:), never "... deferred penalty of N seconds"
+_ACTIVATING = re.compile(r"srclimit_penalise: (?!.*\bdeferred\b).*\bpenalty of (\d+) seconds?")
 _DROPPED = re.compile(r"drop connection #\d+ from \S+ on \S+ penalty: (.+)$")
 _ADMITTED = re.compile(
     r"Connection from \S+ port \d+ on|Accepted \S+ for|Failed \S+ for|Invalid user|"

@@ -32,6 +32,14 @@ def test_an_activation_holds_for_its_seconds() -> None:
     assert judge([LogLine(ACTIVATING, ago(70))], NOW).active is False
 
 
+def test_a_first_penalty_past_min_is_active_at_once() -> None:
+    line = (
+        "srclimit_penalise: ipv4: new 203.0.113.4/32 active penalty of 60 seconds for penalty: "
+        "failed authentication"
+    )
+    assert judge([LogLine(line, ago(10))], NOW).active is True
+
+
 def test_a_deferred_penalty_is_not_enforced() -> None:
     assert judge([LogLine(DEFERRED, ago(1))], NOW).active is False
 

@@ -9,7 +9,8 @@ The lift is `PerSourcePenaltyExemptList`: the address joins the list sshd reads 
 the first value it reads for a keyword, so the value written is the effective one (`sshd -T`)
 plus the address, in the place that wins:
 - the first line already setting it (in the main config, or a drop-in it Includes before);
-- else the drop-in `sshd_config.d/unban.conf` when the main config Includes it;
+- else the drop-in `unban.conf` in the `sshd_config.d` directory the main config Includes
+  (Debian's: /etc/ssh/sshd_config.d/*.conf);
 - else a new line in the main config, before its first `Match` block (or at its end).
 
 `apply` checks that the file is still as `find` read it, backs it up in the change set (`unban
@@ -22,6 +23,7 @@ also forgets every penalty). `revert` writes the file back as it was and reloads
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -102,13 +104,33 @@ def include_paths(value: str, base: str = SSH_DIR) -> list[str]:
 
 def includes(value: str, path: str, base: str = SSH_DIR) -> bool:
     """Whether an `Include` value covers `path` (a file that need not exist yet)."""
-    import fnmatch
-
     for pattern in shlex.split(value):
         full = pattern if pattern.startswith("/") else os.path.join(base, pattern)
         if fnmatch.fnmatch(path, full):
             return True
     return False
+
+
+def drop_in_path(main_text: str) -> Optional[str]:
+    """`sshd_config.d/unban.conf` in the first `sshd_config.d` directory the main config
+    Includes (before any Match block) and that exists; None when it Includes none."""
+    for line in main_text.splitlines():
+        key, value = _keyword(line)
+        if key == "match":
+            return None
+        if key != "include":
+            continue
+        for pattern in shlex.split(value):
+            full = pattern if pattern.startswith("/") else os.path.join(SSH_DIR, pattern)
+            directory = os.path.dirname(full)
+            candidate = os.path.join(directory, DROP_IN)
+            if (
+                os.path.basename(directory) == "sshd_config.d"
+                and includes(pattern, candidate)
+                and os.path.isdir(directory)
+            ):
+                return candidate
+    return None
 
 
 def first_setting(main: str, texts: dict[str, Optional[str]]) -> Optional[tuple[str, int, str]]:
@@ -145,14 +167,10 @@ def plan_edit(
         ending = "\n" if old.endswith("\n") else ""
         lines[number - 1] = wanted + ending
         return Edit(path, texts[path], "".join(lines), number, "replace", old.rstrip("\n"))
-    drop_in = os.path.join(os.path.dirname(main), "sshd_config.d", DROP_IN)
     main_text = texts.get(main) or ""
     main_lines = main_text.splitlines(keepends=True)
-    included = any(
-        _keyword(line)[0] == "include" and includes(_keyword(line)[1], drop_in)
-        for line in main_lines
-    )
-    if included and os.path.isdir(os.path.dirname(drop_in)):
+    drop_in = drop_in_path(main_text)
+    if drop_in is not None:
         before = texts.get(drop_in)
         body = before if before is not None else DROP_IN_HEAD
         if body and not body.endswith("\n"):
@@ -331,8 +349,9 @@ class SshdPenaltyLayer:
                         read(included, depth + 1)
 
         read(self.main, 0)
-        drop_in = os.path.join(os.path.dirname(self.main), "sshd_config.d", DROP_IN)
-        texts.setdefault(drop_in, _read_text(drop_in))
+        drop_in = drop_in_path(texts[self.main] or "")
+        if drop_in is not None:
+            texts.setdefault(drop_in, _read_text(drop_in))
         return texts
 
     def _reload(self, config: sshd_mod.SshdConfig) -> Reload:
