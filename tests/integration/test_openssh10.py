@@ -193,3 +193,24 @@ def test_maxstartups_in_openssh_10_words(link: Link, sshd_factory: SshdFactory) 
     first = server.doctor(CLIENT4)["diagnosis"]["checks"][0]
     assert (first["key"], first["verdict"]) == ("maxstartups", "blocks")
     assert any(line.endswith(MAXSTARTUPS_LOGGED) for line in first["evidence"])
+
+
+def test_heal_s_keep_exempt_adds_a_protected_address_before_any_penalty(
+    link: Link, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    from unban.address import parse_target
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
+
+    sshd = sshd_factory(PENALTY_CONFIG)
+    target = parse_target(CLIENT4)
+    plain = SshdPenaltyLayer(str(sshd.config_path), str(tmp_path / "state"))
+    assert plain.find(target) == []  # no penalty: `unban me` has nothing to do
+    keep = SshdPenaltyLayer(str(sshd.config_path), str(tmp_path / "state"), keep_exempt=True)
+    (finding,) = keep.find(target)
+    (batch,) = keep.plan([finding])
+    keep.apply(batch)
+    assert sshd.config_path.read_text().endswith(f"PerSourcePenaltyExemptList {CLIENT4}\n")
+    assert keep.find(target) == []  # kept: the next heal run changes nothing
+    assert eventually(lambda: _check(sshd.doctor(CLIENT4), "penalties")["verdict"] == "clear")
+    keep.revert(batch)
+    assert f"PerSourcePenaltyExemptList {CLIENT4}" not in sshd.config_path.read_text()
