@@ -396,11 +396,12 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
     try:
         binary = sshd_mod.sshd_binary()
         version = sshd_mod.version(binary)
-        libwrap = sshd_mod.uses_libwrap(binary)
+        libwrap = sshd_mod.uses_libwrap(binary)  # of sshd-session, where Debian has one
         first = sshd_mod.read_config(
             shown, user=options.user, config_file=options.sshd_config, sshd=binary
         )
-        libwrap = sshd_mod.uses_libwrap(binary, first)  # where sshd-session serves connections
+        if sshd_mod.session_binary(binary, first) != sshd_mod.session_binary(binary):
+            libwrap = sshd_mod.uses_libwrap(binary, first)  # the one -T names serves them
         port = options.port or (first.ports[0] if first.ports else 22)
         laddr, destination_known = _local_address(first, address.version, port, prefsrc)
         config = sshd_mod.read_config(
