@@ -73,7 +73,10 @@ def maxstartups_check(
     evidence.extend(f"waiting: {c.peer} -> {c.local}" for c in load.preauth[:10])
     evidence.extend(f"log: {h.line}" for h in drops[-5:])
     data = {"max_startups": str(ms), "per_source": per_source, "load": load}
-    sees = SEES_RESET + " (or: Connection closed by remote host)"
+    sees = SEES_RESET + (
+        " (or: Connection closed by remote host; a raw read gets Exceeded MaxStartups, "
+        "OpenSSH 10: Not allowed at this time)"
+    )
     bigger = f"{ms.start * 2}:{ms.rate}:{max(ms.full * 2, ms.start * 2)}"
     fixes = (
         f"raise it in sshd_config, e.g. `MaxStartups {bigger}`, then `sshd -t && systemctl reload ssh`",
