@@ -17,6 +17,7 @@ from tests.integration.sshd_fixtures import (
     CLIENT4,
     CLIENT6,
     MAXSTARTUPS_LOGGED,
+    OPENSSH,
     PENALTIES,
     SERVER4,
     Link,
@@ -97,6 +98,7 @@ def test_maxstartups_with_a_connection_held_open(link: Link, sshd_factory: SshdF
     assert _check(result, "logs")["verdict"] == "may block"
 
 
+@pytest.mark.skipif(OPENSSH < (8, 5), reason="PerSourceMaxStartups is new in OpenSSH 8.5")
 def test_per_source_max_startups(link: Link, sshd_factory: SshdFactory) -> None:
     server = sshd_factory("PerSourceMaxStartups 1")
     link.hold(SERVER4)
