@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.9 and 3.10
     import tomli as tomllib
 
 DEFAULT_PATH = Path("/etc/unban/unban.toml")
-LAYERS = ("firewall", "fail2ban", "hosts", "owners")
+LAYERS = ("firewall", "fail2ban", "hosts", "owners", "sshd")
 WIDEST = {4: 16, 6: 48}
 
 

@@ -45,6 +45,7 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
     "owners": ("ufw", "firewalld", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
+    "sshd": ("sshd",),  # PerSourcePenalties (OpenSSH 9.8+)
 }
 
 Event = Callable[[str], None]
@@ -142,6 +143,7 @@ def run_me(
     groups: Optional[Collection[str]] = None,
     sshd_config: Optional[str] = None,
     check_sshd: bool = True,
+    keep_sshd_exempt: bool = False,
     on_event: Event = _quiet,
     layers: Optional[Sequence[Layer]] = None,
     confdir: Optional[str] = None,
@@ -154,6 +156,8 @@ def run_me(
     `ignore`: also put the address into fail2ban's ignoreip. `check_sshd`: also ask sshd
     (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
     "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
+    `keep_sshd_exempt`: put the address into sshd's PerSourcePenaltyExemptList even without an
+    active penalty (heal keeps protected addresses there).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
@@ -163,7 +167,9 @@ def run_me(
     confdir = confdir or current.confdir
     state_dir = state_dir or current.state_dir
     if layers is None:
-        layers = select_layers(default_layers(confdir, state_dir), groups)
+        layers = select_layers(
+            default_layers(confdir, state_dir, sshd_config, keep_sshd_exempt), groups
+        )
     layers = list(layers)
     if groups is not None and "fail2ban" not in groups:
         ignore = False
@@ -225,10 +231,16 @@ def run_me(
 # ---------------------------------------------------------------- layers
 
 
-def default_layers(confdir: str, state_dir: str) -> list[Layer]:
-    """engine.default_layers() with this run's fail2ban config dir and state dir."""
+def default_layers(
+    confdir: str,
+    state_dir: str,
+    sshd_config: Optional[str] = None,
+    keep_sshd_exempt: bool = False,
+) -> list[Layer]:
+    """engine.default_layers() with this run's fail2ban config dir, state dir and sshd config."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
 
     layers: list[Layer] = []
     for layer in engine.default_layers():
@@ -236,6 +248,8 @@ def default_layers(confdir: str, state_dir: str) -> list[Layer]:
             layer = Fail2banLayer(confdir, state_dir)
         elif isinstance(layer, HostsLayer):
             layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
+        elif isinstance(layer, SshdPenaltyLayer):
+            layer = SshdPenaltyLayer(sshd_config, state_dir, keep_exempt=keep_sshd_exempt)
         layers.append(layer)
     return layers
 
@@ -407,13 +421,16 @@ def apply_recorded(
 @contextmanager
 def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
     """The layers that change files (fail2ban's database, the hosts files, the owners' rules
-    files) back them up into `change_set` while this is open."""
+    files, sshd's config) back them up into `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.owners.files import FileOwner
 
     recording = [
-        layer for layer in layers if isinstance(layer, (Fail2banLayer, HostsLayer, FileOwner))
+        layer
+        for layer in layers
+        if isinstance(layer, (Fail2banLayer, HostsLayer, FileOwner, SshdPenaltyLayer))
     ]
     for layer in recording:
         layer.change_set = change_set
@@ -854,6 +871,10 @@ def step_text(step: Step) -> str:
     if finding.layer == "fail2ban":
         where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
         return f"unban {_shown(finding.network)} in fail2ban jail {finding.chain}{where}"
+    if finding.layer == "sshd":
+        from unban.layers.sshd_penalty import step_text as sshd_step
+
+        return sshd_step(finding)
     if finding.layer == "hosts" and finding.targeted:
         return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
     if finding.layer == "hosts":
@@ -914,6 +935,8 @@ def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[st
             lines.append(
                 f"done: fail2ban unbanned {_shown(finding.network)} in jail {finding.chain}{where}"
             )
+        elif batch.layer == "sshd":
+            lines.append(f"done: {step_text(step)}; sshd reloaded")
         elif batch.layer == "hosts" and finding.targeted:
             lines.append(
                 f"done: took {finding.network} out of {finding.table} line {finding.line} "

@@ -70,6 +70,12 @@ def me(
     no_ignore: Annotated[
         bool, typer.Option("--no-ignore", help="Do not add ADDRESS to fail2ban's ignoreip.")
     ] = False,
+    no_sshd: Annotated[
+        bool,
+        typer.Option(
+            "--no-sshd", help="Leave sshd's PerSourcePenalties penalties (OpenSSH 9.8+) alone."
+        ),
+    ] = False,
     user: Annotated[
         Optional[str],
         typer.Option("--user", help="Your login name, to check sshd's AllowUsers/DenyUsers."),
@@ -116,6 +122,7 @@ def me(
                 dry_run=dry_run,
                 user=user,
                 sshd_config=sshd_config,
+                groups=[g for g in me_mod.LAYER_GROUPS if g != "sshd"] if no_sshd else None,
                 on_event=echo,
                 confdir=Options.fail2ban_conf,
                 state_dir=Options.state_dir,
