@@ -80,7 +80,7 @@ def test_a_second_changing_command_waits_for_the_first_and_says_so(tmp_path: Pat
     holder.wait(timeout=10)
     assert waiter.stderr.splitlines()[0].startswith("unban: waiting for unban (pid ")
     assert "to finish (up to 30 s)" in waiter.stderr
-    assert waiter.returncode == 2 and "no `unban me` run to undo" in waiter.stderr
+    assert waiter.returncode == 2 and "no change set to undo" in waiter.stderr
     assert 1.0 < waited < 10
 
 

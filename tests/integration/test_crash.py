@@ -103,9 +103,7 @@ def test_killed_at_every_write_the_next_command_puts_everything_back(server: Ser
             undone = server.unban("undo")
             assert undone.returncode in (0, 2), (when, undone.stdout + undone.stderr)
             if undone.returncode == 2:  # killed before its change set was on disk at all
-                assert "no `unban me` run to undo" in undone.stderr, undone.stderr
-            else:
-                assert "(cut short)" in undone.stdout
+                assert "no change set to undo" in undone.stderr, undone.stderr
         assert eventually(lambda: state(server) == before, timeout=10), (when, stderr)
         assert temp_files(server) == [], when
         when += 1

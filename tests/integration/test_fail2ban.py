@@ -166,7 +166,8 @@ def test_database_edited_when_server_is_stopped(fail2ban_factory: Factory) -> No
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert (IP, "sshd") not in f2b.db_rows()
     sets = f2b.unban_json("rollback", "--list")["change_sets"]
-    (rows,) = sets[-1]["actions"]  # the rows, saved before they were deleted; not the file
+    # the rows, saved before they were deleted; not the file
+    (rows,) = [a for a in sets[-1]["actions"] if a["kind"] == "fail2ban-db-rows"]
     assert rows["kind"] == "fail2ban-db-rows" and rows["path"] == str(f2b.dbfile)
     assert sets[-1]["files"] == []
 

@@ -27,7 +27,7 @@ def _no_replay(server: Server, before: dict[str, object]) -> None:
     listed = json.loads(server.unban("rollback", "--list", "--json").stdout)["change_sets"]
     assert [c["status"] for c in listed] == ["failed"]
     again = server.unban("undo")
-    assert again.returncode == 2 and "no `unban me` run to undo" in again.stderr
+    assert again.returncode == 2 and "failed and was put back: nothing to undo" in again.stderr
     assert server.snapshot() == before  # nothing undone twice: the DROP rule is there once
 
 
