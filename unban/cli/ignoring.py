@@ -13,6 +13,7 @@ from unban.cli.base import (
     JsonOption,
     Options,
     app,
+    changing,
     emit,
     guarded,
     helptext,
@@ -81,10 +82,11 @@ def _ignore_command(
         ignoreip.check_range(target, force=force)
     require_root()
     confdir = Options.fail2ban_conf
-    plan = ignoreip.plan(operation, confdir, target, jails or [])
-    result = None
-    if not dry_run and not plan.is_empty():
-        result = ignoreip.apply(plan, Reverter(Options.state_dir), target)
+    with changing(changes=not dry_run):
+        plan = ignoreip.plan(operation, confdir, target, jails or [])
+        result = None
+        if not dry_run and not plan.is_empty():
+            result = ignoreip.apply(plan, Reverter(Options.state_dir), target)
     banned = []
     if operation == "ignore":
         banned = [f for f in Fail2banLayer(confdir, Options.state_dir).find(target) if f.targeted]
