@@ -88,7 +88,7 @@ def _usage(command: Any) -> str:
 
 def render(app: typer.Typer) -> str:
     try:  # typer >= 0.24 vendors click; 0.23 (Python 3.9, Debian 11) runs on click itself
-        from typer import _click as click
+        from typer import _click as click  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
         import click  # type: ignore[no-redef, import-not-found, unused-ignore]
 
