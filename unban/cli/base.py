@@ -2,9 +2,12 @@
 
 Commands live in the sibling modules (one per help panel); `unban.cli` imports them in the
 order their panels appear in `unban --help`.
-"""
 
-from __future__ import annotations
+The command modules do not use `from __future__ import annotations`: typer 0.23 (what Python 3.9
+gets) reads a command's `Annotated[..., typer.Option(...)]` from the signature as it is, and a
+string annotation there loses every option's names, help and callbacks. Their annotations must
+therefore evaluate at import time on Python 3.9 (`Optional[...]`, no `X | Y`).
+"""
 
 import json
 import os

@@ -1,7 +1,5 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
-from __future__ import annotations
-
 from enum import Enum
 from typing import Annotated, Any, Optional
 

@@ -1,8 +1,6 @@
 """The self-healing guard: heal (run from cron or a systemd timer), --install, --uninstall.
 The hidden --lock-file, --cron-dir and --systemd-dir let tests keep off /run and /etc."""
 
-from __future__ import annotations
-
 import dataclasses
 from enum import Enum
 from pathlib import Path

@@ -1,8 +1,6 @@
 """fail2ban's ignoreip: ignore, unignore. fail2ban's config dir and the state dir are the global
 --fail2ban-conf / --state-dir options, because `find` and `remove` read fail2ban too."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

@@ -1,7 +1,5 @@
 """The rescue commands, first in `unban --help`: me, undo, doctor, probe."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Optional
 
