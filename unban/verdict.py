@@ -50,24 +50,26 @@ class PathSource(Protocol):
 
 @dataclass(frozen=True)
 class Route:
-    """How this host reaches the client: the interface, its own source address, local?"""
+    """How this host reaches the client: the interface, its own source address, local? And
+    why not, when the route could not be read (no `ip`, no route, unreadable output)."""
 
     interface: Optional[str] = None
     source: Optional[str] = None
     local: bool = False
+    error: str = ""
 
 
 def route_to(address: str) -> Route:
-    """`ip -j route get ADDRESS`; an empty Route when it cannot tell."""
+    """`ip -j route get ADDRESS`; a Route without interface or source when it cannot tell."""
     if which("ip") is None:
-        return Route()
+        return Route(error="ip is not installed")
     result = run("route", ["ip", "-j", "route", "get", address], check=False, timeout=10)
     if result.returncode != 0:
-        return Route()
+        return Route(error=" ".join(result.stderr.split()))
     try:
         routes = json.loads(result.stdout)
     except ValueError:
-        return Route()
+        return Route(error="unreadable output")
     if not routes:
         return Route()
     first = routes[0]
