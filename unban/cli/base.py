@@ -9,7 +9,6 @@ string annotation there loses every option's names, help and callbacks. Their an
 therefore evaluate at import time on Python 3.9 (`Optional[...]`, no `X | Y`).
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,11 +20,10 @@ from typer.core import TyperGroup
 
 import unban
 from unban import fail2ban
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.model import as_json
 from unban.progress import Progress, stderr_is_terminal
-from unban.reverter import DEFAULT_STATE_DIR
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done or nothing to do; 1 failed, changes put back; 2 bad usage or input, "
@@ -244,6 +242,10 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
 
 def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
     if as_json_output:
+        import json
+
+        from unban.model import as_json
+
         sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
     else:
         for line in lines:

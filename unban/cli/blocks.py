@@ -1,12 +1,10 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from unban import engine, tables
-from unban.address import Network, family_of, parse_target
 from unban.cli.base import (
     BLOCKS,
     DryRunOption,
@@ -22,11 +20,12 @@ from unban.cli.base import (
     progress,
 )
 from unban.errors import ExitStatus, InputError
-from unban.layers import ListQuery
-from unban.model import Plan, Report
-from unban.progress import Progress
-from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.system import require_root
+
+if TYPE_CHECKING:  # the commands import what they use: `unban --help` stays quick
+    from unban.address import Network
+    from unban.model import Plan, Report
+    from unban.progress import Progress
 
 AddressArgument = Annotated[
     str, typer.Argument(metavar="ADDRESS", help="IPv4/IPv6 address or CIDR.")
@@ -52,6 +51,10 @@ class Backend(str, Enum):
 )
 def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
+        from unban import engine, tables
+        from unban.address import parse_target
+        from unban.render import report_text
+
         target = parse_target(address)
         require_root()
         with progress(json_output) as shown:
@@ -84,6 +87,10 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban import engine, tables
+        from unban.layers import ListQuery
+        from unban.render import absent_lines, listing_text
+
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
         layers = engine.default_layers()
@@ -121,6 +128,9 @@ def remove(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban import engine
+        from unban.address import parse_target
+
         target = parse_target(address)
         require_root()
         layers = engine.default_layers()
@@ -166,7 +176,9 @@ def delete(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban.address import family_of, parse_target
         from unban.layers.xtables import XtablesLayer, build_batches
+        from unban.model import Plan
 
         expected = parse_target(expect) if expect is not None else None
         rule_family = "ipv6" if ipv6 else "ipv4"
@@ -200,17 +212,18 @@ def delete(
 
 
 def _execute(
-    plan: Plan,
-    target: Optional[Network],
+    plan: "Plan",
+    target: "Optional[Network]",
     kind: str,
     layers: list[Any],
-    shown: Progress,
+    shown: "Progress",
     *,
     dry_run: bool,
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
-    from unban import me
+    from unban import engine, me, tables
+    from unban.render import plan_text
 
     shown.idle()
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
@@ -260,7 +273,9 @@ def _execute(
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
 
 
-def _remaining_text(remaining: Optional[Report]) -> list[str]:
+def _remaining_text(remaining: "Optional[Report]") -> list[str]:
+    from unban.render import report_text
+
     if remaining is None:
         return []
     if not remaining.findings:

@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from unban import heal as heal_mod
-from unban import healschedule as schedule
+from unban import defaults
 from unban.cli.base import (
     GUARD,
     DryRunOption,
@@ -21,9 +20,9 @@ from unban.cli.base import (
     helptext,
     progress,
 )
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import ExitStatus, InputError, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.reverter import DEFAULT_STATE_DIR
 from unban.system import require_root
 
 
@@ -71,7 +70,7 @@ def heal(
     *,
     config: Annotated[
         str, typer.Option("--config", metavar="FILE", help="The protected addresses.")
-    ] = heal_mod.DEFAULT_CONFIG,
+    ] = defaults.HEAL_CONFIG,
     install: Annotated[
         Optional[ScheduleKind],
         typer.Option(
@@ -89,9 +88,9 @@ def heal(
     ] = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
-    lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = heal_mod.DEFAULT_LOCK,
-    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = schedule.CRON_DIR,
-    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = schedule.SYSTEMD_DIR,
+    lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = defaults.HEAL_LOCK,
+    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = defaults.CRON_DIR,
+    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = defaults.SYSTEMD_DIR,
 ) -> None:
     def body() -> int:
         if install is not None and uninstall:
@@ -101,6 +100,8 @@ def heal(
         require_root()
         if install is None and not uninstall:
             return _run(Path(config), lock_file, dry_run=dry_run, json_output=json_output)
+        from unban import healschedule as schedule
+
         places = schedule.Places(cron_dir, systemd_dir)
         places = dataclasses.replace(places, systemctl=schedule.host_systemctl(places))
         if uninstall:
@@ -124,6 +125,8 @@ def heal(
 
 
 def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> int:
+    from unban import heal as heal_mod
+
     with progress(json_output) as shown:
         shown.step("healing the protected addresses")
         report = heal_mod.run(

@@ -5,7 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from unban.address import parse_target, show
 from unban.cli.base import (
     RESCUE,
     DryRunOption,
@@ -19,7 +18,6 @@ from unban.cli.base import (
     progress,
 )
 from unban.errors import ExitStatus, InputError
-from unban.model import as_json
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -85,6 +83,8 @@ def me(
 ) -> None:
     def body() -> int:
         from unban import me as me_mod
+        from unban.address import parse_target, show
+        from unban.model import as_json
         from unban.session import find_origin
 
         text = address
@@ -215,6 +215,7 @@ def doctor(
 ) -> None:
     def body() -> int:
         from unban import doctor as doctor_mod
+        from unban.address import parse_target
 
         parse_target(address)
         if port is not None and not 0 < port < 65536:

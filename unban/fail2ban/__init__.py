@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unban.reverter import DEFAULT_STATE_DIR
+from unban.defaults import DEFAULT_STATE_DIR
 
 LAYER = "fail2ban"
 DEFAULT_CONFDIR = "/etc/fail2ban"

@@ -23,10 +23,7 @@ import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
-
-from configupdater import ConfigUpdater
-from configupdater.option import Option
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from unban.address import Network
 from unban.errors import InputError, UnbanError
@@ -44,6 +41,10 @@ from unban.fail2ban.config import (
 )
 from unban.reverter import ChangeSet, Reverter
 from unban.system import which
+
+if TYPE_CHECKING:
+    from configupdater import ConfigUpdater
+    from configupdater.option import Option
 
 IGNORE_KIND = "fail2ban-ignoreip"
 WIDEST = {4: 16, 6: 48}  # wider needs --force (same limits as unban.toml's wide_ok)
@@ -293,6 +294,8 @@ class _Editor:
 
     def doc(self, path: str) -> ConfigUpdater:
         if path not in self.docs:
+            from configupdater import ConfigUpdater  # only an edit needs it (slow to import)
+
             updater = ConfigUpdater()
             text = self.texts.get(path)
             if text is None and os.path.isfile(path):
@@ -309,6 +312,8 @@ class _Editor:
         return self.docs[path]
 
     def option(self, path: str, section: str) -> Option:
+        from configupdater.option import Option
+
         section_block = self.doc(path)[section]
         option = section_block.get("ignoreip")
         assert isinstance(option, Option)
@@ -336,6 +341,8 @@ class _Editor:
             if text.strip() and not text.endswith("\n\n"):
                 text += "\n"
             text += f"[{section}]\nignoreip = {value}\n"
+            from configupdater import ConfigUpdater
+
             fresh = ConfigUpdater()
             fresh.read_string(text, source=path)
             self.docs[path] = fresh

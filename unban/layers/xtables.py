@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network, show
@@ -33,7 +34,7 @@ from unban.path.iptables import (
     walk_ruleset,
 )
 from unban.path.model import ChainWalk, Lookups, Packet
-from unban.system import first_line, run, which
+from unban.system import concurrently, first_line, run, which
 
 LAYER = "iptables"
 BACKENDS = ("legacy", "nft")
@@ -482,7 +483,11 @@ class XtablesLayer:
         return self._cache[key]
 
     def rulesets(self) -> list[Ruleset]:
-        return [self.ruleset(b, f) for b, f in self._pairs()]
+        """Every backend's and family's rules; the ones not read yet are read at once."""
+        pairs = list(self._pairs())
+        missing = [pair for pair in pairs if pair not in self._cache]
+        concurrently([partial(self.ruleset, *pair) for pair in missing])
+        return [self.ruleset(b, f) for b, f in pairs]
 
     def listings(self, query: ListQuery) -> list[Listing]:
         listings = []
