@@ -43,6 +43,11 @@ class Chain:
     name: str
     policy: str  # ACCEPT/DROP for built-in chains, "-" for user chains
     rules: list[str] = field(default_factory=list)  # specs, without "-A CHAIN "
+    # The walk's `SourceTest.candidates` of each (source, rule count): the real walk and the
+    # see-through walk of every packet scan a chain of 100k ban rules once, not each.
+    near: dict[tuple[object, int], list[int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass
@@ -190,7 +195,11 @@ def walk_chain(
         """The first rule at or after `index` whose source may be the packet's (others are
         skipped unparsed: a chain of 100k ban rules costs one scan)."""
         if chain not in candidates:
-            candidates[chain] = source_test.candidates(table.chains[chain].rules)
+            rules = table.chains[chain]
+            key = (packet.source, len(rules.rules))
+            if key not in rules.near:
+                rules.near[key] = source_test.candidates(rules.rules)
+            candidates[chain] = rules.near[key]
         spots = candidates[chain]
         at = bisect.bisect_left(spots, index)
         return spots[at] if at < len(spots) else len(table.chains[chain].rules)
