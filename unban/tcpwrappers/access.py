@@ -10,6 +10,7 @@ from itertools import product
 from typing import Callable, Optional
 
 from unban.path.model import Match
+from unban.path.tristate import and_, bool_, or_
 from unban.tcpwrappers.options import option_effect
 from unban.tcpwrappers.table import Entry, Table, split_at
 
@@ -205,7 +206,7 @@ def _server_match(
 ) -> Match:
     at = split_at(tok[1:], "@")
     if at is None:
-        return _bool(_string_match(tok, request.daemon))
+        return bool_(_string_match(tok, request.daemon))
     daemon_part = tok[0] + at[0]
     if not _string_match(daemon_part, request.daemon):
         return Match.NO
@@ -227,8 +228,8 @@ def _client_match(
             return host
         notes.append(f"'{tok}' needs an ident (RFC 931) lookup of the client's user name")
         return Match.MAYBE
-    user = _bool(_string_match(user_part, request.user))
-    return _and(host, user)
+    user = bool_(_string_match(user_part, request.user))
+    return and_(host, user)
 
 
 def _host_match(
@@ -259,18 +260,18 @@ def _host_match(
         if host.address is None:
             notes.append(f"the {side} address is not known here")
             return Match.MAYBE
-        return _bool(_masked_match(mask[0], mask[1], host.address))
+        return bool_(_masked_match(mask[0], mask[1], host.address))
     if host.address is None:
         if upper == "ALL":
             return Match.YES
         by_address = Match.MAYBE
         notes.append(f"the {side} address is not known here")
     else:
-        by_address = _bool(_string_match(tok, host.address))
+        by_address = bool_(_string_match(tok, host.address))
     if by_address is Match.YES or not _not_inaddr(tok) or _is_bracketed(tok):
         return by_address
     by_name = _by_name(host, notes, side, tok, lambda n: _string_match(tok, n))
-    return _or(by_address, by_name)
+    return or_((by_address, by_name))
 
 
 def _by_name(
@@ -279,7 +280,7 @@ def _by_name(
     if host.name is None:
         notes.append(f"'{tok}' depends on the {side}'s host name (DNS), which was not looked up")
         return Match.MAYBE
-    return _bool(test(host.name))
+    return bool_(test(host.name))
 
 
 def _file_match(
@@ -293,7 +294,7 @@ def _file_match(
         return Match.NO
     result = Match.NO
     for pattern in content.split():
-        result = _or(result, _host_match(pattern, host, notes, None, side))
+        result = or_((result, _host_match(pattern, host, notes, None, side)))
         if result is Match.YES:
             break
     return result
@@ -406,22 +407,6 @@ def _atoi(text: str) -> int:
     """C atoi(): leading blanks, a sign, digits; 0 when there are none."""
     match = re.match(r"\s*([+-]?\d+)", text)
     return int(match.group(1)) if match else 0
-
-
-def _bool(value: bool) -> Match:
-    return Match.YES if value else Match.NO
-
-
-def _and(a: Match, b: Match) -> Match:
-    if Match.NO in (a, b):
-        return Match.NO
-    return Match.YES if a is b is Match.YES else Match.MAYBE
-
-
-def _or(a: Match, b: Match) -> Match:
-    if Match.YES in (a, b):
-        return Match.YES
-    return Match.NO if a is b is Match.NO else Match.MAYBE
 
 
 def depends_on_name(decision: Decision) -> bool:
