@@ -216,6 +216,7 @@ def doctor(
     def body() -> int:
         from unban import doctor as doctor_mod
         from unban.address import parse_target
+        from unban.path.model import BLOCKS
 
         parse_target(address)
         if port is not None and not 0 < port < 65536:
@@ -233,7 +234,7 @@ def doctor(
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
 
     guarded(body)
 
