@@ -29,6 +29,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable, Optional
 
 from unban import engine, render
@@ -48,6 +49,7 @@ from unban.reverter import (
     Reverter,
 )
 from unban.signals import DeferredSignals
+from unban.system import both
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -189,14 +191,20 @@ def run_me(
             "hosts.allow/hosts.deny are evaluated for single addresses only: "
             f"not checked for {shown}"
         )
-    before = engine.find(target, layers)
+    sshd_notes: list[str] = []
+
+    def ask_sshd() -> list[Refusal]:
+        if not check_sshd or target.num_addresses != 1:
+            return []
+        return sshd_checks(shown, user, sshd_config, sshd_notes)
+
+    # sshd is asked while the layers are read
+    before, sshd_refusals = both(partial(engine.find, target, layers), ask_sshd)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
     ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
     for line in plan_lines(plan, ignore_plan):
         on_event(line)
-    sshd_refusals: list[Refusal] = []
-    if check_sshd and target.num_addresses == 1:
-        sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
+    notes += sshd_notes
     base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
     nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
     if dry_run or nothing:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Generic, Optional, Sequence, TypeVar
 
 from unban.errors import LayerError, NotRootError
@@ -82,18 +83,20 @@ class SharedReads:
 
 
 _shared: Optional[SharedReads] = None
+_ahead: Optional[SharedReads] = None  # `read_ahead`'s, for the next block to take
 _shared_lock = threading.Lock()
 
 
 @contextmanager
 def shared_reads() -> Iterator[None]:
     """Within this block (one find: nothing changes the system meanwhile), a read-only command
-    runs once and every later asker gets its output. Nested blocks share the outer one."""
-    global _shared
+    runs once and every later asker gets its output. Nested blocks share the outer one. The
+    first block takes what `read_ahead` started: nothing changed the system before it."""
+    global _shared, _ahead
     with _shared_lock:
         outer = _shared
         if outer is None:
-            _shared = SharedReads()
+            _shared, _ahead = _ahead or SharedReads(), None
     try:
         yield
     finally:
@@ -120,6 +123,49 @@ def concurrently(jobs: Sequence[Callable[[], T]]) -> list[T]:
     return [slot.result() for slot in slots]
 
 
+def read_ahead(argvs: Sequence[Sequence[str]]) -> None:
+    """Start these read-only commands now, each in a thread, for the first find of this
+    process to take: the rule dumps, which grow with the rules, run while Python imports the
+    layers. Only that find uses them (see `shared_reads`); every later one reads afresh."""
+    global _ahead
+    reads = SharedReads()
+    for argv in argvs:
+        binary = which(argv[0])
+        if binary is not None:
+            start = partial(_started, [binary, *argv[1:]], None, 120.0)
+            threading.Thread(target=reads.once, args=(tuple(argv), start), daemon=True).start()
+    _ahead = reads
+
+
+def _started(
+    argv: Sequence[str], stdin: Optional[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+
+
+U = TypeVar("U")
+
+
+def both(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
+    """`first` and `second` at once (`second` in a thread); `first`'s error wins, as in order."""
+    slot: _Slot[U] = _Slot()
+    thread = threading.Thread(target=slot.settle, args=(second,), daemon=True)
+    thread.start()
+    try:
+        result = first()
+    finally:
+        thread.join()
+    return result, slot.result()
+
+
 def run(
     layer: str,
     argv: Sequence[str],
@@ -133,17 +179,7 @@ def run(
     if binary is None:
         raise LayerError(layer, f"'{argv[0]}' is not installed")
 
-    def start() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [binary, *argv[1:]],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-
+    start = partial(_started, [binary, *argv[1:]], stdin, timeout)
     shared = _shared
     try:
         proc = start() if shared is None or stdin is not None else shared.once(tuple(argv), start)

@@ -12,3 +12,12 @@ def private_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     state = tmp_path / "default-state"
     monkeypatch.setenv("UNBAN_STATE_DIR", str(state))
     return state
+
+
+@pytest.fixture(autouse=True)
+def no_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find and me start the host's rule dumps before importing the layers; these tests'
+    layers live in memory, so nothing of the host is read."""
+    from unban import readahead
+
+    monkeypatch.setattr(readahead, "start_rule_dumps", lambda: None)

@@ -51,12 +51,15 @@ class Backend(str, Enum):
 )
 def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
-        from unban import engine, tables
         from unban.address import parse_target
-        from unban.render import report_text
+        from unban.readahead import start_rule_dumps
 
         target = parse_target(address)
         require_root()
+        start_rule_dumps()  # while the layers are imported
+        from unban import engine, tables
+        from unban.render import report_text
+
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report = engine.find(target, engine.default_layers())

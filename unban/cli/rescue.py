@@ -116,6 +116,9 @@ def me(
 
             shown.step(f"reading every layer for {show(target)}")
             with changing(changes=not dry_run):
+                from unban.readahead import start_rule_dumps
+
+                start_rule_dumps()  # after the lock and recovery: nothing changes before
                 result = me_mod.run_me(
                     target,
                     broad=broad,
