@@ -30,6 +30,7 @@ from unban.path.iptables import (
     Table,
     option_value,
     parse_save,
+    rules_naming,
     split_spec,
     walk_ruleset,
 )
@@ -145,6 +146,9 @@ def dropped_by(rules: Sequence[RuleRef]) -> str:
     )
 
 
+PREFILTER_FROM = 100  # rules in a chain from which one regex over the chain finds the candidates
+
+
 def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
     """Rules whose `-s` network overlaps the target and whose verdict blocks."""
     if (target.version == 4) != (ruleset.family == "ipv4"):
@@ -157,7 +161,11 @@ def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
         only = frozenset(str(target.supernet(new_prefix=p)) for p in range(1, 33))
     for table in ruleset.tables.values():
         for chain in table.chains.values():
-            for index, spec in enumerate(chain.rules):
+            indices: Iterable[int] = range(len(chain.rules))
+            if only is not None and len(chain.rules) > PREFILTER_FROM:
+                indices = rules_naming("\n".join(chain.rules), only)
+            for index in indices:
+                spec = chain.rules[index]
                 pos = spec.find("-s ")
                 if pos < 0 or (pos and spec[pos - 1] != " ") or spec[pos - 2 : pos] == "! ":
                     continue
