@@ -97,3 +97,19 @@ def test_find_over_a_big_chain_finds_what_a_rule_by_rule_scan_finds(
         monkeypatch.setattr(xtables, "PREFILTER_FROM", 10**9)
         assert found(rules) == fast
         monkeypatch.setattr(xtables, "PREFILTER_FROM", 100)
+
+
+def test_a_lone_rule_is_deleted_by_spec_only_when_the_read_held_it_once() -> None:
+    spec = "-s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
+    read = parse_save(
+        f"*filter\n:f2b-sshd - [0:0]\n-A f2b-sshd -s 10.0.0.1/32 -j REJECT\n-A f2b-sshd {spec}\n"
+        f"-A f2b-twice {spec}\n-A f2b-twice {spec}\nCOMMIT\n",
+        "nft",
+        "ipv4",
+    )
+    lone = xtables.RuleTarget("f2b-sshd", 2, spec)
+    assert xtables.only_copy(read, "filter", [lone])
+    assert not xtables.only_copy(None, "filter", [lone])  # nothing read in this run: by handle
+    assert not xtables.only_copy(read, "filter", [lone, xtables.RuleTarget("f2b-sshd", 1, "x")])
+    assert not xtables.only_copy(read, "filter", [xtables.RuleTarget("f2b-twice", 1, spec)])
+    assert not xtables.only_copy(read, "nat", [lone])
