@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from threading import Event
-from types import ModuleType
 from typing import Any, Callable, Optional, Protocol
 
 from unban.address import Network, parse_network, show
@@ -67,21 +66,18 @@ def judged(
     target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]] = None
 ) -> tuple[Report, list[Reach]]:
     """`find`, and the evaluator's whole answer for each packet (doctor shows every way)."""
-    from unban import verdict
-
     with shared_reads():
-        return _judged(target, layers, packets, verdict)
+        return _judged(target, layers, packets)
 
 
 def _judged(
-    target: Network,
-    layers: Sequence[Layer],
-    packets: Optional[Sequence[Packet]],
-    verdict: ModuleType,
+    target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]]
 ) -> tuple[Report, list[Reach]]:
     """The layers read at once, each in its own thread, beside `sshd -T` and the route the
     evaluator's packets need; a layer that reads through another (ipset and xt_recent read the
     rules the iptables layer read) starts when that one is done."""
+    from unban import verdict
+
     single = target.num_addresses == 1
     done: dict[int, Event] = {id(layer): Event() for layer in layers}
 
