@@ -3,6 +3,7 @@
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from enum import Enum
 from typing import Any, Callable, Optional
 
@@ -146,10 +147,18 @@ def find(
         target = parse_target(address)
         require_root()
         report = engine.find(target, engine.default_layers())
+        report = replace(report, exemptions=tuple(_exemption_states(target)))
         _emit(json_output, report, report_text(report))
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
     _guarded(body)
+
+
+def _exemption_states(target: Network) -> list[Any]:
+    """find's "exempt from future bans" answer for each ban source here."""
+    from unban import exemptions
+
+    return exemptions.states(exemptions.default_exemptions(_Options.fail2ban_conf), target)
 
 
 @app.command()
@@ -279,7 +288,18 @@ ForceOption = Annotated[
 ]
 
 
+OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--only",
+        metavar="SOURCE",
+        help="Only this ban source: fail2ban, sshguard or crowdsec (repeat for more).",
+    ),
+]
+
+
 def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[str]:
+    """fail2ban's part of `unban ignore`/`unignore`, as it always read."""
     verb = "ignore" if plan.operation == "ignore" else "stop ignoring"
     lines = [f"{verb} {plan.address} in fail2ban ({plan.confdir}):"]
     for state in plan.jails:
@@ -298,14 +318,8 @@ def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[st
             lines.append(f"{plan.address} is already ignored in every jail asked; nothing written")
         else:
             lines.append(f"nothing to take out for {plan.address}; nothing written")
-    elif dry_run:
-        lines.append("dry run: nothing changed")
-    elif result is not None:
-        if result.verified:
-            lines.append(f"  {result.verified}")
-        lines.append(
-            f"change set {result.change_set}: `unban rollback {result.change_set}` undoes it"
-        )
+    elif not dry_run and result is not None and result.verified:
+        lines.append(f"  {result.verified}")
     for finding in banned or []:
         lines.append(
             f"still banned in jail {finding.chain}: `unban remove {plan.address}` lifts the ban"
@@ -313,14 +327,32 @@ def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[st
     return lines
 
 
+def _exemption_lines(plan: Any, dry_run: bool) -> list[str]:
+    """sshguard's or CrowdSec's part of `unban ignore`/`unignore`."""
+    from unban.exemptions import plan_lines
+
+    verb = "exempt" if plan.operation == "ignore" else "stop exempting"
+    lines = [f"{verb} {plan.address} in {plan.source}:"]
+    lines += [f"  {line}" for line in plan_lines(plan, diff=dry_run)]
+    if plan.is_empty():
+        already = "already exempt" if plan.operation == "ignore" else "not exempt"
+        lines.append(f"  {plan.address} is {already} there; nothing written")
+    return lines
+
+
 def _ignore_command(
     operation: str,
     address: str,
     jails: Optional[list[str]],
+    only: Optional[list[str]],
     force: bool,
     dry_run: bool,
     as_json: bool,
 ) -> int:
+    from unban import exemptions
+    from unban.exemptions.crowdsec import CrowdsecExemption
+    from unban.exemptions.fail2ban import Fail2banExemption, installed
+    from unban.exemptions.sshguard import SshguardExemption
     from unban.fail2ban import ignoreip
     from unban.layers.fail2ban import Fail2banLayer
     from unban.reverter import Reverter
@@ -330,26 +362,88 @@ def _ignore_command(
         ignoreip.check_range(target, force=force)
     require_root()
     confdir = _Options.fail2ban_conf
-    plan = ignoreip.plan(operation, confdir, target, jails or [])
-    result = None
-    if not dry_run and not plan.is_empty():
-        result = ignoreip.apply(plan, Reverter(_Options.state_dir), target)
+    named = set(only or ())
+    # Named sources are planned even when stopped; fail2ban wherever it is installed (a
+    # missing or broken config is then an error, as it always was).
+    chosen = exemptions.select(
+        [
+            Fail2banExemption(
+                confdir,
+                strict=bool(jails) or "fail2ban" in named or installed(),
+                jails=jails or (),
+                force=force,
+            ),
+            SshguardExemption(require_running="sshguard" not in named),
+            CrowdsecExemption(require_running="crowdsec" not in named),
+        ],
+        only,
+    )
+    planned = [p for p in (e.plan(operation, target) for e in chosen) if p is not None]
+    change_set = None
+    if not dry_run and any(not p.is_empty() for p in planned):
+        change_set = _apply_exemptions(planned, chosen, Reverter(_Options.state_dir), target)
+    fail2ban_plan = next((p.payload for p in planned if p.source == "fail2ban"), None)
+    fail2ban_result = next(
+        (e.results[-1] for e in chosen if isinstance(e, Fail2banExemption) and e.results), None
+    )
     banned = []
-    if operation == "ignore":
+    if operation == "ignore" and fail2ban_plan is not None:
         banned = [f for f in Fail2banLayer(confdir, _Options.state_dir).find(target) if f.targeted]
+    lines: list[str] = []
+    if fail2ban_plan is not None:
+        lines += _ignore_lines(fail2ban_plan, fail2ban_result, dry_run, banned)
+    for plan in planned:
+        if plan.source != "fail2ban":
+            lines += _exemption_lines(plan, dry_run)
+    if not planned:
+        lines.append("no ban source here to exempt it from (fail2ban, sshguard, crowdsec)")
+    if dry_run and any(not p.is_empty() for p in planned):
+        lines.append("dry run: nothing changed")
+    elif change_set is not None:
+        lines.append(f"change set {change_set}: `unban rollback {change_set}` undoes it")
     _emit(
         as_json,
         {
             "dry_run": dry_run,
-            "plan": plan,
-            "diffs": {edit.path: edit.diff() for edit in plan.edits},
-            "change_set": result.change_set if result else None,
-            "verified": result.verified if result else "",
+            "plan": fail2ban_plan,
+            "diffs": {
+                e.path: e.diff() for p in planned if p.source == "fail2ban" for e in p.payload.edits
+            },
+            "exemptions": planned,
+            "change_set": change_set,
+            "verified": fail2ban_result.verified if fail2ban_result else "",
             "still_banned": banned,
         },
-        _ignore_lines(plan, result, dry_run, banned),
+        lines,
     )
     return ExitStatus.OK
+
+
+def _apply_exemptions(planned: Any, chosen: Any, reverter: Any, target: Network) -> str:
+    """Apply the plans in one change set; on a failure put everything back. Its id."""
+    from unban.exemptions import EXEMPTION_KIND, ExemptionError
+    from unban.exemptions.stage import ExemptionStage, batches
+    from unban.fail2ban.ignoreip import IGNORE_KIND
+    from unban.model import Plan
+
+    operation = planned[0].operation
+    change_set = reverter.begin(f"{operation} {show(target)} (exemptions)")
+    stage = ExemptionStage(change_set, chosen)
+    try:
+        engine.apply(Plan(show(target), tuple(batches(planned))), [stage])
+    except UnbanError as exc:
+        skip = {IGNORE_KIND: lambda a: None, EXEMPTION_KIND: lambda a: None}
+        try:
+            reverter.rollback(change_set.id, handlers=skip)
+        except UnbanError as again:
+            raise ExemptionError(
+                f"{exc}; putting things back failed too: {again}. Backups are in {change_set.path}"
+            ) from exc
+        raise ExemptionError(
+            f"{exc}; change set {change_set.id} was rolled back, nothing changed"
+        ) from exc
+    change_set.finalize()
+    return str(change_set.id)
 
 
 @app.command()
@@ -357,13 +451,16 @@ def ignore(
     address: Annotated[str, typer.Argument(help="IPv4/IPv6 address or CIDR.")],
     *,
     jail: JailOption = None,
+    only: OnlyOption = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Put ADDRESS into the effective ignoreip of every enabled fail2ban jail (or --jail J), in
-    the config (jail.local or the .local file that defines it, never jail.conf) and live."""
-    _guarded(lambda: _ignore_command("ignore", address, jail, force, dry_run, json_output))
+    """Exempt ADDRESS from future bans in every ban source here: the effective ignoreip of
+    every enabled fail2ban jail (or --jail J; jail.local or the .local file that defines it,
+    never jail.conf; and live), a running sshguard's whitelist (then restarted), a running
+    CrowdSec's allowlist or whitelist parser (then reloaded). --only picks sources."""
+    _guarded(lambda: _ignore_command("ignore", address, jail, only, force, dry_run, json_output))
 
 
 @app.command()
@@ -371,12 +468,14 @@ def unignore(
     address: Annotated[str, typer.Argument(help="IPv4/IPv6 address or CIDR.")],
     *,
     jail: JailOption = None,
+    only: OnlyOption = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Take ADDRESS back out of fail2ban's ignoreip (config and live)."""
-    _guarded(lambda: _ignore_command("unignore", address, jail, force, dry_run, json_output))
+    """Take ADDRESS back out of those exemptions (fail2ban's ignoreip, config and live;
+    sshguard's whitelist; CrowdSec's)."""
+    _guarded(lambda: _ignore_command("unignore", address, jail, only, force, dry_run, json_output))
 
 
 @app.command()
@@ -391,6 +490,8 @@ def rollback(
     """Restore the files of a change set byte for byte and undo its live changes."""
 
     def body() -> int:
+        from unban.exemptions import EXEMPTION_KIND, default_exemptions
+        from unban.exemptions.stage import handler
         from unban.fail2ban.config import server_paths
         from unban.fail2ban.ignoreip import IGNORE_KIND, rollback_check, undo_live
         from unban.reverter import Reverter, describe
@@ -406,7 +507,11 @@ def rollback(
         confdir = _Options.fail2ban_conf
         info = reverter.rollback(
             change_id,
-            handlers={IGNORE_KIND: undo_live, ME_BATCH: undo_action},
+            handlers={
+                IGNORE_KIND: undo_live,
+                ME_BATCH: undo_action,
+                EXEMPTION_KIND: handler(default_exemptions(confdir)),
+            },
             check=rollback_check(lambda: server_paths(confdir).socket),
         )
         lines = [f"rolled back change set {info.id} ({info.description}):"]
@@ -618,7 +723,12 @@ def me(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
     no_ignore: Annotated[
-        bool, typer.Option("--no-ignore", help="Do not add ADDRESS to fail2ban's ignoreip.")
+        bool,
+        typer.Option(
+            "--no-ignore",
+            help="Do not exempt ADDRESS from future bans (fail2ban's ignoreip, sshguard's and "
+            "CrowdSec's whitelists).",
+        ),
     ] = False,
     user: Annotated[
         Optional[str],
@@ -629,7 +739,9 @@ def me(
     ] = None,
 ) -> None:
     """Get ADDRESS back in: unban it in every fail2ban jail, remove the packet-filter blocks on
-    it, take it out of hosts.deny/hosts.allow, add it to fail2ban's ignoreip; in one change set
+    it, take it out of hosts.deny/hosts.allow, sshguard's blacklist and CrowdSec's decisions,
+    exempt it from future bans (fail2ban's ignoreip, sshguard's and CrowdSec's whitelists; a
+    running sshguard is restarted, CrowdSec reloaded); in one change set
     that `unban undo` puts back. Prints the plan, then applies it without asking (--dry-run only
     prints); then checks again and says what still refuses ADDRESS, with the command that would
     clear it. Exit 0 when nothing refuses it any more, 3 when something still does, 1 when a

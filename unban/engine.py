@@ -29,6 +29,7 @@ def default_layers() -> list[Layer]:
     from unban.layers.recent import RecentLayer
     from unban.layers.routes import RoutesLayer
     from unban.layers.xtables import XtablesLayer
+    from unban.owners import default_owners
 
     xtables = XtablesLayer()
     return [
@@ -38,6 +39,7 @@ def default_layers() -> list[Layer]:
         IpsetLayer(xtables),
         RecentLayer(xtables),
         RoutesLayer(),
+        *default_owners(),
         HostsLayer.from_settings(),
     ]
 

@@ -16,15 +16,16 @@ exit status either way.
 
 Order of the changes, each a batch of the engine's plan: fail2ban (unban in every jail, or its
 database when the server is stopped), the packet filters (targeted findings; broad ones only
-with `broad`), /etc/hosts.allow and /etc/hosts.deny, then fail2ban's ignoreip (unless
-`ignore=False`). One reverter change set holds everything: the backups of every file changed
-(hosts files, fail2ban's database, jail.local...) and, as JSON actions, every other batch with
-its undo data, so `unban undo` can put it all back in a later process (`undo`).
+with `broad`), /etc/hosts.allow and /etc/hosts.deny, the owners (sshguard's blacklist file,
+CrowdSec's decisions), then the exemptions of every ban source here (fail2ban's ignoreip,
+sshguard's whitelist, CrowdSec's whitelist: unban.exemptions; not with `ignore=False`). One
+reverter change set holds everything: the backups of every file changed (hosts files,
+fail2ban's database, jail.local...) and, as JSON actions, every other batch with its undo data,
+so `unban undo` can put it all back in a later process (`undo`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,8 +36,12 @@ from unban import engine, render
 from unban.address import Network, parse_network, show
 from unban.engine import DeferredSignals
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
+from unban.exemptions import EXEMPTION_KIND, IGNORE, Exemption, ExemptionPlan
+from unban.exemptions import default_exemptions as _default_exemptions
+from unban.exemptions import plans as exemption_plans
+from unban.exemptions.stage import STAGE, ExemptionStage
 from unban.layers import Layer
-from unban.model import Batch, Finding, LayerStatus, Plan, Report, Step, as_json
+from unban.model import Batch, Finding, Plan, Report, Step, as_json
 from unban.reverter import ChangeSet, Reverter
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
@@ -44,14 +49,16 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
+    "owners": ("sshguard", "crowdsec"),
 }
 
 Event = Callable[[str], None]
 ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
 DESCRIPTION_PREFIX = "unban me "  # change sets of `unban me` runs (what `unban undo` takes)
-IGNORE_LAYER = "ignoreip"
-FILE_LAYERS = ("hosts", IGNORE_LAYER)
+FILE_LAYERS = ("hosts", "sshguard", STAGE)
 LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
+# Exemptions of the ban sources each LAYER_GROUPS group holds (heal's `layers`).
+EXEMPTION_GROUPS = {"fail2ban": ("fail2ban",), "owners": ("sshguard", "crowdsec")}
 
 
 def _quiet(_line: str) -> None:
@@ -75,9 +82,9 @@ class MeResult:
     dry_run: bool
     before: Report
     plan: Plan
-    ignore: Any = None  # fail2ban.ignoreip.IgnorePlan, or None with ignore=False / no fail2ban
+    exemptions: tuple[ExemptionPlan, ...] = ()  # every present ban source's (none: ignore=False)
     applied: tuple[Batch, ...] = ()
-    ignored: tuple[str, ...] = ()  # what the ignoreip step did, one line each
+    ignored: tuple[str, ...] = ()  # what the exemption steps did, one line each
     change_set: Optional[str] = None
     after: Optional[Report] = None
     still_refused: tuple[Refusal, ...] = ()
@@ -114,7 +121,7 @@ class UndoResult:
 
 
 def summary_line(result: MeResult) -> str:
-    changes = len(result.plan.steps) + len(result.ignored)
+    changes = len(result.plan.steps) + sum(p.change_count() for p in result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)
@@ -144,13 +151,15 @@ def run_me(
     check_sshd: bool = True,
     on_event: Event = _quiet,
     layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
     confdir: Optional[str] = None,
     state_dir: Optional[str] = None,
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
-    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts"; None: all).
-    `ignore`: also put the address into fail2ban's ignoreip. `check_sshd`: also ask sshd
+    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners"; None: all),
+    and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
+    address in every ban source present (`exemptions`, default: unban.exemptions'). `check_sshd`: also ask sshd
     (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
     "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
@@ -163,8 +172,9 @@ def run_me(
     if layers is None:
         layers = select_layers(default_layers(confdir, state_dir), groups)
     layers = list(layers)
-    if groups is not None and "fail2ban" not in groups:
-        ignore = False
+    chosen = select_exemptions(
+        _default_exemptions(confdir) if exemptions is None else exemptions, groups
+    )
     shown = show(target)
     notes: list[str] = []
     if target.num_addresses != 1:
@@ -174,14 +184,15 @@ def run_me(
         )
     before = engine.find(target, layers)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
-    ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
-    for line in plan_lines(plan, ignore_plan):
+    exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
+    notes.extend(stage_notes(exempting))
+    for line in plan_lines(plan, exempting):
         on_event(line)
     sshd_refusals: list[Refusal] = []
     if check_sshd and target.num_addresses == 1:
         sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
-    base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
-    nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
+    base = MeResult(shown, dry_run, before, plan, exempting, notes=tuple(notes))
+    nothing = plan.is_empty() and not stage_changes(exempting)
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
         if nothing:
@@ -195,15 +206,15 @@ def run_me(
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, ignore_plan, layers, reverter, confdir, event
+        target, plan, exempting, layers, chosen, reverter, confdir, event
     )
     after = engine.find(target, layers)  # layers read the system again after a change
-    stale = fail2ban_leftovers(after, applied, target)
-    deadline = time.monotonic() + LEFTOVER_WAIT
+    stale = leftovers(after, applied, target)
+    deadline = time.monotonic() + settle_time(applied, layers)
     while stale and time.monotonic() < deadline:
-        time.sleep(0.25)  # fail2ban may still be running its ban or unban actions: let them end
+        time.sleep(0.25)  # fail2ban's actions or a bouncer's poll may still be on their way
         after = engine.find(target, layers)
-        stale = fail2ban_leftovers(after, applied, target)
+        stale = leftovers(after, applied, target)
     if stale:
         applied += _sweep(stale, applied, target, layers, change_set, reverter, confdir, event)
         after = engine.find(target, layers)
@@ -227,6 +238,7 @@ def default_layers(confdir: str, state_dir: str) -> list[Layer]:
     """engine.default_layers() with this run's fail2ban config dir and state dir."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.owners.sshguard import SshguardOwner
 
     layers: list[Layer] = []
     for layer in engine.default_layers():
@@ -234,6 +246,8 @@ def default_layers(confdir: str, state_dir: str) -> list[Layer]:
             layer = Fail2banLayer(confdir, state_dir)
         elif isinstance(layer, HostsLayer):
             layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
+        elif isinstance(layer, SshguardOwner):
+            layer = SshguardOwner(layer.conf_path, proc=layer.proc, state_dir=state_dir)
         layers.append(layer)
     return layers
 
@@ -251,74 +265,27 @@ def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) ->
     return [layer for layer in layers if layer.name in names]
 
 
-# ---------------------------------------------------------------- ignoreip
+# ---------------------------------------------------------------- exemptions
 
 
-def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
-    """fail2ban.ignoreip's plan to ignore `target` in every enabled jail, or None (with a note
-    saying why) when there is no fail2ban here or its config cannot be changed."""
-    from unban.fail2ban import ignoreip
-    from unban.fail2ban.config import ConfigError
-
-    if not os.path.isfile(os.path.join(confdir, "jail.conf")) and not os.path.isfile(
-        os.path.join(confdir, "jail.local")
-    ):
-        return None
-    try:
-        ignoreip.check_range(target, force=False)
-        return ignoreip.plan("ignore", confdir, target, [])
-    except (UnbanError, ConfigError) as exc:
-        notes.append(f"fail2ban's ignoreip is left as it is: {exc}")
-        return None
+def select_exemptions(
+    exemptions: Sequence[Exemption], groups: Optional[Collection[str]]
+) -> list[Exemption]:
+    """The exemptions of the ban sources in these LAYER_GROUPS (None: all)."""
+    if groups is None:
+        return list(exemptions)
+    names = {name for group in groups for name in EXEMPTION_GROUPS.get(group, ())}
+    return [e for e in exemptions if e.name in names]
 
 
-def _changes_ignoreip(ignore_plan: Any) -> bool:
-    """`_ignore_plan`'s plan has something to change (it is None without fail2ban)."""
-    return ignore_plan is not None and not ignore_plan.is_empty()
+def stage_changes(plans: Sequence[ExemptionPlan]) -> bool:
+    """Some exemption plan changes something."""
+    return any(not p.is_empty() for p in plans)
 
 
-class IgnoreStage:
-    """fail2ban's ignoreip as the engine's last batch, so it rolls back with the rest.
-
-    Its file edits go into the run's change set (restored from there); its live
-    `addignoreip` calls are recorded there as IGNORE_KIND actions, which `revert` undoes.
-    """
-
-    name = IGNORE_LAYER
-
-    def __init__(self, change_set: ChangeSet, target: Network) -> None:
-        self.change_set = change_set
-        self.target = target
-        self.result: Any = None
-        self._live: list[dict[str, Any]] = []
-
-    def status(self) -> list[LayerStatus]:
-        return []
-
-    def listings(self, query: Any) -> list[Any]:
-        return []
-
-    def find(self, target: Network) -> list[Finding]:
-        return []
-
-    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
-        return []
-
-    def apply(self, batch: Batch) -> None:
-        from unban.fail2ban import ignoreip
-
-        first = len(self.change_set.info.actions)
-        try:
-            self.result = ignoreip.apply_into(batch.payload[0], self.change_set, self.target)
-        finally:
-            self._live = [dict(a) for a in self.change_set.info.actions[first:]]
-
-    def revert(self, batch: Batch) -> None:
-        from unban.fail2ban.ignoreip import undo_live
-
-        for action in reversed(self._live):
-            undo_live(action)
-        self._live = []
+def stage_notes(plans: Sequence[ExemptionPlan]) -> list[str]:
+    """What the plans say beside their changes (a restart's cost, why one is left alone)."""
+    return [f"{p.source}: {note}" for p in plans for note in p.notes]
 
 
 # ---------------------------------------------------------------- the transaction
@@ -327,23 +294,24 @@ class IgnoreStage:
 def _transaction(
     target: Network,
     plan: Plan,
-    ignore_plan: Any,
+    exempting: Sequence[ExemptionPlan],
     layers: Sequence[Layer],
+    exemptions: Sequence[Exemption],
     reverter: Reverter,
     confdir: str,
     event: Event,
 ) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
-    """Apply every batch (and ignoreip) with one change set; on a failure put everything back.
+    """Apply every batch (the exemptions last) with one change set; on a failure put
+    everything back.
 
-    Returns (the plan's batches applied, the change set, what the ignoreip step did).
+    Returns (the plan's batches applied, the change set, what the exemption steps did).
     """
+    from unban.exemptions.stage import batches as exemption_batches
+
     change_set = reverter.begin(f"{DESCRIPTION_PREFIX}{show(target)}")
     by_name = {layer.name: layer for layer in layers}
-    stage = IgnoreStage(change_set, target)
-    batches = list(plan.batches)
-    if _changes_ignoreip(ignore_plan):
-        batches.append(Batch(IGNORE_LAYER, ignore_plan.confdir, (), (ignore_plan,), ()))
-    full = replace(plan, batches=tuple(batches))
+    stage = ExemptionStage(change_set, exemptions)
+    full = replace(plan, batches=(*plan.batches, *exemption_batches(exempting)))
 
     def done(batch: Batch) -> None:
         layer = by_name.get(batch.layer, stage)
@@ -367,10 +335,8 @@ def _transaction(
             ) from exc
         change_set.finalize()
         signals.received = None  # everything is applied and recorded: nothing to stop
-    applied = tuple(b for b in outcome.applied if b.layer != IGNORE_LAYER)
-    ignored: tuple[str, ...] = ()
-    if stage.result is not None:
-        ignored = tuple(ignore_lines(ignore_plan, stage.result))
+    applied = tuple(b for b in outcome.applied if b.layer != STAGE)
+    ignored = tuple(line for lines in stage.done.values() for line in lines)
     return applied, change_set, ignored
 
 
@@ -380,8 +346,10 @@ def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[
     `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.owners.sshguard import SshguardOwner
 
-    recording = [layer for layer in layers if isinstance(layer, (Fail2banLayer, HostsLayer))]
+    kinds = (Fail2banLayer, HostsLayer, SshguardOwner)
+    recording = [layer for layer in layers if isinstance(layer, kinds)]
     for layer in recording:
         layer.change_set = change_set
     try:
@@ -421,6 +389,42 @@ def fail2ban_leftovers(after: Report, applied: Sequence[Batch], target: Network)
     return found
 
 
+def owner_leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
+    """Kernel entries a live owner's lift in this run (CrowdSec's deleted decision) should have
+    taken away, but are still there: its bouncer follows at its next poll."""
+    lifted = {
+        (step.finding.owner, parse_network(step.finding.network))
+        for batch in applied
+        for step in batch.steps
+        if step.finding.lifts_own
+    }
+    return [
+        finding
+        for finding in after.findings
+        if not finding.lifts_own
+        and finding.targeted
+        and parse_network(finding.network) == target
+        and (finding.owner, target) in lifted
+    ]
+
+
+def leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
+    """What fail2ban's unban or a live owner's lift left behind (so far)."""
+    return [*fail2ban_leftovers(after, applied, target), *owner_leftovers(after, applied, target)]
+
+
+def settle_time(applied: Sequence[Batch], layers: Sequence[Layer]) -> float:
+    """How long to wait for those: fail2ban's LEFTOVER_WAIT, or an owner's own bound (the
+    CrowdSec bouncer's poll interval) when one of its lifts was applied."""
+    wait = LEFTOVER_WAIT
+    by_name = {layer.name: layer for layer in layers}
+    for batch in applied:
+        settle = getattr(by_name.get(batch.layer), "settle_seconds", None)
+        if settle is not None and any(step.finding.lifts_own for step in batch.steps):
+            wait = max(wait, float(settle()))
+    return wait
+
+
 def _sweep(
     stale: Sequence[Finding],
     applied_before: Sequence[Batch],
@@ -431,8 +435,9 @@ def _sweep(
     confdir: str,
     event: Event,
 ) -> tuple[Batch, ...]:
-    """Remove fail2ban's leftovers as part of the same run (same change set). Their undo is
-    fail2ban's own ban again (`unban undo` bans again), so they are recorded `by_fail2ban`.
+    """Remove what fail2ban or a live owner left behind, as part of the same run (same change
+    set). Their undo is that owner's own ban again (`unban undo` bans again in fail2ban, adds the
+    CrowdSec decision again), so they are recorded `by_fail2ban`.
     On a failure the whole run is undone, as `unban undo` would."""
     others = [layer for layer in layers if layer.name != "fail2ban"]
     plan = engine.plan(Report(show(target), tuple(stale)), others)
@@ -448,11 +453,11 @@ def _sweep(
                     )
                     done.append(batch)
                     for line in describe_batch(batch):
-                        event(f"{line} (left behind by fail2ban's unban)")
+                        event(f"{line} (left behind by {_lifted_by(batch)})")
                     signals.check()
         except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
-            if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
-                return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
+            if not leftovers(engine.find(target, layers), applied_before, target):
+                return tuple(done)  # their owner lifted them meanwhile: nothing is left to do
             try:
                 undo(
                     change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers
@@ -468,6 +473,13 @@ def _sweep(
                 rollback_failed=False,
             ) from exc
     return tuple(done)
+
+
+def _lifted_by(batch: Batch) -> str:
+    owners = {step.finding.owner for step in batch.steps}
+    if all(owner.startswith("fail2ban") for owner in owners):
+        return "fail2ban's unban"
+    return f"{', '.join(sorted(owners))} (its own lift had not reached the kernel yet)"
 
 
 def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> None:
@@ -500,7 +512,11 @@ def _put_back(
     try:
         reverter.rollback(
             change_set.id,
-            handlers={ME_BATCH: _already_undone, IGNORE_KIND: _already_undone},
+            handlers={
+                ME_BATCH: _already_undone,
+                IGNORE_KIND: _already_undone,
+                EXEMPTION_KIND: _already_undone,
+            },
             check=_db_check(confdir),
         )
     except UnbanError as exc:
@@ -563,10 +579,10 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
 
 def record_summary(batch: Batch) -> str:
     """One line for `unban rollback --list` and `unban undo`."""
-    if batch.layer == IGNORE_LAYER:
+    if batch.layer == STAGE:
         plan_ = batch.payload[0]
         files = ", ".join(edit.path for edit in plan_.edits) or "no file"
-        return f"fail2ban ignoreip: {plan_.address} added ({files})"
+        return f"{plan_.source} exemption: {plan_.address} added ({files})"
     texts = [step_text(step) for step in batch.steps]
     if len(texts) > 3:
         texts = [*texts[:3], f"and {len(texts) - 3} more"]
@@ -602,21 +618,26 @@ def undo(
     state_dir: Optional[str] = None,
     confdir: Optional[str] = None,
     layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
 ) -> UndoResult:
     """Put back what an `unban me` run changed: the last one not undone yet, or `change_id`.
 
     Its batches are reverted newest-first (rules and set elements added back, routes and
-    xt_recent entries back, fail2ban bans again), its live ignoreip additions taken out, then
-    its files restored byte for byte (hosts files, jail.local, fail2ban's database). Refuses
+    xt_recent entries back, fail2ban bans again, CrowdSec decisions added again), its live
+    exemptions taken out (ignoreip entries; sshguard restarted with its old whitelist, CrowdSec
+    reloaded), then its files restored byte for byte (hosts files, jail.local, fail2ban's
+    database, sshguard's blacklist and whitelist). Refuses
     (InputError, nothing changed) when a later change set, not rolled back, changed one of the
     same files: undo that one first.
     """
     from unban import fail2ban
+    from unban.exemptions.stage import handler
     from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
 
     current = fail2ban.settings()
     confdir = confdir or current.confdir
     reverter = Reverter(state_dir or current.state_dir)
+    undo_exemption = handler(_default_exemptions(confdir) if exemptions is None else exemptions)
     infos = reverter.list()
     ours = [i for i in infos if i.description.startswith(DESCRIPTION_PREFIX)]
     if change_id is None:
@@ -648,7 +669,9 @@ def undo(
         db_check(found)
 
     done = reverter.rollback(
-        info.id, handlers={ME_BATCH: undo_batch, IGNORE_KIND: undo_live}, check=check
+        info.id,
+        handlers={ME_BATCH: undo_batch, IGNORE_KIND: undo_live, EXEMPTION_KIND: undo_exemption},
+        check=check,
     )
     return UndoResult(
         change_set=done.id,
@@ -727,6 +750,16 @@ def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:
         )
     if layers & {"iptables", "nftables"}:
         notes.append("rules put back start with zero packet and byte counters")
+    if "crowdsec" in layers:
+        notes.append(
+            "CrowdSec's decisions come back as new ones (new ids, origin cscli) with the time "
+            "they had left; their alerts are not restored"
+        )
+    if any(a.get("layer") == "sshguard" for a in actions):
+        notes.append(
+            "sshguard blocks the address again from its blacklist at its next start; a block "
+            "put back into the kernel stays until sshguard restarts (it does not know of it)"
+        )
     return notes
 
 
@@ -827,6 +860,10 @@ def step_text(step: Step) -> str:
     if finding.layer == "fail2ban":
         where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
         return f"unban {_shown(finding.network)} in fail2ban jail {finding.chain}{where}"
+    if finding.layer == "sshguard":
+        return f"take it out of sshguard's blacklist {finding.table} line {finding.line}"
+    if finding.layer == "crowdsec":
+        return f"delete CrowdSec decision {finding.handle} ({finding.rule})"
     if finding.layer == "hosts" and finding.targeted:
         return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
     if finding.layer == "hosts":
@@ -849,10 +886,13 @@ def _shown(network: str) -> str:
     return show(parsed) if parsed is not None else network
 
 
-def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
+def plan_lines(plan: Plan, exempting: Sequence[ExemptionPlan] = ()) -> list[str]:
     """The plan as `unban me` prints it before applying it."""
-    changes = len(plan.steps) + (0 if ignore_plan is None else len(ignore_plan.edits))
-    if plan.is_empty() and not _changes_ignoreip(ignore_plan):
+    from unban.exemptions.stage import changes as exemption_changes
+    from unban.exemptions.stage import plan_text
+
+    changes = len(plan.steps) + exemption_changes(exempting)
+    if plan.is_empty() and not stage_changes(exempting):
         lines = [f"nothing to change for {plan.target}"]
     else:
         lines = [f"plan for {plan.target}: {changes} change(s), in this order:"]
@@ -861,24 +901,16 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
         for step in batch.steps:
             lines.append(f"    {step_text(step)}")
             lines.append(f"      $ {step.command}")
-    if _changes_ignoreip(ignore_plan):
-        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
-        for state in ignore_plan.jails:
-            if state.status == "added":
-                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
-        for edit in ignore_plan.edits:
-            lines.append(f"      write {edit.path}")
-        for change in ignore_plan.live:
-            lines.append(f"      $ {change.shell}")
+    lines.extend(plan_text(exempting))
     lines.extend(render.left_alone_lines(plan, remove="lift"))
     return lines
 
 
-def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[str]:
+def describe_batch(batch: Batch, stage: Optional[ExemptionStage] = None) -> list[str]:
     """What one applied batch did, one line per change."""
-    if batch.layer == IGNORE_LAYER:
-        result = stage.result if stage is not None else None
-        return [f"done: {line}" for line in ignore_lines(batch.payload[0], result)]
+    if batch.layer == STAGE:
+        done = stage.done.get(batch.scope, []) if stage is not None else []
+        return [f"done: {line}" for line in done]
     lines = []
     for step in batch.steps:
         finding = step.finding
@@ -903,20 +935,6 @@ def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[st
             )
         else:
             lines.append(f"done: removed {finding.location()}: {finding.rule}")
-    return lines
-
-
-def ignore_lines(plan_: Any, result: Any) -> list[str]:
-    lines = []
-    for state in plan_.jails:
-        if state.status == "added":
-            lines.append(f"fail2ban ignoreip: {plan_.address} {state.detail} ({state.jail})")
-    for edit in plan_.edits:
-        lines.append(f"fail2ban ignoreip: wrote {edit.path}")
-    for change in plan_.live:
-        lines.append(f"fail2ban ignoreip: live, $ {change.shell}")
-    if result is not None and result.verified:
-        lines.append(f"fail2ban ignoreip: {result.verified}")
     return lines
 
 

@@ -95,7 +95,10 @@ def test_silent_when_nothing_was_blocked_but_logged(
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
     assert me.calls == ["203.0.113.4", "2001:db8::/64"]
-    assert me.configs[0].layers == ("firewall", "fail2ban", "hosts") and me.configs[0].ignoreip
+    assert (
+        me.configs[0].layers == ("firewall", "fail2ban", "hosts", "owners")
+        and me.configs[0].ignoreip
+    )
     assert logged.idents == ["unban"]
     assert logged.records == [
         (6, f"heal {config}: 2 address(es) checked, nothing was blocked (exit 0)")
