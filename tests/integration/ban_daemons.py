@@ -10,6 +10,7 @@ the test's temp dir, so nothing reaches the host's /etc, /run, /var or firewall.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -145,3 +146,107 @@ class Sshguard:
 
     def whitelist(self) -> str:
         return self.host.read("/etc/sshguard/whitelist")
+
+
+class Crowdsec:
+    """The crowdsec agent with its local API on 127.0.0.1:8080 of the server namespace, and the
+    firewall bouncer (nftables mode) polling it every second. The package's own config, with
+    the central API left out (offline), the log and acquisition pointed at the test's files."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.logs = host.root / "crowdsec-log"
+        self.logs.mkdir()
+        upper, work = host.root / "var-upper", host.root / "var-work"
+        upper.mkdir()
+        work.mkdir()
+        host.run(
+            "mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir=/var/lib/crowdsec,upperdir={upper},workdir={work}", "/var/lib/crowdsec",
+        )  # fmt: skip
+        config = host.read("/etc/crowdsec/config.yaml")
+        config = config.replace(
+            "    online_client: # Central API credentials (to push signals and receive bad IPs)\n"
+            "      credentials_path: /etc/crowdsec/online_api_credentials.yaml\n",
+            "",
+        )
+        config = config.replace("log_dir: /var/log/", f"log_dir: {self.logs}/")
+        config = config.replace("prometheus:\n  enabled: true", "prometheus:\n  enabled: false")
+        assert "online_client" not in config and str(self.logs) in config
+        host.write("/etc/crowdsec/config.yaml", config)
+        host.write(
+            "/etc/crowdsec/acquis.yaml", f"filenames:\n  - {host.log}\nlabels:\n  type: syslog\n"
+        )
+        local = host.read("/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local")
+        assert "api_key:" in local, "the bouncer was not registered at install"
+        host.write(
+            "/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local",
+            "mode: nftables\n"
+            + "".join(line + "\n" for line in local.splitlines() if line.startswith("api_key"))
+            + f"update_frequency: 1s\nlog_dir: {self.logs}/\nprometheus:\n  enabled: false\n",
+        )
+        self.agent: Optional[subprocess.Popen[bytes]] = None
+        self.bouncer: Optional[subprocess.Popen[bytes]] = None
+
+    def _spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.host.sshd.mount_ns.argv(list(argv)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def cscli(self, *args: str) -> Any:
+        return self.host.run("cscli", *args)
+
+    def start(self) -> None:
+        self.agent = self._spawn("crowdsec", "-c", "/etc/crowdsec/config.yaml")
+        wait_for(
+            "crowdsec's local API",
+            lambda: self.host.run("cscli", "decisions", "list", check=False).returncode == 0,
+            timeout=30,
+        )
+        wait_for("crowdsec's agent reading its log", self._processing, timeout=30)
+        self.start_bouncer()
+
+    def _processing(self) -> bool:
+        log = self.logs / "crowdsec.log"
+        return log.exists() and "Starting processing data" in log.read_text()
+
+    def start_bouncer(self) -> None:
+        self.bouncer = self._spawn(
+            "crowdsec-firewall-bouncer",
+            "-c",
+            "/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml",
+        )
+        wait_for("the bouncer's nft set", lambda: self.elements() is not None)
+
+    def restart_bouncer(self) -> None:
+        assert self.bouncer is not None
+        self.bouncer.terminate()
+        self.bouncer.wait(timeout=10)
+        wait_for("the bouncer's cleanup", lambda: self.elements() is None)
+        self.start_bouncer()
+        time.sleep(2)  # two polls: it has pulled every decision
+
+    def elements(self) -> Optional[str]:
+        listed = self.host.run(
+            "nft", "list", "set", "ip", "crowdsec", "crowdsec-blacklists", check=False
+        )
+        return listed.stdout if listed.returncode == 0 else None
+
+    def blocks(self, ip: str = CLIENT4) -> bool:
+        return ip in (self.elements() or "")
+
+    def decisions(self, ip: str = CLIENT4) -> list[Any]:
+        out = self.cscli("decisions", "list", "-i", ip, "-o", "json").stdout
+        return [d for alert in json.loads(out or "null") or [] for d in alert["decisions"] or []]
+
+    def stop(self) -> None:
+        for proc in (self.bouncer, self.agent):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
