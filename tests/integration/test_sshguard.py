@@ -11,6 +11,7 @@ ban back.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,23 @@ def test_me_lifts_sshguards_ban_and_whitelists(host: Host, backend: str, blackli
         assert f"|4|{CLIENT4}" in host.read(guard.blacklist)
         guard.restart()  # blocked again from its blacklist at start
         assert guard.blocks()
+
+
+def test_ignore_and_unignore_only_sshguard(host: Host) -> None:
+    guard = Sshguard(host, "sshg-fw-nft-sets", blacklist=False)
+    guard.start()
+    first = guard.blocker()
+    proc = host.unban("ignore", CLIENT4, "--only", "sshguard")
+    assert proc.returncode == 0, proc.stderr
+    assert "fail2ban" not in proc.stdout
+    assert guard.whitelist().splitlines()[-1] == CLIENT4 and guard.blocker() != first
+    host.fail(6)
+    time.sleep(1)
+    assert not guard.blocks()
+    again = host.unban("ignore", CLIENT4, "--only", "sshguard")
+    assert again.returncode == 0 and "already exempt there; nothing written" in again.stdout
+    out = host.unban("unignore", CLIENT4, "--only", "sshguard")
+    assert out.returncode == 0, out.stderr
+    assert CLIENT4 not in guard.whitelist()
+    host.fail(4)
+    wait_for("sshguard's block", guard.blocks)

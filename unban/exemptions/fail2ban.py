@@ -71,16 +71,16 @@ class Fail2banExemption:
                 NAME, False, False, f"no jail.conf or jail.local in {self.confdir}"
             )
         try:
-            planned = ignoreip.plan(IGNORE, self.confdir, target, self.jails, live=False)
+            jails = ignoreip.ignored_in(self.confdir, target, self.jails)
         except (UnbanError, ConfigError) as exc:
             return ExemptionState(NAME, True, False, f"ignoreip could not be read: {exc}")
-        if not planned.jails:
+        if not jails:
             return ExemptionState(NAME, True, False, "no enabled jail")
-        missing = [s.jail for s in planned.jails if s.status != "already"]
+        missing = [jail for jail, entry in jails if entry is None]
         if missing:
             return ExemptionState(NAME, True, False, f"not in the ignoreip of {', '.join(missing)}")
-        jails = ", ".join(s.jail for s in planned.jails)
-        return ExemptionState(NAME, True, True, f"in the ignoreip of {jails}")
+        names = ", ".join(jail for jail, _entry in jails)
+        return ExemptionState(NAME, True, True, f"in the ignoreip of {names}")
 
     def plan(self, operation: str, target: Network) -> Optional[ExemptionPlan]:
         from unban.fail2ban import ignoreip

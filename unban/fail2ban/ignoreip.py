@@ -596,6 +596,18 @@ def _target_jails(tree: Tree, wanted: Sequence[str]) -> list[str]:
     return [j for j in names if tree.enabled(j)]
 
 
+def ignored_in(
+    confdir: str, target: Network, wanted: Sequence[str] = ()
+) -> list[tuple[str, Optional[str]]]:
+    """Each enabled jail (or each of `wanted`) and the entry of its effective ignoreip that
+    covers `target` (None: it is not ignored there). Reads only."""
+    tree = read_tree(confdir, "jail")
+    return [
+        (jail, covering(splitwords(tree.get(jail, "ignoreip", _static(tree))), target))
+        for jail in _target_jails(tree, wanted)
+    ]
+
+
 def plan(
     operation: str, confdir: str, target: Network, wanted: Sequence[str], *, live: bool = True
 ) -> IgnorePlan:
