@@ -2,7 +2,7 @@
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import Any, Callable, Optional
@@ -13,12 +13,13 @@ from typing_extensions import Annotated
 from unban import engine, fail2ban
 from unban.address import Network, family_of, parse_target, show
 from unban.errors import ExitStatus, InputError, UnbanError
+from unban.exemptions import Exemption, ExemptionPlan
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.layers import ListQuery
 from unban.layers.xtables import XtablesLayer, build_batches
 from unban.model import Batch, Plan, Report, as_json
 from unban.render import absent_lines, listing_text, plan_text, report_text
-from unban.reverter import DEFAULT_STATE_DIR
+from unban.reverter import DEFAULT_STATE_DIR, Reverter
 from unban.system import require_root
 
 EXIT_CODES_HELP = (
@@ -355,7 +356,6 @@ def _ignore_command(
     from unban.exemptions.sshguard import SshguardExemption
     from unban.fail2ban import ignoreip
     from unban.layers.fail2ban import Fail2banLayer
-    from unban.reverter import Reverter
 
     target = ignoreip.parse_ignore_target(address, force=force)
     if operation == "ignore":
@@ -419,7 +419,12 @@ def _ignore_command(
     return ExitStatus.OK
 
 
-def _apply_exemptions(planned: Any, chosen: Any, reverter: Any, target: Network) -> str:
+def _apply_exemptions(
+    planned: Sequence[ExemptionPlan],
+    chosen: Sequence[Exemption],
+    reverter: Reverter,
+    target: Network,
+) -> str:
     """Apply the plans in one change set; on a failure put everything back. Its id."""
     from unban.exemptions import EXEMPTION_KIND, ExemptionError
     from unban.exemptions.stage import ExemptionStage, batches

@@ -40,6 +40,7 @@ from unban.exemptions import EXEMPTION_KIND, IGNORE, Exemption, ExemptionPlan
 from unban.exemptions import default_exemptions as _default_exemptions
 from unban.exemptions import plans as exemption_plans
 from unban.exemptions.stage import STAGE, ExemptionStage
+from unban.exemptions.stage import notes as exemption_notes
 from unban.layers import Layer
 from unban.model import Batch, Finding, Plan, Report, Step, as_json
 from unban.reverter import ChangeSet, Reverter
@@ -185,7 +186,7 @@ def run_me(
     before = engine.find(target, layers)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
     exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
-    notes.extend(stage_notes(exempting))
+    notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
     for line in plan_lines(plan, exempting):
         on_event(line)
     sshd_refusals: list[Refusal] = []
@@ -281,11 +282,6 @@ def select_exemptions(
 def stage_changes(plans: Sequence[ExemptionPlan]) -> bool:
     """Some exemption plan changes something."""
     return any(not p.is_empty() for p in plans)
-
-
-def stage_notes(plans: Sequence[ExemptionPlan]) -> list[str]:
-    """What the plans say beside their changes (a restart's cost, why one is left alone)."""
-    return [f"{p.source}: {note}" for p in plans for note in p.notes]
 
 
 # ---------------------------------------------------------------- the transaction

@@ -64,6 +64,8 @@ def test_me_deletes_the_decision_and_whitelists(crowdsec: Crowdsec, banned_by: s
     proc = host.unban("me", CLIENT4, "--sshd-config", str(host.sshd.config_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"cscli decisions delete --id {decision['id']}" in proc.stdout
+    assert "[nftables" not in proc.stdout  # the element is left to the bouncer...
+    assert "left behind" not in proc.stdout  # ...which lifted it within its poll
     assert host.reachable()
     assert crowdsec.decisions() == []  # CrowdSec's own state agrees
     assert not crowdsec.blocks()

@@ -36,7 +36,6 @@ from unban.reverter import ChangeSet
 
 EXEMPTION_KIND = "exemption"  # change set action: a live change an exemption made
 IGNORE, UNIGNORE = "ignore", "unignore"
-SOURCES = ("fail2ban", "sshguard", "crowdsec")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -213,7 +214,7 @@ class CrowdsecExemption:
         if operation == IGNORE:
             if values is None:
                 create = (*base, "create", ALLOWLIST, "-d", "addresses unban keeps unbanned")
-                commands.append(Command(create, " ".join(create[:4]) + " -d '...'"))
+                commands.append(Command(create, shlex.join(create)))
             if not any(covers(v, target) for v in values or []):
                 add = (*base, "add", ALLOWLIST, address, "-d", "unban")
                 commands.append(Command(add, " ".join(add), (*base, "remove", ALLOWLIST, address)))

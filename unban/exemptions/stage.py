@@ -94,4 +94,4 @@ def notes(plans: Sequence[ExemptionPlan]) -> list[str]:
     return [f"{p.source}: {note}" for p in plans if p.is_empty() for note in p.notes]
 
 
-__all__ = ["EXEMPTION_KIND", "STAGE", "ExemptionStage", "batches", "changes", "handler"]
+__all__ = ["EXEMPTION_KIND", "STAGE", "ExemptionStage", "batches", "changes", "handler", "notes"]
