@@ -254,13 +254,28 @@ def _execute(
     outcome = engine.apply(plan, layers, on_batch=done)
     remaining: Optional[Report] = None
     if target is not None:
-        remaining = engine.find(target, engine.default_layers())
+        remaining = _settled(target, outcome.applied, layers)
     _emit(
         json_output,
         {"dry_run": False, "plan": plan, "applied": outcome.applied, "remaining": remaining},
         _remaining_text(remaining),
     )
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+
+
+def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
+    """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
+    reached the kernel yet."""
+    import time
+
+    from unban.me import owner_leftovers, settle_time
+
+    deadline = time.monotonic() + settle_time(applied, layers)
+    while True:
+        remaining = engine.find(target, engine.default_layers())
+        if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
+            return remaining
+        time.sleep(0.25)
 
 
 def _remaining_text(remaining: Optional[Report]) -> list[str]:

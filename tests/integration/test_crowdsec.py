@@ -71,9 +71,8 @@ def test_me_deletes_the_decision_and_whitelists(crowdsec: Crowdsec, banned_by: s
     assert not crowdsec.blocks()
     assert CLIENT4 in host.read(PARSER)
 
-    crowdsec.restart_bouncer()  # it pulls every decision at start: none is left for it
     host.fail(8)  # fresh failures: the agent drops the whitelisted address's events
-    crowdsec.restart_bouncer()
+    crowdsec.restart_bouncer()  # it pulls every decision at start: none is left for it
     assert crowdsec.decisions() == [] and not crowdsec.blocks()
     assert host.reachable()
 
