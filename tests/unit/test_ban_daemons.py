@@ -239,3 +239,19 @@ def test_select_and_plan_lines() -> None:
                          lines=("add 203.0.113.4 to /w",), notes=("restarting drops",))  # fmt: skip
     assert plan_lines(plan) == ["add 203.0.113.4 to /w", "  write /w", "note: restarting drops"]
     assert "  +b" in plan_lines(plan, diff=True)
+
+
+def test_fail2ban_exemption_only_where_fail2ban_is_installed_and_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unban.exemptions import fail2ban as exemption
+
+    confdir = tmp_path / "fail2ban"
+    confdir.mkdir()
+    monkeypatch.setattr(exemption, "which", lambda name: f"/usr/bin/{name}")
+    assert exemption.Fail2banExemption(str(confdir)).plan(IGNORE, ADDR) is None  # no jail.conf
+    (confdir / "jail.conf").write_text("[DEFAULT]\n[sshd]\nenabled = true\n")
+    monkeypatch.setattr(exemption, "which", lambda name: None)
+    assert exemption.Fail2banExemption(str(confdir)).plan(IGNORE, ADDR) is None  # not installed
+    assert not exemption.Fail2banExemption(str(confdir)).state(ADDR).present
+    assert not (confdir / "jail.local").exists()
