@@ -8,15 +8,10 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-if dpkg-query -W -f='${Status}\n' sshguard crowdsec crowdsec-firewall-bouncer 2>/dev/null \
-    | grep -vq '^install ok installed$'; then
-    missing=1
-elif ! dpkg-query -W sshguard crowdsec crowdsec-firewall-bouncer >/dev/null 2>&1; then
-    missing=1
-else
-    missing=0
-fi
-[ "$missing" = 1 ] || exit 0
+packages=(sshguard crowdsec crowdsec-firewall-bouncer)
+installed=$(dpkg-query -W -f='${db:Status-Status}\n' "${packages[@]}" 2>/dev/null \
+    | grep -c '^installed$' || true)
+[ "$installed" = "${#packages[@]}" ] && exit 0
 
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
@@ -32,4 +27,4 @@ if [ ! -s "$capi" ]; then
 fi
 
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
-    sshguard crowdsec crowdsec-firewall-bouncer >/dev/null
+    "${packages[@]}" >/dev/null
