@@ -255,3 +255,20 @@ def test_fail2ban_exemption_only_where_fail2ban_is_installed_and_configured(
     assert exemption.Fail2banExemption(str(confdir)).plan(IGNORE, ADDR) is None  # not installed
     assert not exemption.Fail2banExemption(str(confdir)).state(ADDR).present
     assert not (confdir / "jail.local").exists()
+
+
+def test_find_says_where_the_address_is_exempt() -> None:
+    from unban.exemptions import ExemptionState
+    from unban.model import Report
+    from unban.render import report_text
+
+    states = (
+        ExemptionState("fail2ban", True, True, "in the ignoreip of sshd"),
+        ExemptionState("sshguard", True, False, "not in its whitelist"),
+        ExemptionState("crowdsec", False, False, "CrowdSec is not installed"),
+    )
+    lines = report_text(Report("203.0.113.4", (), exemptions=states))
+    assert (
+        "exempt from future bans: fail2ban: yes (in the ignoreip of sshd); "
+        "sshguard: no (not in its whitelist)"
+    ) in lines
