@@ -34,8 +34,8 @@ from unban.exemptions import (
     ExemptionState,
     FileEdit,
 )
-from unban.owners.crowdsec import CONFIG, nested_scalar
-from unban.owners.sshguard import covers, ours
+from unban.owners.crowdsec import CONFIG, agent_pid, nested_scalar
+from unban.owners.sshguard import covers
 from unban.reverter import ChangeSet, atomic_write
 from unban.system import run, which
 
@@ -102,25 +102,6 @@ def _read(path: str) -> Optional[str]:
             return handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def agent_pid(proc: str = "/proc") -> Optional[int]:
-    """The pid of a crowdsec agent running in our namespaces (argv[0] crowdsec), or None."""
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return None
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{name}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0", 1)[0].decode(errors="replace")
-        except OSError:
-            continue
-        if os.path.basename(argv0) == "crowdsec" and ours(int(name), proc):
-            return int(name)
-    return None
 
 
 class CrowdsecExemption:

@@ -32,11 +32,13 @@ from unban.address import Network, parse_network, show
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.owners.sshguard import ours
 from unban.system import run, which
 
 LAYER = "crowdsec"
 CONFIG = "/etc/crowdsec/config.yaml"
 BOUNCER_CONFIG = "/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml"
+LAPI_CREDENTIALS = "/etc/crowdsec/local_api_credentials.yaml"
 DEFAULT_DB = "/var/lib/crowdsec/data/crowdsec.db"
 DEFAULT_POLL = 10.0  # seconds: the bouncer's default update_frequency
 DOWN = ("connection refused", "dial tcp", "no such host", "could not get jwt token")
@@ -145,6 +147,25 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
+def agent_pid(proc: str = "/proc") -> Optional[int]:
+    """The pid of a crowdsec agent running in our namespaces (argv[0] crowdsec), or None."""
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            continue
+        if os.path.basename(argv0) == "crowdsec" and ours(int(name), proc):
+            return int(name)
+    return None
+
+
 # ---------------------------------------------------------------- the owner
 
 
@@ -153,9 +174,12 @@ class CrowdsecOwner:
 
     name = LAYER
 
-    def __init__(self, config: str = CONFIG, bouncer_config: str = BOUNCER_CONFIG) -> None:
+    def __init__(
+        self, config: str = CONFIG, bouncer_config: str = BOUNCER_CONFIG, *, proc: str = "/proc"
+    ) -> None:
         self.config = config
         self.bouncer_config = bouncer_config
+        self.proc = proc
         self.api_down = ""  # why the local API did not answer at the last find
         self._seen: dict[int, Decision] = {}  # the decisions the last find read, by id
 
@@ -175,8 +199,19 @@ class CrowdsecOwner:
     def _cscli(self, *args: str, check: bool = True) -> Any:
         return run(LAYER, ["cscli", "-c", self.config, *args], check=check, timeout=60)
 
+    def _api_is_local_and_down(self) -> bool:
+        """The local API is this host's (a loopback URL) and no agent runs here: nothing would
+        answer (and asking would send packets through the firewall being read)."""
+        credentials = nested_scalar(_read(self.config) or "", "api", "credentials_path")
+        url = yaml_scalar(_read(credentials or LAPI_CREDENTIALS) or "", "url") or ""
+        local = any(host in url for host in ("//127.", "//localhost", "//[::1]"))
+        return local and agent_pid(self.proc) is None
+
     def decisions(self, target: Network) -> tuple[list[Decision], bool]:
         """The decisions on `target`, and whether the local API answered."""
+        if self._api_is_local_and_down():
+            self.api_down = "no crowdsec agent runs here"
+            return self._from_database(target), False
         where = ["-i", show(target)] if target.num_addresses == 1 else ["-r", show(target)]
         proc = self._cscli("decisions", "list", *where, "-o", "json", check=False)
         if proc.returncode == 0:
