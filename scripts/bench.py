@@ -17,12 +17,15 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 BANNED = "203.0.113.4"
+
+STATE_DIR = tempfile.mkdtemp(prefix="unban-bench-state-")
 
 
 @dataclass
@@ -75,7 +78,8 @@ class Namespace:
 
 
 def unban(*args: str) -> list[str]:
-    return [sys.executable, "-m", "unban", *args]
+    """The CLI, with its change sets (remove records one) in a temp dir, not /var/lib/unban."""
+    return [sys.executable, "-m", "unban", "--state-dir", STATE_DIR, *args]
 
 
 def median(ns: Namespace, repeat: int, argv: Sequence[str], input: str | None = None) -> Timing:
@@ -258,6 +262,57 @@ def bench_libraries(size: int) -> list[tuple[str, str, Timing, Timing]]:
     ]
 
 
+HELLO = """
+import typer
+app = typer.Typer()
+@app.command()
+def hello(name: str = "world") -> None:
+    typer.echo(f"hello {name}")
+app()
+"""
+
+
+def bench_startup(repeat: int) -> list[tuple[str, str, Timing, Timing]]:
+    """Start-up: `unban --help` against a typer hello-world, and `find` on a host with no rules
+    against `unban --help` (what find costs beyond starting)."""
+    with Namespace() as ns:
+        hello = median(ns, repeat, [sys.executable, "-c", HELLO, "--help"])
+        helped = median(ns, repeat, unban("--help"))
+        found = median(ns, repeat, unban("find", BANNED, "--json"))
+    return [
+        ("unban --help", "typer hello-world --help", helped, hello),
+        ("find, a host with no rules", "unban --help", found, helped),
+    ]
+
+
+def bench_me_one_rule(size: int, repeat: int) -> list[tuple[str, str, Timing, Timing]]:
+    """`unban me` lifting the one rule of BANNED among `size` iptables-nft rules, final verdict
+    included, against the one `iptables-nft -D` of that rule. Each run gets the ruleset anew.
+    No fail2ban config and no exemption: nothing outside the namespace is read or written."""
+    ours, theirs = [], []
+    empty = os.path.join(STATE_DIR, "no-fail2ban")
+    os.makedirs(empty, exist_ok=True)
+    spec = ["-s", f"{BANNED}/32", "-j", "REJECT"]
+    for _ in range(repeat):
+        with Namespace() as ns:
+            ns.run("iptables-nft-restore", input=chain_restore(size))
+            theirs.append(ns.time("iptables-nft", "-D", "f2b-sshd", *spec))
+        with Namespace() as ns:
+            ns.run("iptables-nft-restore", input=chain_restore(size))
+            ours.append(
+                ns.time(*unban("--fail2ban-conf", empty, "me", BANNED, "--no-ignore", "--no-sshd"))
+            )
+            assert BANNED not in ns.run("iptables-nft-save"), "me left the rule"
+    return [
+        (
+            f"me lifting 1 rule among {size:,}, nft",
+            "iptables-nft -D (that rule)",
+            Timing(statistics.median(t.seconds for t in ours), max(t.max_rss_kb for t in ours)),
+            Timing(statistics.median(t.seconds for t in theirs), 0),
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -269,11 +324,12 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark makes network namespaces")
 
-    rows = []
+    rows = bench_startup(max(args.repeat, 5))
     for size in args.sizes:
         for backend in ("legacy", "nft"):
             rows.extend(bench_backend(backend, size, args.repeat))
     biggest = max(args.sizes)
+    rows.extend(bench_me_one_rule(biggest, args.repeat))
     rows.extend(bench_sets(biggest, args.repeat))
     if not args.no_iptc:
         rows.append(bench_iptc(biggest))

@@ -85,9 +85,16 @@ class Netns:
 
     def delete(self) -> None:
         """Stop whatever still runs in the namespace (only processes started for it), then
-        delete it; its veth end goes with it."""
+        delete it; its veth end goes with it, and the CLI's state dir too."""
         kill_members(self.name)
         subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    @property
+    def state_dir(self) -> Path:
+        """The CLI's default state dir for runs in this namespace (never the host's
+        /var/lib/unban; an explicit --state-dir still wins)."""
+        return Path("/tmp") / f"unban-state-{self.name}"
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -125,9 +132,11 @@ class Netns:
         self, *args: str, input: Optional[str] = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI inside the namespace."""
+        state = f"UNBAN_STATE_DIR={self.state_dir}"
         return self.run(
-            sys.executable, "-m", "unban", *args, input=input, check=False, timeout=timeout
-        )
+            "env", state, sys.executable, "-m", "unban", *args, input=input, check=False,
+            timeout=timeout,
+        )  # fmt: skip
 
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")

@@ -351,7 +351,10 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
 
     route = _route_to(shown)
     if route.get("error"):
-        notes.append(f"ip route get {shown}: {route['error']}")
+        notes.append(
+            f"this host has no route to {shown}, so the interface and server address its"
+            " packets use are not known: rules matching them are reported as may block"
+        )
     prefsrc = route.get("prefsrc")
     interface = route.get("dev")
     local = route.get("type") == "local"
@@ -666,8 +669,10 @@ def render(diagnosis: Diagnosis) -> Any:
     if cause is None:
         head.append(": nothing found that refuses it", style="green")
     else:
+        # The verdict ends the first line; the cause gets a line of its own (no mid-sentence wrap).
         word = "blocked" if cause.verdict == BLOCKS else "may be blocked"
-        head.append(f": {word}; most likely cause: {cause.title}", style=styles[cause.verdict])
+        head.append(f": {word}", style=styles[cause.verdict])
+        head.append(f"\nmost likely cause: {cause.title}", style=styles[cause.verdict])
     tree = Tree(head)
     for check in diagnosis.checks:
         label = Text()

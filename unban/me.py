@@ -50,12 +50,19 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
-    "owners": ("sshguard", "crowdsec"),
+    "owners": (
+        "ufw",
+        "firewalld",
+        "netfilter-persistent",
+        "ipset-persistent",
+        "nftables.conf",
+        "sshguard",
+        "crowdsec",
+    ),
 }
 
 Event = Callable[[str], None]
 ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
-DESCRIPTION_PREFIX = "unban me "  # change sets of `unban me` runs (what `unban undo` takes)
 FILE_LAYERS = ("hosts", "sshguard", STAGE)
 LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
 # Exemptions of the ban sources each LAYER_GROUPS group holds (heal's `layers`).
@@ -155,6 +162,7 @@ def run_me(
     exemptions: Optional[Sequence[Exemption]] = None,
     confdir: Optional[str] = None,
     state_dir: Optional[str] = None,
+    change_kind: str = "me",
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
@@ -164,6 +172,7 @@ def run_me(
     (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
     "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
+    `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
     from unban import fail2ban
 
@@ -207,7 +216,7 @@ def run_me(
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, exempting, layers, chosen, reverter, confdir, event
+        target, plan, exempting, layers, chosen, reverter, confdir, event, change_kind
     )
     after = engine.find(target, layers)  # layers read the system again after a change
     stale = leftovers(after, applied, target)
@@ -288,7 +297,7 @@ def stage_changes(plans: Sequence[ExemptionPlan]) -> bool:
 
 
 def _transaction(
-    target: Network,
+    target: Optional[Network],
     plan: Plan,
     exempting: Sequence[ExemptionPlan],
     layers: Sequence[Layer],
@@ -296,15 +305,16 @@ def _transaction(
     reverter: Reverter,
     confdir: str,
     event: Event,
+    kind: str = "me",
 ) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
-    """Apply every batch (the exemptions last) with one change set; on a failure put
-    everything back.
+    """Apply every batch (the exemptions last) with one change set named `kind` (the
+    command); on a failure put everything back.
 
     Returns (the plan's batches applied, the change set, what the exemption steps did).
     """
     from unban.exemptions.stage import batches as exemption_batches
 
-    change_set = reverter.begin(f"{DESCRIPTION_PREFIX}{show(target)}")
+    change_set = reverter.begin(f"unban {kind} {plan.target}", kind=kind)
     by_name = {layer.name: layer for layer in layers}
     stage = ExemptionStage(change_set, exemptions)
     full = replace(plan, batches=(*plan.batches, *exemption_batches(exempting)))
@@ -336,15 +346,40 @@ def _transaction(
     return applied, change_set, ignored
 
 
+def apply_recorded(
+    plan: Plan,
+    layers: Sequence[Layer],
+    *,
+    kind: str,
+    target: Optional[Network] = None,
+    state_dir: Optional[str] = None,
+    confdir: Optional[str] = None,
+    on_event: Event = _quiet,
+) -> tuple[tuple[Batch, ...], str]:
+    """Apply `plan` as one change set named `kind` (`unban remove`, `unban delete`), the way
+    `unban me` applies its own: files backed up first, everything put back on a failure, and
+    `unban undo` puts it back later. Returns (the batches applied, the change set's id)."""
+    from unban import fail2ban
+
+    current = fail2ban.settings()
+    confdir = confdir or current.confdir
+    reverter = Reverter(state_dir or current.state_dir)
+    applied, change_set, _ = _transaction(
+        target, plan, (), layers, (), reverter, confdir, on_event, kind
+    )
+    return applied, change_set.id
+
+
 @contextmanager
 def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
-    """The layers that change files (fail2ban's database, the hosts files) back them up into
-    `change_set` while this is open."""
+    """The layers that change files (fail2ban's database, the hosts files, the owners' rules
+    files) back them up into `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.owners.files import FileOwner
     from unban.owners.sshguard import SshguardOwner
 
-    kinds = (Fail2banLayer, HostsLayer, SshguardOwner)
+    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner)
     recording = [layer for layer in layers if isinstance(layer, kinds)]
     for layer in recording:
         layer.change_set = change_set
@@ -574,7 +609,7 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
 
 
 def record_summary(batch: Batch) -> str:
-    """One line for `unban rollback --list` and `unban undo`."""
+    """One line for `unban history` and `unban undo`."""
     if batch.layer == STAGE:
         plan_ = batch.payload[0]
         files = ", ".join(edit.path for edit in plan_.edits) or "no file"
@@ -616,7 +651,7 @@ def undo(
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
 ) -> UndoResult:
-    """Put back what an `unban me` run changed: the last one not undone yet, or `change_id`.
+    """Put back a change set (of any command): the last one not undone yet, or `change_id`.
 
     Its batches are reverted newest-first (rules and set elements added back, routes and
     xt_recent entries back, fail2ban bans again, CrowdSec decisions added again), its live
@@ -635,21 +670,15 @@ def undo(
     reverter = Reverter(state_dir or current.state_dir)
     undo_exemption = handler(_default_exemptions(confdir) if exemptions is None else exemptions)
     infos = reverter.list()
-    ours = [i for i in infos if i.description.startswith(DESCRIPTION_PREFIX)]
     if change_id is None:
-        pending = [i for i in ours if i.status != "rolled-back"]
+        pending = [i for i in infos if i.status != "rolled-back"]
         if not pending:
-            raise InputError(f"no `unban me` run to undo in {reverter.changes_dir}")
+            raise InputError(f"no change set to undo in {reverter.changes_dir}")
         info = pending[-1]
     else:
         info = reverter.get(change_id)
-        if info not in ours:
-            raise InputError(
-                f"change set {info.id} is not an `unban me` run ({info.description}): "
-                f"use `unban rollback {info.id}`"
-            )
     if info.status == "rolled-back":
-        raise InputError(f"`unban me` run {info.id} was already undone")
+        raise InputError(f"change set {info.id} ({info.description}) was undone already")
     reverter_dir = str(reverter.state_dir)
     layer_named = _layer_finder(
         lambda: layers if layers is not None else default_layers(confdir, reverter_dir)
@@ -680,18 +709,6 @@ def undo(
     )
 
 
-def undo_action(action: Mapping[str, Any]) -> None:
-    """`unban rollback`'s handler for ME_BATCH actions (the same as `unban undo` does)."""
-
-    def chosen() -> list[Layer]:
-        from unban import fail2ban
-
-        current = fail2ban.settings()
-        return default_layers(current.confdir, current.state_dir)
-
-    _revert_record(action, _layer_finder(chosen))
-
-
 def _layer_finder(chosen: Callable[[], Sequence[Layer]]) -> Callable[[str], Layer]:
     """The layer of a name, from `chosen()` (made the first time one is asked for)."""
     by_name: dict[str, Layer] = {}
@@ -714,17 +731,29 @@ def _revert_record(action: Mapping[str, Any], layer_named: Callable[[str], Layer
     layer_named(batch.layer).revert(batch)
 
 
-def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
+def later_overlap(info: Any, infos: Sequence[Any]) -> Any:
+    """A later change set, not undone, that changed one of the same files (undo it first)."""
     mine = {r.path for r in info.files}
     for other in infos:
         if int(other.id) <= int(info.id) or other.status == "rolled-back":
             continue
-        shared = sorted(mine & {r.path for r in other.files})
-        if shared:
-            raise InputError(
-                f"change set {other.id} ({other.description}), made later, changed "
-                f"{', '.join(shared)} too: undo it first (`unban rollback {other.id}`)"
-            )
+        if mine & {r.path for r in other.files}:
+            return other
+    return None
+
+
+def overlap_message(info: Any, other: Any) -> str:
+    shared = sorted({r.path for r in info.files} & {r.path for r in other.files})
+    return (
+        f"change set {other.id} ({other.description}), made later, changed "
+        f"{', '.join(shared)} too: undo it first (`unban undo {other.id}`)"
+    )
+
+
+def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
+    other = later_overlap(info, infos)
+    if other is not None:
+        raise InputError(overlap_message(info, other))
 
 
 def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -969,15 +998,6 @@ def last_line(result: MeResult) -> str:
     ways = "".join(f"; {way.line()}" for way in report.reach)
     checked = " (checked again)" if result.after is not None else ""
     return f"{target} is now unblocked everywhere unban looks{checked}{ways}"
-
-
-def undo_lines(result: UndoResult) -> list[str]:
-    lines = [f"undid change set {result.change_set} ({result.description}):"]
-    lines += [f"  {line}" for line in result.undone]
-    lines += [f"  {line}" for line in result.restored]
-    for note in result.cannot:
-        lines.append(f"  cannot restore: {note}")
-    return lines
 
 
 __all__ = ["LAYER_GROUPS", "MeResult", "Refusal", "UndoResult", "run_me", "text_lines", "undo"]

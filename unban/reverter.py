@@ -121,7 +121,7 @@ class FileRecord:
 
 @dataclass
 class ChangeSetInfo:
-    """A change set as `unban rollback --list` shows it."""
+    """A change set as `unban history` shows it."""
 
     id: str
     created: float
@@ -130,6 +130,7 @@ class ChangeSetInfo:
     files: list[FileRecord] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
     rolled_back: Optional[float] = None
+    kind: str = ""  # the command that made it: me, heal, remove, delete, ignore, unignore, ...
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +141,7 @@ class ChangeSetInfo:
             "files": [r.__dict__ for r in self.files],
             "actions": self.actions,
             "rolled_back": self.rolled_back,
+            "kind": self.kind,
         }
 
     @staticmethod
@@ -152,6 +154,7 @@ class ChangeSetInfo:
             files=[FileRecord.from_json(r) for r in data.get("files", [])],
             actions=[dict(a) for a in data.get("actions", [])],
             rolled_back=data.get("rolled_back"),
+            kind=str(data.get("kind", "")),
         )
 
 
@@ -196,8 +199,9 @@ class Reverter:
 
     # -- change sets
 
-    def begin(self, description: str) -> ChangeSet:
-        """A new, empty change set (status in-progress) with the next number."""
+    def begin(self, description: str, *, kind: str = "") -> ChangeSet:
+        """A new, empty change set (status in-progress) with the next number; `kind` names the
+        command that makes it (`unban history` shows it)."""
         with self._lock():
             numbers = [int(p.name) for p in self._dirs() if p.name.isdigit()]
             number = max(numbers, default=0) + 1
@@ -208,7 +212,7 @@ class Reverter:
                     break
                 except FileExistsError:
                     number += 1
-            info = ChangeSetInfo(str(number), time.time(), description, "in-progress")
+            info = ChangeSetInfo(str(number), time.time(), description, "in-progress", kind=kind)
             change_set = ChangeSet(self, path, info)
             change_set.save()
             return change_set

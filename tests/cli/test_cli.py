@@ -77,7 +77,8 @@ def test_json_is_the_only_thing_on_stdout(layer: MemoryLayer) -> None:
 def test_remove_says_what_still_blocks(layer: MemoryLayer) -> None:
     result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
     assert result.exit_code == 3
-    assert "done: memory a (1 change(s))" in result.stdout
+    assert "done: removed memory ipv4 a: block 203.0.113.4/32" in result.stdout
+    assert "change set 1: `unban undo 1` puts it back" in result.stdout
     assert "still blocking 203.0.113.4:" in result.stdout
     assert layer.blocks == [("a", "203.0.113.0/24")]
 
@@ -86,7 +87,8 @@ def test_a_failed_apply_is_exit_1_with_what_happened(layer: MemoryLayer) -> None
     layer.fail_on = "a"
     result = runner.invoke(cli.app, ["remove", "203.0.113.4"])
     assert result.exit_code == 1
-    assert result.stderr == "unban: memory: a refused the batch; nothing is changed\n"
+    assert result.stderr.startswith("unban: memory: a refused the batch; nothing is changed")
+    assert "change set 1 rolled back" in result.stderr
     assert len(layer.blocks) == 2
 
 

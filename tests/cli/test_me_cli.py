@@ -58,7 +58,7 @@ def test_plan_then_steps_then_the_last_line(setup: Setup) -> None:
     )
     assert setup.memory.blocks == [("filter", f"{IP}/32")]
     nothing = runner.invoke(cli.app, [*setup.args, "undo"])
-    assert nothing.exit_code == 2 and "no `unban me` run to undo" in nothing.stderr
+    assert nothing.exit_code == 2 and "no change set to undo" in nothing.stderr
 
 
 def test_still_refused_exits_3_with_the_fix(setup: Setup) -> None:

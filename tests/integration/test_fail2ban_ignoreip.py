@@ -195,7 +195,7 @@ def test_rollback_restores_every_file_byte_for_byte(fail2ban_factory: Factory) -
     assert {j: sorted(f2b.ignoreip(j)) for j in ("sshd", "recidive")} == live_before
     assert f2b.unban_json("rollback", "--list")["change_sets"][-1]["status"] == "rolled-back"
     again = f2b.unban("rollback", listed[-1]["id"])
-    assert again.returncode == 2 and "already rolled back" in again.stderr
+    assert again.returncode == 2 and "was undone already" in again.stderr
 
 
 def test_dry_run_changes_nothing(fail2ban_factory: Factory) -> None:

@@ -227,7 +227,7 @@ def test_undo_right_after_me_restores_exactly(server: Server) -> None:
     assert json.loads(undone.stdout)["undone"]["cannot"]
     assert server.snapshot() == before
     again = server.unban("undo")
-    assert again.returncode == 2 and "no `unban me` run to undo" in again.stderr
+    assert again.returncode == 2 and "no change set to undo" in again.stderr
 
 
 def test_a_failure_in_the_middle_leaves_the_host_exactly_as_before(server: Server) -> None:

@@ -175,6 +175,14 @@ def test_delete_by_number_checks_expect_and_shows_the_rule(netns: Netns, backend
         "-A f2b-sshd -j RETURN",
     ]
 
+    # the deletion is a change set `unban undo` puts back, rule at its number
+    (change,) = netns.unban_json("history")["change_sets"]
+    assert (change["kind"], change["description"]) == ("delete", "unban delete f2b-sshd rule 1")
+    undone = netns.unban("undo")
+    assert undone.returncode == 0, undone.stderr
+    assert "  put back rule -A f2b-sshd -s 203.0.113.4/32 -j REJECT" in undone.stdout
+    assert save(netns, backend) == before
+
 
 def test_delete_asks_which_backend_when_both_have_the_chain(netns: Netns) -> None:
     fail2ban_like(netns, "legacy", ["203.0.113.4"])

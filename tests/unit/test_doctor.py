@@ -296,7 +296,8 @@ def test_text_report() -> None:
     )  # fmt: skip
     lines = text_lines(Diagnosis("2001:db8::4", 22, None, None, tuple(checks)))
     text = "\n".join(lines)
-    assert "most likely cause: TCP wrappers" in lines[0]
+    assert lines[0] == "unban doctor 2001:db8::4, port 22: blocked"  # the verdict, whole
+    assert "most likely cause: TCP wrappers" in lines[1]
     assert "[blocks] TCP wrappers: /etc/hosts.deny:1 refuses [2001:db8::4]" in text
     assert "fix: sed -i '1d' /etc/hosts.deny" in text
 

@@ -54,7 +54,7 @@ def test_global_options_reach_the_fail2ban_settings(tmp_path: Path) -> None:
     assert json.loads(result.output) == {"change_sets": []}
     assert fail2ban.settings() == fail2ban.Settings(str(tmp_path), str(state))
     result = runner.invoke(app, ["--state-dir", str(state), "rollback"])
-    assert result.exit_code == 2 and "no change set to roll back" in result.output
+    assert result.exit_code == 2 and "no change set to undo" in result.output
     fail2ban.configure(fail2ban.Settings())
 
 

@@ -380,3 +380,18 @@ def test_two_jails_nothing_set_share_one_new_default_entry(tmp_path: Path, local
     assert [s.status for s in states] == ["added", "added"]
     for jail in ("sshd", "recidive"):
         assert effective(confdir, jail, texts) == ["203.0.113.4"]
+
+
+def test_an_unknown_jail_names_only_the_enabled_ones(tmp_path: Path) -> None:
+    from unban.fail2ban import ignoreip
+
+    disabled = "".join(f"[jail{n}]\n" for n in range(90))
+    confdir = write(
+        tmp_path,
+        {"jail.conf": f"[DEFAULT]\n[sshd]\n{disabled}", "jail.local": "[sshd]\nenabled = true\n"},
+    )
+    with pytest.raises(InputError) as caught:
+        ignoreip.plan("ignore", confdir, IP, ["nosuch"])
+    assert str(caught.value) == (
+        f"no jail nosuch in {confdir} (enabled jails: sshd; 90 more defined, not enabled)"
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unban import heal, healconfig, me
+from unban import heal, healconfig, healschedule, me
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError, LayerError
 from unban.heal import (
@@ -20,9 +20,9 @@ from unban.heal import (
     UPDATED,
     Healed,
     HealReport,
-    Interval,
 )
 from unban.healconfig import HealConfig
+from unban.healschedule import Interval
 from unban.locking import FileLock
 from unban.me import MeResult, Refusal
 from unban.model import Batch, Finding, Plan, Report, Step
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
     ],
 )
 def test_intervals(text: str, minutes: int, shown: str, systemd: str) -> None:
-    interval = heal.parse_interval(text)
+    interval = healschedule.parse_interval(text)
     assert interval == Interval(minutes)
     assert interval.text() == shown
     assert interval.systemd() == systemd
@@ -69,7 +69,7 @@ def test_intervals(text: str, minutes: int, shown: str, systemd: str) -> None:
 )
 def test_bad_intervals(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as caught:
-        heal.parse_interval(text)
+        healschedule.parse_interval(text)
     assert caught.value.exit_status == ExitStatus.USAGE
 
 
@@ -109,40 +109,42 @@ def test_cron_refuses_uneven_gaps_and_names_the_neighbours(minutes: int, message
 
 
 def test_every_interval_cron_keeps_is_accepted() -> None:
-    for minutes in heal.cron_minutes():
+    for minutes in healschedule.cron_minutes():
         Interval(minutes).cron()
-    assert heal.nearest_cron(1) == (1, 2)
-    assert heal.nearest_cron(2000) == (1440, 1440)
+    assert healschedule.nearest_cron(1) == (1, 2)
+    assert healschedule.nearest_cron(2000) == (1440, 1440)
 
 
 # ---------------------------------------------------------------- the files
 
 
 def test_scripts_hold_what_install_writes_for_the_default_interval() -> None:
-    command = heal.heal_command(heal.INSTALLED_PROGRAM)
-    interval = heal.parse_interval(heal.DEFAULT_EVERY)
-    assert (REPO / "scripts/unban.cron").read_text() == heal.render_cron(interval, command)
-    assert (REPO / "scripts/unban-heal.service").read_text() == heal.render_service(command)
-    assert (REPO / "scripts/unban-heal.timer").read_text() == heal.render_timer(interval)
+    command = healschedule.heal_command(healschedule.INSTALLED_PROGRAM)
+    interval = healschedule.parse_interval(healschedule.DEFAULT_EVERY)
+    assert (REPO / "scripts/unban.cron").read_text() == healschedule.render_cron(interval, command)
+    assert (REPO / "scripts/unban-heal.service").read_text() == healschedule.render_service(command)
+    assert (REPO / "scripts/unban-heal.timer").read_text() == healschedule.render_timer(interval)
 
 
 def test_cron_line_and_units() -> None:
-    command = heal.heal_command("/usr/local/sbin/unban", "/etc/unban/other.toml")
-    cron = heal.render_cron(Interval(10), command)
+    command = healschedule.heal_command("/usr/local/sbin/unban", "/etc/unban/other.toml")
+    cron = healschedule.render_cron(Interval(10), command)
     assert cron.endswith(
         "\n*/10 * * * * root /usr/local/sbin/unban heal --config /etc/unban/other.toml\n"
     )
-    assert cron.startswith(heal.MARK)
-    service = heal.render_service(command)
+    assert cron.startswith(healschedule.MARK)
+    service = healschedule.render_service(command)
     assert "\nType=oneshot\n" in service
     assert "\nExecStart=/usr/local/sbin/unban heal --config /etc/unban/other.toml\n" in service
-    timer = heal.render_timer(Interval(90))
+    timer = healschedule.render_timer(Interval(90))
     assert "\nOnBootSec=1h 30min\nOnUnitActiveSec=1h 30min\n" in timer
     assert timer.endswith("[Install]\nWantedBy=timers.target\n")
 
 
 def test_heal_command_repeats_global_options_and_refuses_unsafe_paths() -> None:
-    assert heal.heal_command("/x/unban", heal.DEFAULT_CONFIG, ["--state-dir", "/srv/u"]) == [
+    assert healschedule.heal_command(
+        "/x/unban", heal.DEFAULT_CONFIG, ["--state-dir", "/srv/u"]
+    ) == [
         "/x/unban",
         "--state-dir",
         "/srv/u",
@@ -150,7 +152,7 @@ def test_heal_command_repeats_global_options_and_refuses_unsafe_paths() -> None:
     ]
     for bad in ("/etc/my unban.toml", "/etc/100%.toml", "/etc/$x.toml", "/etc/'a'.toml"):
         with pytest.raises(InputError, match="cron and systemd would each read"):
-            heal.heal_command("/x/unban", bad)
+            healschedule.heal_command("/x/unban", bad)
 
 
 def test_installed_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,13 +161,13 @@ def test_installed_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)
     monkeypatch.chdir(tmp_path)
-    assert heal.installed_program("bin/unban") == str(program)  # made absolute, link kept
-    monkeypatch.setattr(heal, "INSTALLED_PROGRAM", str(program))
-    assert heal.installed_program("/usr/bin/pytest") == str(program)
-    monkeypatch.setattr(heal, "INSTALLED_PROGRAM", str(tmp_path / "missing"))
-    monkeypatch.setattr(heal.shutil, "which", lambda name: None)
+    assert healschedule.installed_program("bin/unban") == str(program)  # made absolute, link kept
+    monkeypatch.setattr(healschedule, "INSTALLED_PROGRAM", str(program))
+    assert healschedule.installed_program("/usr/bin/pytest") == str(program)
+    monkeypatch.setattr(healschedule, "INSTALLED_PROGRAM", str(tmp_path / "missing"))
+    monkeypatch.setattr(healschedule.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="scripts/install.sh links it as"):
-        heal.installed_program("/usr/bin/pytest")
+        healschedule.installed_program("/usr/bin/pytest")
 
 
 # ---------------------------------------------------------------- lines, log, JSON
@@ -489,5 +491,7 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
             "groups": ("firewall", "hosts"),
             "check_sshd": False,
             "broad": False,
+            "dry_run": False,
+            "change_kind": "heal",
         }
     ]

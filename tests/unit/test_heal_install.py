@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from unban import heal
+from unban import healschedule
 from unban.errors import InputError, LayerError
-from unban.heal import Interval, Places
+from unban.healschedule import Interval, Places
 
 COMMAND = ["/usr/local/sbin/unban", "heal"]
 
@@ -40,10 +40,10 @@ def mode_and_owner(path: Path) -> tuple[int, int, int]:
 
 
 def test_cron_install_writes_one_root_owned_0644_file(places: Places) -> None:
-    result = heal.install("cron", Interval(10), COMMAND, places)
+    result = healschedule.install("cron", Interval(10), COMMAND, places)
     path = places.cron_file()
     assert result.written == (str(path),)
-    assert path.read_text() == heal.render_cron(Interval(10), COMMAND)
+    assert path.read_text() == healschedule.render_cron(Interval(10), COMMAND)
     assert mode_and_owner(path) == (0o644, 0, 0)
     assert result.lines() == [
         f"wrote {path}",
@@ -54,20 +54,20 @@ def test_cron_install_writes_one_root_owned_0644_file(places: Places) -> None:
 
 
 def test_installing_again_is_unchanged_and_a_new_interval_rewrites(places: Places) -> None:
-    heal.install("cron", Interval(5), COMMAND, places)
-    again = heal.install("cron", Interval(5), COMMAND, places)
+    healschedule.install("cron", Interval(5), COMMAND, places)
+    again = healschedule.install("cron", Interval(5), COMMAND, places)
     assert again.written == () and again.unchanged == (str(places.cron_file()),)
-    other = heal.install("cron", Interval(15), COMMAND, places)
+    other = healschedule.install("cron", Interval(15), COMMAND, places)
     assert other.written == (str(places.cron_file()),)
     assert "*/15 * * * * root" in places.cron_file().read_text()
 
 
 def test_systemd_install_without_systemd_prints_the_commands(places: Places) -> None:
-    result = heal.install("systemd", Interval(5), COMMAND, places)
+    result = healschedule.install("systemd", Interval(5), COMMAND, places)
     service, timer = places.units()
     assert result.written == (str(service), str(timer))
-    assert service.read_text() == heal.render_service(COMMAND)
-    assert timer.read_text() == heal.render_timer(Interval(5))
+    assert service.read_text() == healschedule.render_service(COMMAND)
+    assert timer.read_text() == healschedule.render_timer(Interval(5))
     assert mode_and_owner(service) == mode_and_owner(timer) == (0o644, 0, 0)
     assert result.ran == ()
     assert result.todo == ("systemctl daemon-reload", "systemctl enable --now unban-heal.timer")
@@ -77,7 +77,7 @@ def test_systemd_install_without_systemd_prints_the_commands(places: Places) -> 
 def test_systemd_install_and_uninstall_drive_systemctl(places: Places) -> None:
     systemctl = Systemctl()
     managed = Places(places.cron_dir, places.systemd_dir, systemctl)
-    result = heal.install("systemd", Interval(30), COMMAND, managed)
+    result = healschedule.install("systemd", Interval(30), COMMAND, managed)
     assert systemctl.calls == [["daemon-reload"], ["enable", "--now", "unban-heal.timer"]]
     assert result.todo == ()
     assert result.lines()[2:4] == [
@@ -85,7 +85,7 @@ def test_systemd_install_and_uninstall_drive_systemctl(places: Places) -> None:
         "$ systemctl enable --now unban-heal.timer",
     ]
     systemctl.calls.clear()
-    removed = heal.uninstall(managed)
+    removed = healschedule.uninstall(managed)
     assert systemctl.calls == [["disable", "--now", "unban-heal.timer"], ["daemon-reload"]]
     assert removed.lines() == [
         "$ systemctl disable --now unban-heal.timer",
@@ -99,11 +99,11 @@ def test_systemd_install_and_uninstall_drive_systemctl(places: Places) -> None:
 def test_uninstall_without_systemctl_removes_the_enable_link_and_says_what_to_run(
     places: Places,
 ) -> None:
-    heal.install("systemd", Interval(5), COMMAND, places)
+    healschedule.install("systemd", Interval(5), COMMAND, places)
     wants = Path(places.systemd_dir) / "timers.target.wants"
     wants.mkdir()
     (wants / "unban-heal.timer").symlink_to(places.units()[1])
-    removed = heal.uninstall(places)
+    removed = healschedule.uninstall(places)
     service, timer = places.units()
     assert removed.lines() == [
         f"removed {wants / 'unban-heal.timer'}",
@@ -117,27 +117,27 @@ def test_uninstall_without_systemctl_removes_the_enable_link_and_says_what_to_ru
 
 
 def test_uninstall_goes_on_when_the_timer_is_not_loaded(places: Places) -> None:
-    heal.install("systemd", Interval(5), COMMAND, places)
+    healschedule.install("systemd", Interval(5), COMMAND, places)
     systemctl = Systemctl(fail_on="disable")
-    removed = heal.uninstall(Places(places.cron_dir, places.systemd_dir, systemctl))
+    removed = healschedule.uninstall(Places(places.cron_dir, places.systemd_dir, systemctl))
     assert len(removed.removed) == 2
     assert removed.ran == ("systemctl daemon-reload",)
 
 
 def test_uninstall_says_what_it_removed_or_that_there_was_nothing(places: Places) -> None:
-    heal.install("cron", Interval(5), COMMAND, places)
-    removed = heal.uninstall(places)
+    healschedule.install("cron", Interval(5), COMMAND, places)
+    removed = healschedule.uninstall(places)
     assert removed.lines() == [f"removed {places.cron_file()}"]
     assert not places.cron_file().exists()
-    nothing = heal.uninstall(places)
+    nothing = healschedule.uninstall(places)
     service, timer = places.units()
     assert nothing.lines() == [f"nothing to remove: no {places.cron_file()}, {service}, {timer}"]
 
 
 def test_one_schedule_at_a_time(places: Places) -> None:
-    heal.install("cron", Interval(5), COMMAND, places)
+    healschedule.install("cron", Interval(5), COMMAND, places)
     with pytest.raises(InputError, match="already installed for cron .* would run it twice"):
-        heal.install("systemd", Interval(5), COMMAND, places)
+        healschedule.install("systemd", Interval(5), COMMAND, places)
     assert not any(p.exists() for p in places.units())
 
 
@@ -145,25 +145,25 @@ def test_files_unban_did_not_write_are_left_alone(places: Places) -> None:
     foreign = places.cron_file()
     foreign.write_text("0 3 * * * root /usr/local/bin/backup\n")
     with pytest.raises(InputError, match="was not written by `unban heal --install`"):
-        heal.install("cron", Interval(5), COMMAND, places)
+        healschedule.install("cron", Interval(5), COMMAND, places)
     with pytest.raises(InputError, match="was not written by `unban heal --install`"):
-        heal.uninstall(places)
+        healschedule.uninstall(places)
     assert foreign.read_text() == "0 3 * * * root /usr/local/bin/backup\n"
 
 
 def test_a_missing_target_dir_is_refused(tmp_path: Path) -> None:
     places = Places(str(tmp_path / "no-cron.d"), str(tmp_path / "no-system"))
     with pytest.raises(InputError, match="does not exist: is cron installed here"):
-        heal.install("cron", Interval(5), COMMAND, places)
+        healschedule.install("cron", Interval(5), COMMAND, places)
     with pytest.raises(InputError, match="is systemd installed here"):
-        heal.install("systemd", Interval(5), COMMAND, places)
+        healschedule.install("systemd", Interval(5), COMMAND, places)
 
 
 def test_host_systemctl_only_for_the_real_dir(places: Places) -> None:
-    assert heal.host_systemctl(places) is None
+    assert healschedule.host_systemctl(places) is None
     real = Places()
-    expected = os.path.isdir(heal.SYSTEMD_RUNNING)
-    assert (heal.host_systemctl(real) is not None) == expected
+    expected = os.path.isdir(healschedule.SYSTEMD_RUNNING)
+    assert (healschedule.host_systemctl(real) is not None) == expected
 
 
 def test_schedule_checks_interval_then_config(
@@ -171,13 +171,13 @@ def test_schedule_checks_interval_then_config(
 ) -> None:
     config = tmp_path / "unban.toml"
     with pytest.raises(InputError, match="cron cannot run every 7m"):
-        heal.schedule("cron", "7m", str(config), places, program="/x/unban")
+        healschedule.schedule("cron", "7m", str(config), places, program="/x/unban")
     with pytest.raises(InputError, match="no such file"):
-        heal.schedule("cron", "5m", str(config), places, program="/x/unban")
+        healschedule.schedule("cron", "5m", str(config), places, program="/x/unban")
     config.write_text('protect = ["203.0.113.4"]\n')
     config.chmod(0o600)
     monkeypatch.chdir(tmp_path)
-    result = heal.schedule(
+    result = healschedule.schedule(
         "systemd", "7m", "unban.toml", places, program="/x/unban", global_args=["--state-dir", "/s"]
     )
     assert result.command == ("/x/unban", "--state-dir", "/s", "heal", "--config", str(config))

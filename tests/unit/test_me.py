@@ -133,7 +133,7 @@ def test_undo_in_a_later_process_from_the_change_set_alone(box: Box) -> None:
     assert box.deny.read_text() == DENY
     assert undone.restored == (f"restored {box.deny}",)
     assert box.change_sets()[0].status == "rolled-back"
-    with pytest.raises(InputError, match="no `unban me` run to undo"):
+    with pytest.raises(InputError, match="no change set to undo"):
         me.undo(state_dir=str(box.state), layers=fresh)
 
 
@@ -143,10 +143,8 @@ def test_undo_refuses_when_a_later_change_set_changed_the_same_file(box: Box) ->
     later.write(box.deny, b"# changed later\n")
     later.finalize()
     with pytest.raises(InputError, match="change set 2 .* made later, changed"):
-        me.undo(state_dir=str(box.state), layers=[box.memory, box.hosts(), box.late])
+        me.undo("1", state_dir=str(box.state), layers=[box.memory, box.hosts(), box.late])
     assert box.deny.read_text() == "# changed later\n"
-    with pytest.raises(InputError, match="not an `unban me` run"):
-        me.undo("2", state_dir=str(box.state))
 
 
 def test_records_rebuild_the_same_batch() -> None:

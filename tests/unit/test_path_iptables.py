@@ -273,6 +273,7 @@ def filter_save(*rules: str) -> str:
         (["-A INPUT -s 2001:db8::4/128 -j DROP"], "2001:db8::4", BLOCKS),
         (["-A INPUT -s 2001:db8::/32 -j DROP"], "2001:db8::4", BLOCKS),
         (["-A INPUT -s 2001:db9::/32 -j DROP"], "2001:db8::4", CLEAR),
+        (["-A INPUT -m rt --rt-type 0 -j DROP"], "2001:db8::4", CLEAR),  # ufw6's first DROP
         (["-A INPUT -m set --match-set bl src -j DROP"], "203.0.113.4", MAY_BLOCK),
     ],
 )

@@ -595,8 +595,12 @@ def _target_jails(tree: Tree, wanted: Sequence[str]) -> list[str]:
     if wanted:
         unknown = [j for j in wanted if j not in names]
         if unknown:
+            enabled = [j for j in names if tree.enabled(j)]
+            others = len(names) - len(enabled)
             raise InputError(
-                f"no jail {', '.join(unknown)} in {tree.confdir} (jails: {', '.join(names) or 'none'})"
+                f"no jail {', '.join(unknown)} in {tree.confdir} (enabled jails: "
+                f"{', '.join(enabled) or 'none'}"
+                + (f"; {others} more defined, not enabled)" if others else ")")
             )
         return list(dict.fromkeys(wanted))
     return [j for j in names if tree.enabled(j)]
@@ -699,7 +703,9 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
         return result
     from unban.engine import DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
 
-    change_set = reverter.begin(f"{plan_.operation} {plan_.address} (fail2ban ignoreip)")
+    change_set = reverter.begin(
+        f"{plan_.operation} {plan_.address} (fail2ban ignoreip)", kind=plan_.operation
+    )
     result.change_set = change_set.id
     try:
         with DeferredSignals() as signals:

@@ -139,7 +139,7 @@ def build_batches(findings: Sequence[Finding], confdir: str, dbfile: Optional[st
                 Step(
                     finding=finding,
                     command=db.delete_command(path, ip, jail),
-                    undo_command=f"unban rollback  # restores {path} from the backup taken first",
+                    undo_command=f"unban undo  # restores {path} from the backup taken first",
                 )
             )
             rows.append(("delete", path, jail, ip))

@@ -26,7 +26,7 @@ line does that safely. These commands name line numbers: they are right only for
 
 Writing: through a reverter change set (backup, owner, mode and times first; then an atomic
 replace keeping owner and mode). `unban me` passes its own change set (`change_set`); otherwise
-each batch begins one, which `unban rollback` restores. `revert` puts the file back byte for
+each batch begins one, which `unban undo` restores. `revert` puts the file back byte for
 byte as it was before the batch.
 
 Only single addresses are evaluated: for a CIDR target `find` reports nothing here (libwrap's
@@ -222,7 +222,7 @@ def grant_command(path: str, content: str, address: str) -> str:
 
 
 def undo_command(path: str) -> str:
-    return f"unban rollback  # restores {path} byte for byte from the backup taken first"
+    return f"unban undo  # restores {path} byte for byte from the backup taken first"
 
 
 def build_batches(

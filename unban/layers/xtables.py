@@ -218,7 +218,7 @@ def _dropping_refs(
     """Blocking rules containing `needle` for which `name_of` names a set or list."""
     for table, chain, index, spec in _rules_containing(ruleset, needle):
         tokens = split_spec(spec)
-        verdict = verdict_of(tokens)
+        verdict = verdict_of(tokens) or _blocking_chain(ruleset, table, tokens)
         name = name_of(tokens)
         if verdict is None or name is None:
             continue
@@ -232,6 +232,19 @@ def _dropping_refs(
             verdict,
             name,
         )
+
+
+def _blocking_chain(ruleset: Ruleset, table: str, tokens: Sequence[str]) -> Optional[str]:
+    """The verdict of a jump to a chain that only logs and then drops or rejects everything
+    (ufw's `ufw-user-limit`, where `ufw limit` sends a source over its hit count)."""
+    jump = option_value(tokens, "-j", "--jump")
+    chain = ruleset.tables[table].chains.get(jump or "") if table in ruleset.tables else None
+    if chain is None or not chain.rules:
+        return None
+    *logs, last = [split_spec(spec) for spec in chain.rules]
+    if any(option_value(rule, "-j", "--jump") not in ("LOG", "NFLOG") for rule in logs):
+        return None
+    return verdict_of(last) if last[:1] == ["-j"] else None
 
 
 def _rules_containing(ruleset: Ruleset, needle: str) -> Iterator[tuple[str, str, int, str]]:

@@ -366,7 +366,7 @@ _ARITY = {
 }  # fmt: skip
 _EVALUATED_MODULES = frozenset(
     {"tcp", "multiport", "conntrack", "state", "set", "recent", "addrtype", "iprange", "comment",
-     "pkttype", "udp", "icmp", "icmp6", "ipv6header"}
+     "pkttype", "udp", "icmp", "icmp6", "ipv6header", "rt"}
 )  # fmt: skip
 
 
@@ -493,6 +493,8 @@ def _module_option(
     opt, values = option.name, option.values
     first = values[0] if values else ""
     if name in ("udp", "icmp", "icmp6"):
+        return Match.NO, ""
+    if name == "rt":  # an IPv6 routing header (ufw6 drops type 0): a client's SYN has none
         return Match.NO, ""
     if opt in ("--dport", "--destination-port"):
         return _bool(_port_in(packet.dport, first)), ""

@@ -1,0 +1,248 @@
+"""What every command shares: the app, the global options, the error edge, output helpers.
+
+Commands live in the sibling modules (one per help panel); `unban.cli` imports them in the
+order their panels appear in `unban --help`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from typer.core import TyperGroup
+
+import unban
+from unban import fail2ban
+from unban.errors import ExitStatus, UnbanError
+from unban.fail2ban import DEFAULT_CONFDIR
+from unban.model import as_json
+from unban.progress import Progress, stderr_is_terminal
+from unban.reverter import DEFAULT_STATE_DIR
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done or nothing to do; 1 failed, changes put back; 2 bad usage or input, "
+    "nothing changed; 3 done, but something still blocks the address; 4 not root; "
+    "5 failed and putting changes back failed too."
+)
+
+# Help panels, in the order `unban --help` shows them (and the man page).
+RESCUE = "Rescue (start here)"
+BLOCKS = "Find and remove blocks"
+HISTORY = "History of changes"
+EXEMPTIONS = "Exemptions from future bans"
+GUARD = "Self-healing guard"
+PANELS = (RESCUE, BLOCKS, HISTORY, EXEMPTIONS, GUARD)
+
+# Global options and the values they take; accepted before or after the command.
+GLOBAL_VALUE_OPTIONS = ("--fail2ban-conf", "--state-dir")
+GLOBAL_FLAGS = ("--debug",)
+# Command options also accepted before the command (moved after it).
+COMMAND_FLAGS_BEFORE = ("--json", "--dry-run")
+
+
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """`unban find X --debug` as `unban --debug find X`; `unban --json find X` as
+    `unban find X --json`. Nothing after `--` is touched."""
+    head: list[str] = []
+    moved_after: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in GLOBAL_VALUE_OPTIONS and index + 1 < len(args):
+            head += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg in COMMAND_FLAGS_BEFORE:
+            moved_after.append(arg)
+            index += 1
+            continue
+        if not arg.startswith("-") or arg == "--":
+            break
+        head.append(arg)
+        index += 1
+    if index >= len(args):
+        return [*head, *moved_after]
+    command, rest = args[index], list(args[index + 1 :])
+    tail: list[str] = []
+    index = 0
+    while index < len(rest):
+        arg = rest[index]
+        if arg == "--":
+            tail += rest[index:]
+            break
+        name = arg.split("=", 1)[0]
+        if arg in GLOBAL_FLAGS:
+            head.append(arg)
+        elif name in GLOBAL_VALUE_OPTIONS and "=" in arg:
+            head.append(arg)
+        elif arg in GLOBAL_VALUE_OPTIONS and index + 1 < len(rest):
+            head += [arg, rest[index + 1]]
+            index += 1
+        else:
+            tail.append(arg)
+        index += 1
+    return [*head, command, *moved_after, *tail]
+
+
+class UnbanGroup(TyperGroup):
+    """The top-level group: global options are accepted after the command too."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The rescue commands first: panels in PANELS order, commands as registered."""
+
+        def rank(name: str) -> int:
+            panel = getattr(self.commands[name], "rich_help_panel", None)
+            return PANELS.index(panel) if panel in PANELS else len(PANELS)
+
+        return sorted(super().list_commands(ctx), key=rank)
+
+
+def helptext(summary: str, *paragraphs: str, examples: Sequence[str] = ()) -> str:
+    """A command's help: a one-line summary (the command list shows it), paragraphs, examples.
+
+    Paragraphs are single lines here, so the help wraps evenly at any terminal width. Square
+    brackets are escaped (typer renders help as rich markup).
+    """
+    parts = [summary, *paragraphs]
+    if examples:
+        parts.append("Examples:\n" + "\n".join(f"  {line}" for line in examples))
+    return "\n\n".join(part.replace("[", "\\[") for part in parts)
+
+
+app = typer.Typer(
+    name="unban",
+    cls=UnbanGroup,
+    help=helptext(
+        "Get a locked-out SSH client back in, safely.",
+        "Locked out? Run `unban me` from the SSH session that still works (or `unban me ADDRESS`"
+        " from the console); `unban doctor ADDRESS` explains what refuses it; `unban undo` puts"
+        " back the last change. Global options (--debug, --fail2ban-conf, --state-dir) go"
+        " before or after the command.",
+        EXIT_CODES_HELP,
+        examples=(
+            "unban me --dry-run",
+            "unban find 203.0.113.4",
+            "unban history",
+            "unban undo",
+        ),
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Options:
+    """The global options of this run."""
+
+    debug = False
+    fail2ban_conf = DEFAULT_CONFDIR
+    state_dir = DEFAULT_STATE_DIR
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan and the commands; change nothing.")
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"unban {unban.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    fail2ban_conf: Annotated[
+        str, typer.Option("--fail2ban-conf", metavar="DIR", help="fail2ban's config dir.")
+    ] = DEFAULT_CONFDIR,
+    state_dir: Annotated[
+        str,
+        typer.Option(
+            "--state-dir",
+            metavar="DIR",
+            envvar="UNBAN_STATE_DIR",
+            help="Where unban keeps its change sets and backups (mode 0700).",
+        ),
+    ] = DEFAULT_STATE_DIR,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    Options.debug = debug
+    Options.fail2ban_conf = fail2ban_conf
+    Options.state_dir = state_dir
+    fail2ban.configure(fail2ban.Settings(confdir=fail2ban_conf, state_dir=state_dir))
+
+
+def guarded(body: Callable[[], int]) -> None:
+    """Run a command body; turn UnbanError into one line on stderr and its exit code."""
+    try:
+        code = body()
+    except UnbanError as exc:
+        if Options.debug:
+            raise
+        typer.echo(f"unban: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_status)) from None
+    except KeyboardInterrupt:
+        typer.echo("unban: interrupted", err=True)
+        raise typer.Exit(int(ExitStatus.FAILED)) from None
+    except Exception as exc:
+        if Options.debug:
+            raise
+        typer.echo(
+            f"unban: unexpected error: {type(exc).__name__}: {exc} (--debug shows where)", err=True
+        )
+        raise typer.Exit(int(ExitStatus.FAILED)) from None
+    raise typer.Exit(code)
+
+
+def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
+    if as_json_output:
+        sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+def emit_for_people(
+    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+) -> None:
+    """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
+    if as_json_output or not stdout_is_terminal():
+        emit(as_json_output, data, lines)
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for renderable in tables():
+        console.print(renderable)
+
+
+def progress(json_output: bool) -> Progress:
+    """The progress line for a slow step: on a terminal only, never with --json."""
+    return Progress(not json_output and stderr_is_terminal())
+
+
+def stdout_is_terminal() -> bool:
+    """Tables and colour only for a person at a terminal (NO_COLOR keeps the tables plain)."""
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def family(ipv4: bool, ipv6: bool) -> Optional[str]:
+    if ipv4 and ipv6:
+        return None
+    return "ipv4" if ipv4 else "ipv6" if ipv6 else None

@@ -1,0 +1,274 @@
+"""The rescue commands, first in `unban --help`: me, undo, doctor, probe."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from unban.address import parse_target, show
+from unban.cli.base import (
+    RESCUE,
+    DryRunOption,
+    JsonOption,
+    Options,
+    app,
+    emit,
+    guarded,
+    helptext,
+    progress,
+)
+from unban.errors import ExitStatus, InputError
+from unban.model import as_json
+from unban.system import require_root
+
+ChangeIdArgument = Annotated[
+    Optional[str],
+    typer.Argument(
+        metavar="ID", help="Change set, as `unban history` lists it (default: the last)."
+    ),
+]
+
+
+@app.command(
+    rich_help_panel=RESCUE,
+    help=helptext(
+        "Get ADDRESS back in: lift every block on it, then check again.",
+        "In this order: unban it in every fail2ban jail, remove the packet-filter blocks on it,"
+        " take it out of hosts.deny/hosts.allow, sshguard's blacklist and CrowdSec's decisions,"
+        " exempt it from future bans (fail2ban's ignoreip, sshguard's and CrowdSec's whitelists;"
+        " a running sshguard is restarted, CrowdSec reloaded). ADDRESS defaults"
+        " to the client of the SSH session this runs in. Prints the plan, then applies it without"
+        " asking (--dry-run only prints it), then says what still refuses ADDRESS, with the"
+        " command that would clear it. `unban undo` puts the whole run back.",
+        "Exit 0 when nothing refuses it any more, 3 when something still does, 1 when a step"
+        " failed (everything already changed was put back).",
+        examples=(
+            "unban me                       # from the SSH session that still works",
+            "unban me 203.0.113.4 --dry-run",
+            "unban me 203.0.113.4 --broad --user alice",
+        ),
+    ),
+)
+def me(
+    address: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="ADDRESS", help="Your IPv4/IPv6 address (default: this SSH session's client)."
+        ),
+    ] = None,
+    *,
+    broad: Annotated[
+        bool,
+        typer.Option(
+            "--broad",
+            help="Also lift blocks on wider networks holding ADDRESS (hosts files: grant "
+            "ADDRESS in hosts.allow instead of deleting a pattern that covers others).",
+        ),
+    ] = False,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    no_ignore: Annotated[
+        bool,
+        typer.Option(
+            "--no-ignore",
+            help="Do not exempt ADDRESS from future bans (fail2ban's ignoreip, sshguard's and "
+            "CrowdSec's whitelists).",
+        ),
+    ] = False,
+    user: Annotated[
+        Optional[str],
+        typer.Option("--user", help="Your login name, to check sshd's AllowUsers/DenyUsers."),
+    ] = None,
+    sshd_config: Annotated[
+        Optional[str], typer.Option("--sshd-config", metavar="FILE", help="sshd -f FILE.")
+    ] = None,
+) -> None:
+    def body() -> int:
+        from unban import me as me_mod
+        from unban.session import find_origin
+
+        text = address
+        source = ""
+        if text is None:
+            origin = find_origin()
+            if origin is None and sys.stdin.isatty() and not json_output:
+                typer.echo("no SSH session found here (no SSH_CONNECTION, no remote login in utmp)")
+                text = typer.prompt("your address (IPv4 or IPv6)")
+            elif origin is None:
+                raise InputError(
+                    "no SSH session found here (no SSH_CONNECTION, no remote login in utmp): "
+                    "give your address, `unban me ADDRESS`"
+                )
+            else:
+                text, source = origin.address, origin.source
+        target = parse_target(text)
+        require_root()
+        if source and not json_output:
+            typer.echo(f"address {show(target)} (from {source})")
+        after_plan = "asking sshd" if dry_run else "applying the plan, then checking again"
+
+        with progress(json_output) as shown:
+
+            def echo(line: str) -> None:
+                if not json_output:
+                    shown.echo(line, after_plan)
+
+            shown.step(f"reading every layer for {show(target)}")
+            result = me_mod.run_me(
+                target,
+                broad=broad,
+                ignore=not no_ignore,
+                dry_run=dry_run,
+                user=user,
+                sshd_config=sshd_config,
+                on_event=echo,
+                confdir=Options.fail2ban_conf,
+                state_dir=Options.state_dir,
+            )
+        data = {
+            **as_json(result),
+            "source": source or None,
+            "status": int(result.status),
+            "blocked": result.blocked,
+            "changed": result.changed,
+            "summary": result.summary,
+        }
+        emit(json_output, data, me_mod.text_lines(result))
+        return result.status
+
+    guarded(body)
+
+
+def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int:
+    """`unban undo` (and its alias `unban rollback`): the plan, then, unless dry-run, undo it."""
+    from unban import history
+    from unban.reverter import Reverter
+
+    require_root()
+    plan = history.undo_plan(Reverter(Options.state_dir), change_id)
+    if dry_run:
+        emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
+        return ExitStatus.OK
+    with progress(json_output) as shown:
+        shown.step(f"putting back change set {plan.change_set}")
+        result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
+    emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
+    return ExitStatus.OK
+
+
+@app.command(
+    rich_help_panel=RESCUE,
+    help=helptext(
+        "Put back a change set (default: the last), from any command.",
+        "Undoes `unban me`, heal runs, `remove`, `delete`, `ignore` and `unignore`: rules and set"
+        " elements back, fail2ban bans and CrowdSec decisions again, ignoreip and whitelist"
+        " entries taken out, files byte for byte."
+        " Says what it puts back and what it cannot restore exactly (a ban's start time, rule"
+        " counters). Refuses while a later change set changed the same files.",
+        examples=("unban history", "unban undo --dry-run", "unban undo 12"),
+    ),
+)
+def undo(
+    change_id: ChangeIdArgument = None,
+    *,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    guarded(lambda: undo_body(change_id, dry_run, json_output))
+
+
+@app.command(
+    rich_help_panel=RESCUE,
+    help=helptext(
+        "Why ADDRESS cannot get in, most likely cause first, with fixes.",
+        "Checks fail2ban, the packet filters (the rule a SYN from ADDRESS meets first), routes,"
+        " hosts.allow/hosts.deny, sshd's ListenAddress, MaxStartups, PerSourcePenalties and"
+        " AllowUsers/DenyUsers, and the recent log lines about ADDRESS. Changes nothing.",
+        "Exit 0 when nothing blocks ADDRESS, 3 when something does.",
+        examples=("unban doctor 203.0.113.4", "unban doctor 203.0.113.4 --user alice --port 2222"),
+    ),
+)
+def doctor(
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help="The client's IPv4 or IPv6 address.")
+    ],
+    *,
+    user: Annotated[
+        Optional[str], typer.Option("--user", help="Login name to check AllowUsers/DenyUsers for.")
+    ] = None,
+    port: Annotated[
+        Optional[int], typer.Option("--port", help="sshd's port (default: its first Port).")
+    ] = None,
+    sshd_config: Annotated[
+        Optional[str], typer.Option("--sshd-config", metavar="FILE", help="sshd -f FILE.")
+    ] = None,
+    log: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--log", metavar="FILE", help="Read this log instead of the journal (repeatable)."
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    def body() -> int:
+        from unban import doctor as doctor_mod
+
+        parse_target(address)
+        if port is not None and not 0 < port < 65536:
+            raise InputError(f"--port {port} is not a TCP port")
+        require_root()
+        options = doctor_mod.Options(
+            user=user, port=port, sshd_config=sshd_config, logs=tuple(log or ())
+        )
+        with progress(json_output) as shown:
+            shown.step("checking fail2ban, the packet filters, sshd and the logs")
+            diagnosis = doctor_mod.diagnose(address, options)
+        if json_output:
+            emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
+        else:
+            from rich.console import Console
+
+            Console(highlight=False).print(doctor_mod.render(diagnosis))
+        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+
+    guarded(body)
+
+
+@app.command(
+    rich_help_panel=RESCUE,
+    help=helptext(
+        "Client side: connect like ssh and say what the server does.",
+        "Reports the server's version string, a reset during identification (the"
+        " `kex_exchange_identification: read: Connection reset by peer` error), closed without a"
+        " banner, refused (a REJECT rule), timed out (a DROP rule), with the likely causes.",
+        "Exit 0 when every attempt got the server's version string, 3 otherwise.",
+        examples=(
+            "unban probe server.example.net",
+            "unban probe 198.51.100.7 --port 2222 --count 5",
+        ),
+    ),
+)
+def probe(
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Server host name or address.")],
+    *,
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 22,
+    count: Annotated[
+        int, typer.Option("--count", help="Attempts per address (MaxStartups drops at random).")
+    ] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the connection and the banner.")
+    ] = 10.0,
+    json_output: JsonOption = False,
+) -> None:
+    def body() -> int:
+        from unban import probe as probe_mod
+
+        with progress(json_output) as shown:
+            shown.step(f"connecting to {host} port {port}")
+            report = probe_mod.probe(host, port, count=count, timeout=timeout)
+        emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
+        return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+
+    guarded(body)
