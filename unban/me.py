@@ -168,9 +168,10 @@ def run_me(
 
     `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners"; None: all),
     and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
-    address in every ban source present (`exemptions`, default: unban.exemptions'). `check_sshd`: also ask sshd
-    (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
-    "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
+    address in every ban source present (`exemptions`, default: unban.exemptions').
+    `check_sshd`: also ask sshd (AllowUsers/DenyUsers for `user`, MaxStartups) what still
+    refuses it. `on_event` gets each "what it did" line as it happens (the CLI prints them;
+    heal passes nothing: quiet).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
@@ -216,7 +217,7 @@ def run_me(
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, exempting, layers, chosen, reverter, confdir, event, change_kind
+        plan, exempting, layers, chosen, reverter, confdir, event, change_kind
     )
     after = engine.find(target, layers)  # layers read the system again after a change
     stale = leftovers(after, applied, target)
@@ -297,7 +298,6 @@ def stage_changes(plans: Sequence[ExemptionPlan]) -> bool:
 
 
 def _transaction(
-    target: Optional[Network],
     plan: Plan,
     exempting: Sequence[ExemptionPlan],
     layers: Sequence[Layer],
@@ -351,7 +351,6 @@ def apply_recorded(
     layers: Sequence[Layer],
     *,
     kind: str,
-    target: Optional[Network] = None,
     state_dir: Optional[str] = None,
     confdir: Optional[str] = None,
     on_event: Event = _quiet,
@@ -364,9 +363,7 @@ def apply_recorded(
     current = fail2ban.settings()
     confdir = confdir or current.confdir
     reverter = Reverter(state_dir or current.state_dir)
-    applied, change_set, _ = _transaction(
-        target, plan, (), layers, (), reverter, confdir, on_event, kind
-    )
+    applied, change_set, _ = _transaction(plan, (), layers, (), reverter, confdir, on_event, kind)
     return applied, change_set.id
 
 

@@ -242,7 +242,6 @@ def _execute(
         plan,
         layers,
         kind=kind,
-        target=target,
         state_dir=Options.state_dir,
         confdir=Options.fail2ban_conf,
         on_event=echo,
