@@ -69,6 +69,23 @@ class Server:
             check=False,
         )
 
+    def wait_ban_applied(self, ip: str, timeout: float = 15) -> None:
+        """fail2ban reports a ban before its action has run: wait until the kernel (or
+        hosts.deny) holds the address, so a snapshot taken now has the ban in it."""
+
+        def applied() -> bool:
+            kernel = "".join(
+                self.run(*argv, check=False).stdout
+                for argv in (
+                    ["iptables-save"], ["ip6tables-save"], ["nft", "list", "ruleset"],
+                    ["ipset", "save"], ["ip", "-4", "route", "show", "table", "all"],
+                    ["ip", "-6", "route", "show", "table", "all"],
+                )
+            )  # fmt: skip
+            return ip in kernel or ip in self.read("/etc/hosts.deny").decode()
+
+        assert eventually(applied, timeout), f"fail2ban's ban action for {ip} did not run"
+
     def me(self, *args: str, env: Optional[dict[str, str]] = None) -> Any:
         return self.unban("me", *args, "--sshd-config", str(self.sshd.config_path), env=env)
 
@@ -166,6 +183,7 @@ def test_me_gets_the_client_back_in_and_undo_puts_every_block_back(
     assert server.reachable(host)
     f2b.fail(ip)
     f2b.wait_banned("sshd", ip)
+    server.wait_ban_applied(ip)
     server.run(iptables, "-I", "INPUT", "-s", ip, "-j", "DROP")
     if banaction == "hostsdeny":
         pattern = ip if version == 4 else f"[{ip}]"
@@ -215,6 +233,7 @@ def test_undo_right_after_me_restores_exactly(server: Server) -> None:
     f2b = server.fail2ban({"sshd": {"banaction": "iptables-multiport"}})
     f2b.fail(CLIENT4)
     f2b.wait_banned("sshd", CLIENT4)
+    server.wait_ban_applied(CLIENT4)
     server.run("iptables", "-I", "INPUT", "-s", CLIENT4, "-j", "DROP")
     server.write("/etc/hosts.deny", EMPTY_DENY + f"sshd: 198.51.100.7, {CLIENT4}\n")
     before = server.snapshot()
@@ -234,6 +253,7 @@ def test_a_failure_in_the_middle_leaves_the_host_exactly_as_before(server: Serve
     f2b = server.fail2ban({"sshd": {"banaction": "iptables-multiport"}})
     f2b.fail(CLIENT4)
     f2b.wait_banned("sshd", CLIENT4)
+    server.wait_ban_applied(CLIENT4)
     server.run("iptables", "-I", "INPUT", "-s", CLIENT4, "-j", "DROP")
     server.run("nft", "add", "table", "inet", "handmade")
     server.run(
@@ -325,6 +345,7 @@ def test_hand_made_entry_below_fail2ban_s_hostsdeny_line(server: Server, action:
     f2b = server.fail2ban({"sshd": {"banaction": action}})
     f2b.fail(CLIENT4)
     f2b.wait_banned("sshd", CLIENT4)
+    server.wait_ban_applied(CLIENT4)
     assert eventually(lambda: f": {CLIENT4}\n".encode() in server.read("/etc/hosts.deny"))
     current = server.read("/etc/hosts.deny").decode()
     server.write("/etc/hosts.deny", current + f"sshd: {CLIENT4}, 198.51.100.7\n")
@@ -342,6 +363,7 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     f2b = server.fail2ban({"sshd": {"banaction": "iptables-multiport"}})
     f2b.fail(CLIENT4)
     f2b.wait_banned("sshd", CLIENT4)
+    server.wait_ban_applied(CLIENT4)
     f2b.stop()
     server.write("/etc/hosts.deny", EMPTY_DENY + f"sshd: {CLIENT4}\n")
     db_before = f2b.dbfile.read_bytes()
@@ -367,3 +389,4 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     assert server.read("/etc/hosts.deny") == (EMPTY_DENY + f"sshd: {CLIENT4}\n").encode()
     f2b.start()
     f2b.wait_banned("sshd", CLIENT4)
+    server.wait_ban_applied(CLIENT4)

@@ -19,155 +19,59 @@ iptables-nft rules; `nft list tables` and `nft -t list ruleset` fetch every rule
 firewalld: findings in `table inet firewalld` have owner "firewalld", and `plan` leaves them out
 (firewalld rewrites that table from its own config: change it with firewall-cmd); `status` and
 `listings` say so.
-Plans are pure, but use what `find` read (each chain's rule order, each element's timeout) for the
-undo; for findings another instance read, a rule goes back at its chain's end.
+The path evaluator (unban.path.nft) walks the same documents `find` read (`walks`,
+`path_documents`); `path_finding` turns a hop it reports into a finding this layer lifts, and
+unban.layers.nft_lifts says how each kind is lifted (set or map element, rule, anonymous
+element, admit).
+Plans are pure (build_batches), but use what `find` read (each chain's rule order, each
+element's timeout) for the undo; for findings the evaluator made, `plan` first reads what the
+undo needs (`get element` for the element, `nft -a -s -t list chain` for the chain).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
-import shlex
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.model import Batch, Finding, LayerStatus, Step
+from unban.layers.nft_lifts import (
+    FIREWALLD,
+    Key,
+    build_batches,
+    chain_of,
+    is_changeable,
+    nft_family,
+    resolve,
+)
+from unban.model import Batch, Finding, LayerStatus
+from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
+from unban.path.nft import walk_tables
+from unban.path.nft_lookups import ingress_devices, parse_get_element
+from unban.path.nft_syntax import (
+    Span,
+    is_native,
+    quote_name,
+    render_rule,
+    span_of,
+)
 from unban.system import first_line, run, which
 
 LAYER = "nftables"
 BACKEND = "nft"
 BLOCKING = ("drop", "reject")
-XTABLES_TABLES = frozenset(
-    [
-        (family, name)
-        for family in ("ip", "ip6")
-        for name in ("filter", "nat", "mangle", "raw", "security")
-    ]
-    + [("bridge", name) for name in ("filter", "nat", "broute")]
-)
-FIREWALLD = ("inet", "firewalld")
 SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 PROTOCOLS = {4: "ip", 6: "ip6"}
 DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
-NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
-
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
 def display_family(nft_family: str) -> str:
     """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
     return DISPLAY_FAMILY.get(nft_family, nft_family)
-
-
-def nft_family(family: str) -> str:
-    return NFT_FAMILY.get(family, family)
-
-
-def is_native(family: str, table: str) -> bool:
-    """False for tables iptables-nft (or ebtables/arptables-nft) owns: the xtables layer's."""
-    return family != "arp" and (family, table) not in XTABLES_TABLES
-
-
-_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
-
-
-def quote_name(name: str) -> str:
-    """A table, chain or set name as nft's parser reads it."""
-    return name if _NAME.fullmatch(name) else f'"{name}"'
-
-
-# ---------------------------------------------------------------- values (pure)
-
-
-@dataclass(frozen=True)
-class Span:
-    """A source value from a rule or set (an address, a prefix or a range) as the interval of
-    addresses it covers. Interval tests are address.overlaps/is_targeted for networks, and work
-    for ranges too; integers keep a scan of 100k values fast."""
-
-    text: str  # as nft prints it: 203.0.113.4, 198.18.0.0/22, 10.0.0.1-10.0.0.9
-    version: int
-    low: int
-    high: int
-
-    def network(self) -> str:
-        """The source network for a Finding: a CIDR (203.0.113.4/32), else the range."""
-        first, last = _ip(self.version, self.low), _ip(self.version, self.high)
-        nets = list(ipaddress.summarize_address_range(first, last))
-        return str(nets[0]) if len(nets) == 1 else self.text
-
-    def overlaps(self, target: Network) -> bool:
-        """Holds some address of the target."""
-        return (
-            self.version == target.version
-            and self.low <= int(target.broadcast_address)
-            and self.high >= int(target.network_address)
-        )
-
-    def inside(self, target: Network) -> bool:
-        """Holds nothing outside the target: a targeted finding."""
-        return (
-            self.version == target.version
-            and self.low >= int(target.network_address)
-            and self.high <= int(target.broadcast_address)
-        )
-
-
-def _ip(version: int, value: int) -> Address:
-    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
-
-
-def _address(text: str) -> Optional[tuple[int, int]]:
-    """(version, value) of an address, or None."""
-    for version, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
-        try:
-            return version, int.from_bytes(socket.inet_pton(af, text), "big")
-        except OSError:
-            continue
-    return None
-
-
-def span_of(value: Any) -> Optional[Span]:
-    """A JSON value (`"1.2.3.4"`, `{"prefix": ...}`, `{"range": [...]}`, `{"elem": ...}`) or
-    an element as nft prints it, as a Span; None for anything else (concatenations, names)."""
-    if isinstance(value, dict):
-        if isinstance(value.get("prefix"), dict):
-            prefix = value["prefix"]
-            return span_of(f"{prefix.get('addr')}/{prefix.get('len')}")
-        if isinstance(value.get("range"), list) and len(value["range"]) == 2:
-            first, last = (span_of(v) for v in value["range"])
-            if first is None or last is None or first.version != last.version:
-                return None
-            return Span(f"{first.text}-{last.text}", first.version, first.low, last.high)
-        if isinstance(value.get("elem"), dict):
-            return span_of(value["elem"].get("val"))
-        return None
-    if not isinstance(value, str):
-        return None
-    if "-" in value:
-        low_text, _, high_text = value.partition("-")
-        low, high = _address(low_text), _address(high_text)
-        if low is None or high is None or low[0] != high[0]:
-            return None
-        return Span(value, low[0], low[1], high[1])
-    addr_text, slash, plen_text = value.partition("/")
-    parsed = _address(addr_text)
-    if parsed is None:
-        return None
-    version, addr = parsed
-    bits = 32 if version == 4 else 128
-    plen = int(plen_text) if slash and plen_text.isdigit() else bits
-    if (slash and not plen_text.isdigit()) or plen > bits:
-        return None
-    host = (1 << (bits - plen)) - 1
-    return Span(value, version, addr & ~host, addr | host)
 
 
 # ---------------------------------------------------------------- JSON ruleset (pure)
@@ -261,101 +165,6 @@ def source_matches(rule: Mapping[str, Any]) -> Iterator[SourceMatch]:
         yield SourceMatch(
             rule["chain"], rule["handle"], verdict, payload["protocol"], match.get("right")
         )
-
-
-_BARE_META = ("iif", "oif", "iifname", "oifname")
-_VERDICTS = ("accept", "drop", "return", "continue")
-
-
-def render_rule(rule: Mapping[str, Any]) -> Optional[str]:
-    """A rule's JSON as nft prints it (`nft -s`), for the statements unban meets in ban rules;
-    None when it holds anything else (then the text comes from `nft -a -s list table`)."""
-    words = []
-    for expr in rule.get("expr", []):
-        text = _render_statement(expr)
-        if text is None:
-            return None
-        words.append(text)
-    if "comment" in rule:
-        words.append(f'comment "{rule["comment"]}"')
-    return " ".join(words)
-
-
-def _render_statement(expr: Mapping[str, Any]) -> Optional[str]:
-    if len(expr) != 1:
-        return None
-    ((key, value),) = expr.items()
-    if key in _VERDICTS and value is None:
-        return key
-    if key in ("jump", "goto") and isinstance(value, dict) and "target" in value:
-        return f"{key} {value['target']}"
-    if key == "counter":
-        return "counter"
-    if key == "match" and isinstance(value, dict):
-        return _render_match(value)
-    if key == "reject":
-        if value is None:
-            return "reject"
-        if isinstance(value, dict) and set(value) <= {"type", "expr"}:
-            return " ".join(
-                ["reject with", str(value.get("type")), *filter(None, [value.get("expr")])]
-            )
-        return None
-    if key == "log" and isinstance(value, dict) and set(value) <= {"prefix", "level"}:
-        words = ["log"]
-        if "prefix" in value:
-            words.append(f'prefix "{value["prefix"]}"')
-        if value.get("level", "warn") != "warn":
-            words.append(f"level {value['level']}")
-        return " ".join(words)
-    if key == "limit" and isinstance(value, dict) and set(value) <= {"rate", "per", "burst", "inv"}:
-        words = [
-            "limit rate",
-            *(["over"] if value.get("inv") else []),
-            f"{value.get('rate')}/{value.get('per')}",
-        ]
-        if value.get("burst", 5) != 5:
-            words.append(f"burst {value['burst']} packets")
-        return " ".join(words)
-    return None
-
-
-def _render_match(match: Mapping[str, Any]) -> Optional[str]:
-    left = match.get("left")
-    op = match.get("op")
-    quote = False
-    if isinstance(left, dict) and isinstance(left.get("payload"), dict):
-        payload = left["payload"]
-        if "protocol" not in payload or "field" not in payload:
-            return None
-        subject = f"{payload['protocol']} {payload['field']}"
-    elif isinstance(left, dict) and isinstance(left.get("meta"), dict):
-        key = left["meta"].get("key")
-        subject = key if key in _BARE_META else f"meta {key}"
-        quote = key in ("iifname", "oifname")
-    elif isinstance(left, dict) and isinstance(left.get("ct"), dict) and len(left["ct"]) == 1:
-        subject = f"ct {left['ct'].get('key')}"
-    else:
-        return None
-    right = _render_value(match.get("right"), quote)
-    if right is None or op not in ("==", "!=", "in"):
-        return None
-    return f"{subject} {'!= ' if op == '!=' else ''}{right}"
-
-
-def _render_value(value: Any, quote: bool = False) -> Optional[str]:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, str)):
-        return f'"{value}"' if quote and isinstance(value, str) else str(value)
-    if isinstance(value, list):
-        parts = [_render_value(v) for v in value]
-        return None if None in parts else ",".join(str(p) for p in parts)
-    if isinstance(value, dict) and isinstance(value.get("set"), list):
-        parts = [_render_value(v, quote) for v in value["set"]]
-        return None if None in parts else "{ " + ", ".join(str(p) for p in parts) + " }"
-    span = span_of(value) if isinstance(value, dict) else None
-    return span.text if span is not None else None
 
 
 @dataclass(frozen=True)
@@ -697,96 +506,42 @@ def set_finding(
     )
 
 
-def is_changeable(finding: Finding) -> bool:
-    """firewalld's table is left to firewall-cmd."""
-    return (nft_family(finding.family), finding.table) != FIREWALLD
+def path_finding(
+    hop: Hop,
+    key: Optional[SourceKey],
+    verdict: str,
+    network: str,
+    *,
+    lift: str = "",
+    ports: tuple[int, ...] = (),
+) -> Finding:
+    """A Finding this layer can lift, for a native nft hop the path evaluator reports.
 
-
-Key = tuple[str, str, str]  # nft family, table, chain or set
-
-
-def build_batches(
-    findings: Sequence[Finding],
-    orders: Optional[Mapping[Key, Sequence[int]]] = None,
-    extras: Optional[Mapping[tuple[str, str, str, str], str]] = None,
-) -> list[Batch]:
-    """One `nft -f -` transaction per table. Pure.
-
-    `orders` (rule handles of each chain, in order) puts re-added rules back where they were;
-    `extras` keeps a deleted element's timeout, expiry and comment for the undo.
-    """
-    orders = orders or {}
-    extras = extras or {}
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for finding in findings:
-        if finding.layer == LAYER and is_changeable(finding):
-            groups.setdefault((nft_family(finding.family), finding.table), []).append(finding)
-    batches = []
-    for (family, table), group in groups.items():
-        steps: list[Step] = []
-        payload: list[str] = []
-        undo: list[str] = []
-        seen: set[tuple[str, str, str]] = set()
-        deleted = {(f.chain or "", f.handle) for f in group if f.set_name is None}
-        anchors = _anchors(family, table, orders, deleted)
-        for finding in group:
-            chain = finding.chain or ""
-            if finding.set_name is not None and finding.element is not None:
-                key = ("element", finding.set_name, finding.element)
-                extra = extras.get((family, table, finding.set_name, finding.element), "")
-                where = [family, quote_name(table), quote_name(finding.set_name)]
-                do = ["delete", "element", *where, f"{{ {finding.element} }}"]
-                back = [
-                    "add",
-                    "element",
-                    *where,
-                    f"{{ {' '.join(filter(None, [finding.element, extra]))} }}",
-                ]
-            elif finding.handle is not None:
-                key = ("rule", chain, str(finding.handle))
-                where = [family, quote_name(table), quote_name(chain)]
-                do = ["delete", "rule", *where, "handle", str(finding.handle)]
-                anchor = anchors.get((chain, finding.handle))
-                back = (
-                    ["insert", "rule", *where, "position", str(anchor), finding.rule]
-                    if anchor is not None
-                    else ["add", "rule", *where, finding.rule]
-                )
-            else:
-                continue
-            if key in seen:
-                continue
-            seen.add(key)
-            payload.append(" ".join(do))
-            undo.append(" ".join(back))
-            steps.append(Step(finding, shlex.join(["nft", *do]), shlex.join(["nft", *back])))
-        if steps:
-            batches.append(
-                Batch(LAYER, f"{family} {table}", tuple(steps), tuple(payload), tuple(undo))
-            )
-    return batches
-
-
-def _anchors(
-    family: str,
-    table: str,
-    orders: Mapping[Key, Sequence[int]],
-    deleted: set[tuple[str, Optional[int]]],
-) -> dict[tuple[str, int], int]:
-    """For each deleted rule, the next rule of its chain that stays: re-inserting each deleted
-    rule before that one, in the order of the deletions, rebuilds the chain's order. A deleted
-    rule with none after it (or of a chain `find` did not read) is re-added at the chain's end.
-    """
-    anchors: dict[tuple[str, int], int] = {}
-    for chain in {c for c, _h in deleted}:
-        following: Optional[int] = None
-        for handle in reversed(orders.get((family, table, chain), ())):
-            if (chain, handle) in deleted:
-                if following is not None:
-                    anchors[(chain, handle)] = following
-            else:
-                following = handle
-    return anchors
+    `key` (one of hop.keys) says what to take away: a named set or map element (`set`), an
+    element of the rule's anonymous set or map (`anonymous`), or the rule itself (`address`,
+    or None: e.g. `ip saddr ADDR goto deny`). `lift="admit"`: insert an accept for `network`
+    to `ports` at the top of hop.chain, which must be the base chain that decides."""
+    set_name = key.name if key is not None and key.kind == "set" else None
+    element = key.value if key is not None and key.kind in ("set", "anonymous") else None
+    return Finding(
+        layer=LAYER,
+        backend=BACKEND,
+        family=display_family(hop.family),
+        table=hop.table,
+        chain=hop.chain,
+        line=None,
+        handle=hop.handle,
+        rule=hop.rule,
+        verdict=verdict,
+        owner=owner(hop.family, hop.table, hop.chain, set_name),
+        network=network,
+        targeted=key.targeted if key is not None and not lift else False,
+        set_name=set_name,
+        element=element,
+        lift=lift,
+        ports=ports,
+        on_path=True,
+    )
 
 
 # ---------------------------------------------------------------- adapter
@@ -802,6 +557,10 @@ class NftablesLayer:
         self._error = ""
         self._orders: dict[Key, list[int]] = {}
         self._extras: dict[tuple[str, str, str, str], str] = {}
+        self._docs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._devices: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._texts: dict[Key, list[str]] = {}
+        self._docs_version: Optional[int] = None  # the IP version `_docs` were read for
 
     # ------------------------------------------------------------ reading
 
@@ -848,7 +607,9 @@ class NftablesLayer:
             raise LayerError(
                 LAYER, f"'nft list table {family} {table}' failed: {first_line(result.stderr)}"
             )
-        return parse_table_json(json.loads(result.stdout), family, table)
+        doc = json.loads(result.stdout)
+        self._docs[(family, table)] = doc
+        return parse_table_json(doc, family, table)
 
     def _table_text(self, family: str, table: str, *, full: bool = False) -> Optional[TextTable]:
         argv = ["nft", "-a", "-s", "list", "table", family, quote_name(table)]
@@ -862,19 +623,58 @@ class NftablesLayer:
         parsed = parse_table_text(result.stdout)
         return parsed[0] if parsed else None
 
+    def walks(
+        self, packet: Packet, lookups: Lookups, *, see_through: bool = False
+    ) -> list[ChainWalk]:
+        """The SYN's way through every native base chain, from what `find` read (the tables
+        are read here when `find` did not run for the packet's family)."""
+        if not self._present():
+            return []
+        if self._docs_version != packet.version:
+            self._tables = None
+            for family, name in self._tables_seeing(packet.version):
+                self._table_json(family, name)
+            self._read_devices(packet.version)
+        return walk_tables(
+            self.path_documents(), packet, lookups, self._devices, see_through=see_through
+        )
+
+    def path_documents(self) -> list[dict[str, Any]]:
+        """The `nft -j -t list table` documents the last `find` read (every native table with
+        chains of a family that sees the target), for unban.path.nft.walk_tables."""
+        return list(self._docs.values())
+
     def find(self, target: Network) -> list[Finding]:
         if not self._present():
             return []
         self._tables = None
-        tables = [
-            (family, name)
-            for family, name in self.tables(with_chains=True)
-            if family not in ("ip", "ip6") or family == PROTOCOLS[target.version]
-        ]
+        tables = self._tables_seeing(target.version)
         # One nft process per table, run side by side: each waits mostly on the kernel's dump.
         with ThreadPoolExecutor(max_workers=min(4, len(tables) or 1)) as pool:
             found = pool.map(lambda t: self._find_in(t[0], t[1], target), tables)
-            return [finding for findings in found for finding in findings]
+            findings = [finding for findings in found for finding in findings]
+        self._read_devices(target.version)
+        return findings
+
+    def _tables_seeing(self, version: int) -> list[tuple[str, str]]:
+        """The native tables with chains of a family that sees an IPv`version` packet; starts
+        a new set of documents for the walk."""
+        self._docs = {}
+        return [
+            (family, name)
+            for family, name in self.tables(with_chains=True)
+            if family not in ("ip", "ip6") or family == PROTOCOLS[version]
+        ]
+
+    def _read_devices(self, version: int) -> None:
+        """nft 1.0.6's JSON leaves an ingress chain's device out: `nft list chains` says it."""
+        ingress = any(
+            "chain" in item and item["chain"].get("hook") == "ingress"
+            for doc in self._docs.values()
+            for item in doc.get("nftables", [])
+        )
+        self._devices = ingress_devices() if ingress else {}
+        self._docs_version = version
 
     def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
         table = self._table_json(family, name)
@@ -971,14 +771,72 @@ class NftablesLayer:
     # ------------------------------------------------------------ changing
 
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
-        return build_batches(findings, self._orders, self._extras)
+        self._learn(findings)
+        return build_batches(findings, self._orders, self._extras, self._texts)
+
+    def _learn(self, findings: Sequence[Finding]) -> None:
+        """What the undo needs that `find` did not read, for findings another reader (the
+        path evaluator) made: an element's timeout, comment and map value (`get element`),
+        the order and texts of a chain whose rule is deleted or swapped (`nft -a -s -t list
+        chain`)."""
+        for finding in findings:
+            if finding.layer != LAYER or not is_changeable(finding) or finding.lift:
+                continue
+            family = nft_family(finding.family)
+            if finding.set_name is not None and finding.element is not None:
+                key = (family, finding.table, finding.set_name, finding.element)
+                if key not in self._extras:
+                    self._extras[key] = self._element_extras(*key)
+            elif finding.handle is not None and finding.chain:
+                chain_key = (family, finding.table, finding.chain)
+                if chain_key not in self._texts:
+                    rules = self._chain_rules(*chain_key)
+                    self._orders[chain_key] = [h for h, _t in rules]
+                    self._texts[chain_key] = [t for _h, t in rules]
+
+    def _element_extras(self, family: str, table: str, set_name: str, element: str) -> str:
+        """`timeout 1h expires 59m comment "x"` and a map's ` : VALUE` for the re-add."""
+        base = [family, quote_name(table), quote_name(set_name), f"{{ {element} }}"]
+        got = run(LAYER, ["nft", "get", "element", *base], check=False)
+        if got.returncode != 0:
+            return ""
+        for shown, value, extras in parse_get_element(got.stdout):
+            if shown == element:
+                return " ".join(filter(None, [extras, f": {value}" if value else ""]))
+        return ""
+
+    def _chain_rules(self, family: str, table: str, chain: str) -> list[tuple[int, str]]:
+        """(handle, text) of the chain's rules, in order, as `nft -a -s` prints them."""
+        argv = ["nft", "-a", "-s", "-t", "list", "chain", family, quote_name(table)]
+        result = run(LAYER, [*argv, quote_name(chain)], check=False)
+        tables = parse_table_text(result.stdout) if result.returncode == 0 else []
+        return [r for c in (tables[0].chains if tables else []) for r in c.rules]
 
     def apply(self, batch: Batch) -> None:
         self._check_rules(batch)
         self._transaction(batch, batch.payload, "changes")
 
     def revert(self, batch: Batch) -> None:
-        self._transaction(batch, batch.undo_payload, "undo")
+        """The undo lines; one that finds its rule by text (a replaced rule, an admit) gets
+        that rule's handle from a fresh listing of the chain."""
+        family, table = batch.scope.split(" ", 1)
+        listed: dict[str, list[tuple[int, str]]] = {}
+        lines = []
+        for line in batch.undo_payload:
+            chain = chain_of(str(line))
+            if chain is not None and chain not in listed:
+                listed[chain] = self._chain_rules(family, table, chain)
+            resolved = resolve(str(line), listed.get(chain or "", []))
+            if resolved is None:
+                if chain is not None and "delete rule" in str(line):
+                    continue  # the admitted rule is gone already: nothing to take out
+                raise LayerError(
+                    LAYER,
+                    f"cannot undo in table {batch.scope}: no rule in chain {chain} is now "
+                    f"{str(line)!r}; nothing in that table was changed",
+                )
+            lines.append(resolved)
+        self._transaction(batch, lines, "undo")
 
     def _transaction(self, batch: Batch, lines: Sequence[str], what: str) -> None:
         self._tables = None
@@ -999,7 +857,7 @@ class NftablesLayer:
         wanted = {
             (s.finding.chain, s.finding.handle): s.finding.rule
             for s in batch.steps
-            if s.finding.set_name is None
+            if s.finding.set_name is None and s.finding.lift != "admit"
         }
         for chain in sorted({c for c, _h in wanted if c}):
             result = run(
