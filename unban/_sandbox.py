@@ -508,7 +508,9 @@ class Fail2ban:
         if jail_local is None:
             sections: dict[str, dict[str, str]] = {"DEFAULT": {**DEFAULTS, **(default or {})}}
             for name, options in jails.items():
-                section = {"enabled": "true"}
+                # jail.conf's [sshd] says `backend = %(sshd_backend)s`, which Debian 13's
+                # paths-debian.conf sets to systemd: a jail's own backend wins over DEFAULT's
+                section = {"enabled": "true", "backend": sections["DEFAULT"]["backend"]}
                 if name == "recidive":
                     section.update({"logpath": str(self.log), "maxretry": "1", "findtime": "1d"})
                 else:
@@ -711,6 +713,15 @@ class Sandbox:
                 break
         return proc.returncode == 0, outcome, lines
 
+    def wait_rule(self, chain: str, text: str, timeout: float = 20) -> None:
+        """Until the ban action has made its rule: fail2ban 0.11 (Debian 11) lists a ban
+        before its action has run."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.server_shell("iptables", "-S", chain)):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"fail2ban's ban action made no rule in {chain} with {text}")
+            time.sleep(0.1)
+
     def server_shell(self, *argv: str) -> list[str]:
         assert self.sshd is not None
         proc = self.sshd.run(*argv, check=False)
@@ -756,6 +767,7 @@ def demo(out: Callable[[str], None] = print, *, verb: Sequence[str] = ("me",)) -
         out(f"appended to {box.fail2ban.authlog} (the log the sshd jail reads):")
         out(f"    {failure_line(CLIENT4).rstrip()}  (twice)")
         box.fail2ban.wait_banned("sshd", CLIENT4)
+        box.wait_rule("f2b-sshd", f"-s {CLIENT4}/32")
         out(f"fail2ban banned {CLIENT4} in jail sshd; its ban action added:")
         shell("server", "iptables -S f2b-sshd", box.server_shell("iptables", "-S", "f2b-sshd"))
 

@@ -27,12 +27,12 @@ import io
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
+from unban import penalties, tcpwrappers
 from unban import sshd as sshd_mod
-from unban import tcpwrappers
 from unban.address import Network, parse_target, show
 from unban.checks import (
     SEES_DENIED,
@@ -73,7 +73,10 @@ def maxstartups_check(
     evidence.extend(f"waiting: {c.peer} -> {c.local}" for c in load.preauth[:10])
     evidence.extend(f"log: {h.line}" for h in drops[-5:])
     data = {"max_startups": str(ms), "per_source": per_source, "load": load}
-    sees = SEES_RESET + " (or: Connection closed by remote host)"
+    sees = SEES_RESET + (
+        " (or: Connection closed by remote host; a raw read gets Exceeded MaxStartups, "
+        "OpenSSH 10: Not allowed at this time)"
+    )
     bigger = f"{ms.start * 2}:{ms.rate}:{max(ms.full * 2, ms.start * 2)}"
     fixes = (
         f"raise it in sshd_config, e.g. `MaxStartups {bigger}`, then `sshd -t && systemctl reload ssh`",
@@ -116,10 +119,19 @@ def maxstartups_check(
 
 
 def penalties_check(
-    config: SshdConfig, address: str, hits: Sequence[LogHit], version: Optional[tuple[int, int]]
+    config: SshdConfig,
+    address: str,
+    hits: Sequence[LogHit],
+    version: Optional[tuple[int, int]],
+    *,
+    now: Optional[datetime.datetime] = None,
+    file_times: Optional[Mapping[str, datetime.datetime]] = None,
 ) -> Check:
+    """BLOCKS while a penalty on the address is active by the log (`unban.penalties`).
+    `file_times`: the modification time of each log file, the latest its lines without a time
+    stamp (`sshd -E`) can have been written."""
     title = "PerSourcePenalties"
-    penalties = [h for h in hits if h.kind == "penalty"]
+    penalty_hits = [h for h in hits if h.kind == "penalty"]
     if config.per_source_penalties is None:
         which = f"OpenSSH {version[0]}.{version[1]}" if version else "this sshd"
         return Check(
@@ -135,29 +147,43 @@ def penalties_check(
             CLEAR,
             f"{address} is in PerSourcePenaltyExemptList ({config.penalty_exempt})",
         )
+    now = now or datetime.datetime.now()
+    state = penalties.judge(_penalty_lines(hits, now, file_times or {}), now, config.penalty_max)
     fixes = (
-        f"add {address} to PerSourcePenaltyExemptList in sshd_config, then `sshd -t && systemctl reload ssh`",
-        "penalties live in sshd's listener: restarting sshd forgets them (systemctl restart ssh)",
+        f"unban me {address}  (adds it to PerSourcePenaltyExemptList, checks with `sshd -t`, "
+        "reloads sshd; `unban undo` puts it back)",
+        f"or by hand: add {address} to PerSourcePenaltyExemptList in sshd_config, then "
+        "`sshd -t && systemctl reload ssh` (a reload also forgets every penalty)",
     )
-    evidence = (f"PerSourcePenalties {value}", *(f"log: {h.line}" for h in penalties[-5:]))
-    sees = SEES_RESET + " (or: Not allowed at this time)"
-    if penalties:
-        return Check(
-            "penalties",
-            title,
-            MAY_BLOCK,
-            f"sshd penalised {address} recently (penalties last up to the configured max)",
-            evidence,
-            fixes,
-            sees,
-        )
-    return Check(
-        "penalties",
-        title,
-        CLEAR,
-        f"no penalty for {address} in the logs (PerSourcePenalties is on)",
-        evidence,
+    evidence = (f"PerSourcePenalties {value}", *(f"log: {h.line}" for h in penalty_hits[-5:]))
+    sees = SEES_RESET + " (a raw read gets: Not allowed at this time)"
+    data = {"active": state.active, "until": state.until.isoformat() if state.until else None}
+    if state.active:
+        summary = f"sshd refuses {address} for a penalty: {state.summary}"
+        return Check("penalties", title, BLOCKS, summary, evidence, fixes, sees, data)
+    if state.active is None:
+        return Check("penalties", title, MAY_BLOCK, state.summary, evidence, fixes, sees, data)
+    summary = (
+        f"no active penalty for {address} in the logs (PerSourcePenalties is on): {state.summary}"
     )
+    return Check("penalties", title, CLEAR, summary, evidence, data=data)
+
+
+def _penalty_lines(
+    hits: Sequence[LogHit],
+    now: datetime.datetime,
+    file_times: Mapping[str, datetime.datetime],
+) -> list[penalties.LogLine]:
+    lines = []
+    for hit in hits:
+        if hit.kind not in ("penalty", "admitted", "auth-failure"):
+            continue
+        stamp = line_time(hit.line, now)
+        if stamp is not None:
+            lines.append(penalties.LogLine(hit.line, stamp))
+        else:
+            lines.append(penalties.LogLine(hit.line, file_times.get(hit.source), exact=False))
+    return lines
 
 
 def users_check(access: UserAccess, user: Optional[str]) -> Check:
@@ -196,19 +222,22 @@ def sshd_error_check(message: str) -> Check:
 
 @dataclass(frozen=True)
 class LogHit:
-    kind: str  # maxstartups | tcpwrappers | penalty | denied-user | fail2ban-ban | fail2ban-unban | auth-failure
+    kind: str  # maxstartups | tcpwrappers | penalty | denied-user | fail2ban-ban | fail2ban-unban | auth-failure | admitted
     line: str
     source: str
 
 
 _LOG_PATTERNS = (
-    ("maxstartups", re.compile(r"past MaxStartups|Exceeded MaxStartups")),
+    # 8.x-9.x: "past MaxStartups"; 10: "drop connection #1 from [A]:P on [B]:22 Maxstartups"
+    ("maxstartups", re.compile(r"maxstartups", re.IGNORECASE)),
     ("tcpwrappers", re.compile(r"refused connect from")),
     ("penalty", re.compile(r"penalty:|srclimit_penalise")),
     ("denied-user", re.compile(r"not allowed because")),
     ("fail2ban-ban", re.compile(r"\]\s+(?:Restore\s+)?Ban\s")),
     ("fail2ban-unban", re.compile(r"\]\s+Unban\s")),
     ("auth-failure", re.compile(r"Failed password|Invalid user|authentication failure")),
+    # sshd let a connection in: a penalty logged before it had run out (unban.penalties)
+    ("admitted", re.compile(r"Connection from \S+ port|Accepted \S+ for|closed by authenticating")),
 )
 BLOCKING_LOG_KINDS = ("maxstartups", "tcpwrappers", "penalty", "denied-user", "fail2ban-ban")
 
@@ -287,7 +316,7 @@ def logs_check(hits: Sequence[LogHit], sources: Sequence[str], address: str) -> 
     if banned and banned[-1].kind == "fail2ban-ban":
         blocking.append(banned[-1])
     failures = [h for h in hits if h.kind == "auth-failure"]
-    evidence = [f"{h.line}" for h in hits if h.kind != "auth-failure"][-12:]
+    evidence = [f"{h.line}" for h in hits if h.kind not in ("auth-failure", "admitted")][-12:]
     if failures:
         evidence.append(
             f"{len(failures)} failed login(s) from {address} (what fail2ban counts); last: "
@@ -370,10 +399,12 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
     try:
         binary = sshd_mod.sshd_binary()
         version = sshd_mod.version(binary)
-        libwrap = sshd_mod.uses_libwrap(binary)
+        libwrap = sshd_mod.uses_libwrap(binary)  # of sshd-session, where Debian has one
         first = sshd_mod.read_config(
             shown, user=options.user, config_file=options.sshd_config, sshd=binary
         )
+        if sshd_mod.session_binary(binary, first) != sshd_mod.session_binary(binary):
+            libwrap = sshd_mod.uses_libwrap(binary, first)  # the one -T names serves them
         port = options.port or (first.ports[0] if first.ports else 22)
         laddr, destination_known = _local_address(first, address.version, port, prefsrc)
         config = sshd_mod.read_config(
@@ -438,7 +469,7 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         )
         load = _load(port, address, config.per_source_netblock)
         checks.append(maxstartups_check(config, load, shown, hits, port))
-        checks.append(penalties_check(config, shown, hits, version))
+        checks.append(penalties_check(config, shown, hits, version, file_times=_mtimes(sources)))
         checks.append(users_check(_user_access(config, options.user, shown), options.user))
     return Diagnosis(
         address=shown,
@@ -639,6 +670,17 @@ def _journal_lines() -> Optional[list[str]]:
     if result.returncode != 0:
         return None
     return result.stdout.splitlines()
+
+
+def _mtimes(paths: Sequence[str]) -> dict[str, datetime.datetime]:
+    """Each log file's modification time: the latest its lines can have been written."""
+    times = {}
+    for path in paths:
+        try:
+            times[path] = datetime.datetime.fromtimestamp(os.stat(path).st_mtime)
+        except OSError:
+            continue
+    return times
 
 
 def _tail(path: str) -> Optional[list[str]]:

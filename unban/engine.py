@@ -28,6 +28,7 @@ def default_layers() -> list[Layer]:
     from unban.layers.nftables import NftablesLayer
     from unban.layers.recent import RecentLayer
     from unban.layers.routes import RoutesLayer
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.layers.xtables import XtablesLayer
     from unban.owners import default_owners
 
@@ -41,6 +42,7 @@ def default_layers() -> list[Layer]:
         RoutesLayer(),
         *default_owners(),
         HostsLayer.from_settings(),
+        SshdPenaltyLayer.from_settings(),
     ]
 
 

@@ -217,6 +217,7 @@ def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) 
         broad=False,
         dry_run=dry_run,
         change_kind="heal",
+        keep_sshd_exempt=True,
     )
     return from_me(result)
 

@@ -4,8 +4,8 @@
     protect = ["203.0.113.4", "2001:db8::/64", "home.example.net"]
     # Entries wider than /16 (IPv4) or /48 (IPv6) are refused unless listed here too.
     wide_ok = []
-    # Which layers to heal: firewall, fail2ban, hosts, owners (default: all).
-    layers = ["firewall", "fail2ban", "hosts", "owners"]
+    # Which layers to heal: firewall, fail2ban, hosts, owners, sshd (default: all).
+    layers = ["firewall", "fail2ban", "hosts", "owners", "sshd"]
     # Also exempt the protected addresses in every ban source of those layers (fail2ban's
     # ignoreip; sshguard's whitelist and CrowdSec's whitelist with "owners").
     ignoreip = true
@@ -35,7 +35,7 @@ else:  # pragma: no cover - Python 3.9 and 3.10
     import tomli as tomllib
 
 DEFAULT_PATH = Path("/etc/unban/unban.toml")
-LAYERS = ("firewall", "fail2ban", "hosts", "owners")
+LAYERS = ("firewall", "fail2ban", "hosts", "owners", "sshd")
 WIDEST = {4: 16, 6: 48}
 
 

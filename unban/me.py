@@ -59,6 +59,7 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
         "sshguard",
         "crowdsec",
     ),
+    "sshd": ("sshd",),  # PerSourcePenalties (OpenSSH 9.8+)
 }
 
 Event = Callable[[str], None]
@@ -157,6 +158,7 @@ def run_me(
     groups: Optional[Collection[str]] = None,
     sshd_config: Optional[str] = None,
     check_sshd: bool = True,
+    keep_sshd_exempt: bool = False,
     on_event: Event = _quiet,
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
@@ -166,12 +168,14 @@ def run_me(
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
-    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners"; None: all),
-    and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
+    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners", "sshd"; None:
+    all), and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
     address in every ban source present (`exemptions`, default: unban.exemptions').
     `check_sshd`: also ask sshd (AllowUsers/DenyUsers for `user`, MaxStartups) what still
     refuses it. `on_event` gets each "what it did" line as it happens (the CLI prints them;
-    heal passes nothing: quiet).
+    heal passes nothing: quiet). `keep_sshd_exempt`: put the address into sshd's
+    PerSourcePenaltyExemptList even without an active penalty (heal keeps protected addresses
+    there).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
@@ -181,7 +185,9 @@ def run_me(
     confdir = confdir or current.confdir
     state_dir = state_dir or current.state_dir
     if layers is None:
-        layers = select_layers(default_layers(confdir, state_dir), groups)
+        layers = select_layers(
+            default_layers(confdir, state_dir, sshd_config, keep_sshd_exempt), groups
+        )
     layers = list(layers)
     chosen = select_exemptions(
         _default_exemptions(confdir) if exemptions is None else exemptions, groups
@@ -245,10 +251,16 @@ def run_me(
 # ---------------------------------------------------------------- layers
 
 
-def default_layers(confdir: str, state_dir: str) -> list[Layer]:
-    """engine.default_layers() with this run's fail2ban config dir and state dir."""
+def default_layers(
+    confdir: str,
+    state_dir: str,
+    sshd_config: Optional[str] = None,
+    keep_sshd_exempt: bool = False,
+) -> list[Layer]:
+    """engine.default_layers() with this run's fail2ban config dir, state dir and sshd config."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.owners.sshguard import SshguardOwner
 
     layers: list[Layer] = []
@@ -257,6 +269,8 @@ def default_layers(confdir: str, state_dir: str) -> list[Layer]:
             layer = Fail2banLayer(confdir, state_dir)
         elif isinstance(layer, HostsLayer):
             layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
+        elif isinstance(layer, SshdPenaltyLayer):
+            layer = SshdPenaltyLayer(sshd_config, state_dir, keep_exempt=keep_sshd_exempt)
         elif isinstance(layer, SshguardOwner):
             layer = SshguardOwner(layer.conf_path, proc=layer.proc, state_dir=state_dir)
         layers.append(layer)
@@ -370,13 +384,14 @@ def apply_recorded(
 @contextmanager
 def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
     """The layers that change files (fail2ban's database, the hosts files, the owners' rules
-    files) back them up into `change_set` while this is open."""
+    files, sshd's config) back them up into `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.owners.files import FileOwner
     from unban.owners.sshguard import SshguardOwner
 
-    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner)
+    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner, SshdPenaltyLayer)
     recording = [layer for layer in layers if isinstance(layer, kinds)]
     for layer in recording:
         layer.change_set = change_set
@@ -886,6 +901,10 @@ def step_text(step: Step) -> str:
         return f"take it out of sshguard's blacklist {finding.table} line {finding.line}"
     if finding.layer == "crowdsec":
         return f"delete CrowdSec decision {finding.handle} ({finding.rule})"
+    if finding.layer == "sshd":
+        from unban.layers.sshd_penalty import step_text as sshd_step
+
+        return sshd_step(finding)
     if finding.layer == "hosts" and finding.targeted:
         return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
     if finding.layer == "hosts":
@@ -941,6 +960,8 @@ def describe_batch(batch: Batch, stage: Optional[ExemptionStage] = None) -> list
             lines.append(
                 f"done: fail2ban unbanned {_shown(finding.network)} in jail {finding.chain}{where}"
             )
+        elif batch.layer == "sshd":
+            lines.append(f"done: {step_text(step)}; sshd reloaded")
         elif batch.layer == "hosts" and finding.targeted:
             lines.append(
                 f"done: took {finding.network} out of {finding.table} line {finding.line} "

@@ -16,16 +16,22 @@ server reacts exactly as it does to `ssh`), and reads the server's. The outcome 
 - error: anything else (the detail says what).
 
 Text the server sent before closing is kept: sshd 9.2 writes `Exceeded MaxStartups` to a
-connection it drops, newer ones `Not allowed at this time`. `--count N` repeats the attempt,
-because MaxStartups drops at random between its start and full values.
+connection it drops, OpenSSH 10 `Not allowed at this time` (MaxStartups, or a PerSourcePenalties
+penalty). `--count N` repeats the attempt, because MaxStartups drops at random between its
+start and full values.
 
-Each attempt is an unauthenticated connection: fail2ban's sshd jail in `aggressive` or `ddos`
-mode counts such connections as failures, so keep N small against a server that uses them.
+Each attempt is an unauthenticated connection. OpenSSH 9.8+ penalises every one of them
+(PerSourcePenalties `noauth:1`: one second each, enforced once they add up to `min:15`), so once
+a server's banner shows 9.8 or later the attempts are paced PENALTY_PACE seconds apart, which
+never adds up; quicker loops earn the client a penalty (refused for up to 10 minutes). fail2ban's
+sshd jail in `aggressive` or `ddos` mode counts such connections as failures too, so keep N small
+against a server that uses them.
 """
 
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import time
 from collections import Counter
@@ -38,6 +44,8 @@ from unban.errors import InputError
 CLIENT_IDENT = b"SSH-2.0-unban_probe\r\n"
 MAX_PRE_BANNER = 8192  # RFC 4253 lets a server send lines before its version; not this many
 LIBWRAP_DELAY = (4.5, 7.5)  # libwrap sleeps 5 s before it closes a refused connection
+PENALTY_PACE = 1.5  # s between attempts to OpenSSH 9.8+: its noauth penalty (1 s) never adds up
+PENALTIES_SINCE = (9, 8)
 
 OUTCOMES = ("banner", "reset", "closed", "refused", "timeout", "unreachable", "silent", "error")
 CLIENT_MESSAGE = {
@@ -295,11 +303,13 @@ def probe(
     count: int = 1,
     timeout: float = 10.0,
     pause: float = 0.3,
+    penalty_pause: float = PENALTY_PACE,
     attempt_fn: Optional[Callable[[tuple[object, ...], int, float], Attempt]] = None,
     resolver: Optional[Callable[[str, int], list[tuple[int, tuple[object, ...]]]]] = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProbeReport:
-    """Probe every address of HOST `count` times (`attempt` and `resolve` by default)."""
+    """Probe every address of HOST `count` times (`attempt` and `resolve` by default), `pause`
+    seconds apart, or `penalty_pause` once a banner showed OpenSSH 9.8+ (PerSourcePenalties)."""
     attempt_fn = attempt_fn or attempt
     resolver = resolver or resolve
     if count < 1:
@@ -312,11 +322,25 @@ def probe(
     attempts: list[Attempt] = []
     for family, sockaddr in targets:
         for _n in range(count):
-            if attempts and pause:
-                sleep(pause)
+            if attempts:
+                wait = penalty_pause if any(penalises(a) for a in attempts) else pause
+                if wait:
+                    sleep(wait)
             attempts.append(attempt_fn(sockaddr, family, timeout))
     outcome, summary = summarise(attempts)
     return ProbeReport(host, port, tuple(attempts), outcome, summary, hints(attempts, host, port))
+
+
+def openssh_version(banner: Optional[str]) -> Optional[tuple[int, int]]:
+    """(major, minor) from a banner such as `SSH-2.0-OpenSSH_10.0p2 Debian-7`."""
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", banner or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def penalises(attempt: Attempt) -> bool:
+    """The server's banner shows an OpenSSH with PerSourcePenalties (9.8+)."""
+    version = openssh_version(attempt.banner)
+    return version is not None and version >= PENALTIES_SINCE
 
 
 def summarise(attempts: Sequence[Attempt]) -> tuple[str, str]:
@@ -353,7 +377,9 @@ def hints(attempts: Sequence[Attempt], host: str, port: int) -> tuple[str, ...]:
             result.append("the server said 'Exceeded MaxStartups': sshd's MaxStartups limit")
         if any("Not allowed at this time" in line for line in said):
             result.append(
-                "the server said 'Not allowed at this time': MaxStartups or PerSourcePenalties"
+                "the server said 'Not allowed at this time' (OpenSSH 10): MaxStartups, or a "
+                "PerSourcePenalties penalty on this client (after failed logins, or many quick "
+                "connections); `unban doctor` on the server names which, `unban me` lifts a penalty"
             )
         slow = [
             a
@@ -390,6 +416,14 @@ def hints(attempts: Sequence[Attempt], host: str, port: int) -> tuple[str, ...]:
         result.append(
             "connected but no version string: an overloaded sshd, slow DNS lookups on the server "
             "(UseDNS yes, or TCP wrappers' host name lookup), or not an SSH server on this port"
+        )
+    paced = [a for a in attempts if penalises(a)]
+    if len(attempts) > 1 and paced:
+        result.append(
+            f"{paced[0].banner}: OpenSSH 9.8+ penalises every connection that does not log in "
+            f"(PerSourcePenalties noauth); these attempts were paced {PENALTY_PACE:g} s apart so "
+            "the penalty never adds up. Many quick attempts (a loop of ssh or nc) earn this "
+            "client a penalty: refused for up to 10 minutes"
         )
     if "banner" in outcomes:
         result.append(

@@ -142,6 +142,15 @@ class SshdConfig:
         return self.value("persourcepenalties")
 
     @property
+    def penalty_max(self) -> int:
+        """The longest penalty sshd gives (`PerSourcePenalties max:N`, default 600 s)."""
+        for word in (self.per_source_penalties or "").split():
+            key, _, value = word.partition(":")
+            if key == "max" and value.isdigit():
+                return int(value)
+        return 600
+
+    @property
     def penalty_exempt(self) -> Optional[str]:
         value = self.value("persourcepenaltyexemptlist")
         return None if value in (None, "none") else value
@@ -486,11 +495,27 @@ def version(sshd: Optional[str] = None) -> Optional[tuple[int, int]]:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def uses_libwrap(sshd: Optional[str] = None) -> Optional[bool]:
-    """Whether this sshd is linked with libwrap (TCP wrappers); None when ldd is missing."""
+SESSION_BINARY = "/usr/lib/openssh/sshd-session"  # Debian's, from OpenSSH 9.8 on
+
+
+def session_binary(sshd: str, config: Optional[SshdConfig] = None) -> str:
+    """The binary that serves each connection, where libwrap is linked in: OpenSSH 9.8 moved
+    that work out of sshd into sshd-session (`sshd -T` prints its `sshdsessionpath`)."""
+    named = config.value("sshdsessionpath") if config is not None else None
+    if named:
+        return named
+    if config is None and os.path.isfile(SESSION_BINARY):
+        return SESSION_BINARY
+    return sshd
+
+
+def uses_libwrap(sshd: Optional[str] = None, config: Optional[SshdConfig] = None) -> Optional[bool]:
+    """Whether this sshd's connections go through libwrap (TCP wrappers): `ldd` of the binary
+    that serves them (`session_binary`); None when ldd is missing or fails."""
     if which("ldd") is None:
         return None
-    result = run(LAYER, ["ldd", sshd or sshd_binary()], check=False, timeout=10)
+    binary = session_binary(sshd or sshd_binary(), config)
+    result = run(LAYER, ["ldd", binary], check=False, timeout=10)
     if result.returncode != 0:
         return None
     return "libwrap" in result.stdout

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, system
 
-runner = CliRunner()
+runner = make_runner()
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from unban import cli, heal, system
 from unban.address import Network, show
 from unban.errors import ApplyError
@@ -18,7 +18,7 @@ from unban.heal import CLEAR, HEALED, STILL_BLOCKED, Healed
 from unban.healconfig import HealConfig
 from unban.locking import FileLock
 
-runner = CliRunner()
+runner = make_runner()
 
 
 class FakeMe:
@@ -95,10 +95,8 @@ def test_silent_when_nothing_was_blocked_but_logged(
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
     assert me.calls == ["203.0.113.4", "2001:db8::/64"]
-    assert (
-        me.configs[0].layers == ("firewall", "fail2ban", "hosts", "owners")
-        and me.configs[0].ignoreip
-    )
+    assert me.configs[0].layers == ("firewall", "fail2ban", "hosts", "owners", "sshd")
+    assert me.configs[0].ignoreip
     assert logged.idents == ["unban"]
     assert logged.records == [
         (6, f"heal {config}: 2 address(es) checked, nothing was blocked (exit 0)")

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, me, session, system
 
-runner = CliRunner()
+runner = make_runner()
 IP = "203.0.113.4"
 
 
@@ -147,3 +147,15 @@ def test_help_names_the_exit_codes() -> None:
     result = runner.invoke(cli.app, ["me", "--help"])
     text = " ".join(result.output.replace("│", " ").split())
     assert "3 when something still does" in text and "--no-ignore" in text
+
+
+def test_no_sshd_leaves_the_sshd_layer_alone(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    penalty = MemoryLayer("sshd", [("/etc/ssh/sshd_config.d/unban.conf", f"{IP}/32")])
+    monkeypatch.setattr(engine, "default_layers", lambda: [setup.memory, penalty])
+    result = runner.invoke(cli.app, [*setup.args, "me", IP, "--no-sshd"])
+    assert result.exit_code == 0, result.output
+    assert setup.memory.blocks == []
+    assert penalty.blocks == [("/etc/ssh/sshd_config.d/unban.conf", f"{IP}/32")]
+    lifted = runner.invoke(cli.app, [*setup.args, "me", IP])
+    assert lifted.exit_code == 0, lifted.output
+    assert penalty.blocks == []

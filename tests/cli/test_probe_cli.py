@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import make_runner
 from unban import cli, probe, system
 
-runner = CliRunner()
+runner = make_runner()
 
 Handler = Callable[[socket.socket], None]
 

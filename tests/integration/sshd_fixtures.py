@@ -46,10 +46,15 @@ from unban._sandbox import (
     as_user,
 )
 from unban._sandbox import HOLD_SCRIPT as _HOLD
+from unban.sshd import version as sshd_version
 
 __all__ = [
     "CLIENT4",
     "CLIENT6",
+    "MAXSTARTUPS_LOGGED",
+    "MAXSTARTUPS_SAID",
+    "OPENSSH",
+    "PENALTIES",
     "REPO",
     "SERVER4",
     "SERVER6",
@@ -62,6 +67,22 @@ __all__ = [
     "link",
     "sshd_factory",
 ]
+
+
+def _openssh() -> tuple[int, int]:
+    """This machine's OpenSSH (major, minor); (0, 0) without sshd."""
+    if not Path(SSHD).exists():
+        return (0, 0)
+    return sshd_version(SSHD) or (0, 0)
+
+
+# What each release's sshd says (OpenSSH 9.8 reworked its refusals and added penalties).
+OPENSSH = _openssh()
+PENALTIES = OPENSSH >= (9, 8)
+MAXSTARTUPS_LOGGED = "Maxstartups" if PENALTIES else "past MaxStartups"  # in sshd's log
+MAXSTARTUPS_SAID = (
+    "Not allowed at this time" if PENALTIES else "Exceeded MaxStartups"
+)  # to the client
 
 
 def _create_client() -> Netns:

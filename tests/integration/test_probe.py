@@ -9,6 +9,7 @@ from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import (
     CLIENT4,
     CLIENT6,
+    MAXSTARTUPS_SAID,
     SERVER4,
     SERVER6,
     Link,
@@ -58,7 +59,7 @@ def test_maxstartups_drops_say_so(link: Link, sshd_factory: SshdFactory) -> None
     assert len(attempts) == 3
     for attempt in attempts:
         assert attempt["outcome"] in ("closed", "reset")
-    assert any("Exceeded MaxStartups" in a["before_banner"] for a in attempts)
+    assert any(MAXSTARTUPS_SAID in a["before_banner"] for a in attempts)
     assert any("MaxStartups" in hint for hint in result["probe"]["hints"])
 
 

@@ -154,16 +154,40 @@ def test_penalties_check() -> None:
     assert penalties_check(CONFIG, "203.0.113.4", [], (9, 2)).verdict == NOT_PRESENT
     on = parse_dump("persourcepenalties crash:90 authfail:5\npersourcepenaltyexemptlist none\n")
     assert penalties_check(on, "203.0.113.4", [], (9, 8)).verdict == CLEAR
-    hit = LogHit(
-        "penalty",
-        "drop connection #1 from [203.0.113.4]:1 on [203.0.113.1]:22 penalty: failed authentication",
-        "j",
+    drop = (
+        "drop connection #1 from [203.0.113.4]:1 on [203.0.113.1]:22 penalty: failed authentication"
     )
-    assert penalties_check(on, "203.0.113.4", [hit], (9, 8)).verdict == MAY_BLOCK
+    recent = LogHit("penalty", f"2026-11-24T14:59:30+0000 host sshd[1]: {drop}", "journal")
+    check = penalties_check(on, "203.0.113.4", [recent], (9, 8), now=NOW)
+    assert check.verdict == BLOCKS
+    assert check.fix[0].startswith("unban me 203.0.113.4")
+    older = LogHit("penalty", f"2026-11-24T14:55:00+0000 host sshd[1]: {drop}", "journal")
+    assert penalties_check(on, "203.0.113.4", [older], (9, 8), now=NOW).verdict == MAY_BLOCK
     exempt = parse_dump("persourcepenalties crash:90\npersourcepenaltyexemptlist 203.0.113.0/24\n")
-    assert penalties_check(exempt, "203.0.113.4", [hit], (9, 8)).verdict == CLEAR
+    assert penalties_check(exempt, "203.0.113.4", [recent], (9, 8), now=NOW).verdict == CLEAR
     off = parse_dump("persourcepenalties no\n")
-    assert penalties_check(off, "203.0.113.4", [hit], (9, 8)).verdict == CLEAR
+    assert penalties_check(off, "203.0.113.4", [recent], (9, 8), now=NOW).verdict == CLEAR
+
+
+def test_penalties_check_sshd_e_log_without_time_stamps() -> None:
+    on = parse_dump("persourcepenalties authfail:60 max:120 min:5\n")
+    line = (
+        "srclimit_penalise: 203.0.113.4/32: activating ipv4 penalty of 60 seconds for penalty: "
+        "failed authentication"
+    )
+    hits = scan_log([line], "203.0.113.4", "/tmp/sshd.log", now=NOW)
+    written = {"/tmp/sshd.log": NOW - datetime.timedelta(seconds=20)}
+    check = penalties_check(on, "203.0.113.4", hits, (10, 0), now=NOW, file_times=written)
+    assert check.verdict == BLOCKS
+    assert "at most" in check.summary
+    stale = {"/tmp/sshd.log": NOW - datetime.timedelta(seconds=90)}
+    later = penalties_check(on, "203.0.113.4", hits, (10, 0), now=NOW, file_times=stale)
+    assert later.verdict == CLEAR
+
+
+def test_openssh_10_maxstartups_line() -> None:
+    line = "drop connection #1 from [203.0.113.4]:40022 on [203.0.113.1]:22 Maxstartups"
+    assert [h.kind for h in scan_log([line], "203.0.113.4", "f", now=NOW)] == ["maxstartups"]
 
 
 def test_users_check() -> None:
@@ -197,7 +221,7 @@ def test_scan_log_finds_each_kind_and_only_this_address() -> None:
     ]
     hits = scan_log(lines, "203.0.113.4", "test", now=NOW)
     assert [h.kind for h in hits] == [
-        "maxstartups", "tcpwrappers", "fail2ban-ban", "denied-user", "auth-failure",
+        "maxstartups", "tcpwrappers", "fail2ban-ban", "denied-user", "auth-failure", "admitted",
     ]  # fmt: skip
     check = logs_check(hits, ["test"], "203.0.113.4")
     assert check.verdict == MAY_BLOCK

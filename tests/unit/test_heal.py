@@ -490,6 +490,7 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
             "ignore": False,
             "groups": ("firewall", "hosts"),
             "check_sshd": False,
+            "keep_sshd_exempt": True,
             "broad": False,
             "dry_run": False,
             "change_kind": "heal",

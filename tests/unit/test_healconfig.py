@@ -22,7 +22,7 @@ def test_addresses_networks_and_hostnames(tmp_path: Path) -> None:
     )
     assert [str(n) for n in config.addresses] == ["203.0.113.4/32", "2001:db8::/64"]
     assert config.hostnames == ("home.example.net",)
-    assert config.layers == ("firewall", "fail2ban", "hosts", "owners")
+    assert config.layers == ("firewall", "fail2ban", "hosts", "owners", "sshd")
     assert config.ignoreip is True
 
 

@@ -34,6 +34,7 @@ from unban.sshd import (
     parse_dump,
     parse_listen,
     parse_max_startups,
+    session_binary,
 )
 
 DUMP_92 = """\
@@ -354,3 +355,15 @@ def test_listens_for() -> None:
     inet = parse_dump("addressfamily inet\nlistenaddress 0.0.0.0:22\n")
     ok, why = listens_for(inet, 6, 22, None)
     assert not ok and "AddressFamily inet" in why
+
+
+def test_session_binary_is_where_connections_are_served() -> None:
+    ten = parse_dump("sshdsessionpath /usr/lib/openssh/sshd-session\nport 22\n")
+    assert session_binary("/usr/sbin/sshd", ten) == "/usr/lib/openssh/sshd-session"
+    nine = parse_dump("port 22\n")  # before 9.8: sshd serves each connection itself
+    assert session_binary("/usr/sbin/sshd", nine) == "/usr/sbin/sshd"
+
+
+def test_penalty_max() -> None:
+    assert parse_dump("persourcepenalties crash:90 max:120 min:5\n").penalty_max == 120
+    assert parse_dump("persourcepenalties crash:90\n").penalty_max == 600

@@ -77,6 +77,12 @@ def me(
             "CrowdSec's whitelists).",
         ),
     ] = False,
+    no_sshd: Annotated[
+        bool,
+        typer.Option(
+            "--no-sshd", help="Leave sshd's PerSourcePenalties penalties (OpenSSH 9.8+) alone."
+        ),
+    ] = False,
     user: Annotated[
         Optional[str],
         typer.Option("--user", help="Your login name, to check sshd's AllowUsers/DenyUsers."),
@@ -123,6 +129,7 @@ def me(
                 dry_run=dry_run,
                 user=user,
                 sshd_config=sshd_config,
+                groups=[g for g in me_mod.LAYER_GROUPS if g != "sshd"] if no_sshd else None,
                 on_event=echo,
                 confdir=Options.fail2ban_conf,
                 state_dir=Options.state_dir,
