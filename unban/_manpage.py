@@ -6,7 +6,6 @@ from `unban --help`. Not needed at run time; scripts/build-deb installs the comm
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,13 +54,43 @@ def _options(params: Iterable[Any], ctx: Any) -> Iterable[str]:
         if record is None:
             continue
         names, help_text = record
-        value = "" if param.param_type_name == "argument" else f" {(param.name or '').upper()}"
-        names = re.sub(r" <\w+>", value, names)
-        yield f".TP\n\\fB{roff(names)}\\fR\n{roff(help_text)}"
+        yield f".TP\n\\fB{roff(_names(param, names))}\\fR\n{roff(help_text)}"
+
+
+def _names(param: Any, shown: str) -> str:
+    """`ID`, `-t, --table TABLE`, `--install <cron|systemd>`, whatever the help record shows:
+    its metavars differ between typer releases (0.23, on Python 3.9, and newer)."""
+    if param.param_type_name == "argument":
+        return _value(param)
+    names = ", ".join(sorted(param.opts, key=lambda opt: len(opt) - len(opt.lstrip("-"))))
+    if param.secondary_opts:
+        names += " / " + ", ".join(param.secondary_opts)
+    if param.is_flag:
+        return names
+    choices = shown.rsplit(" ", 1)[-1]
+    if "|" in choices:
+        return f"{names} <{choices.strip('[]<>{}')}>"
+    return f"{names} {_value(param)}"
+
+
+def _value(param: Any) -> str:
+    return str(param.metavar or param.name or "").upper()
+
+
+def _usage(command: Any) -> str:
+    """`[OPTIONS] ADDRESS`, `[OPTIONS] [ID]`: required arguments bare, optional ones bracketed."""
+    pieces = ["[OPTIONS]"] if any(p.param_type_name == "option" for p in command.params) else []
+    for param in command.params:
+        if param.param_type_name == "argument":
+            pieces.append(_value(param) if param.required else f"[{_value(param)}]")
+    return " ".join(pieces)
 
 
 def render(app: typer.Typer) -> str:
-    from typer import _click as click
+    try:  # typer >= 0.24 vendors click; 0.23 (Python 3.9, Debian 11) runs on click itself
+        from typer import _click as click  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        import click  # type: ignore[no-redef, import-not-found, unused-ignore]
 
     from unban.cli.base import EXIT_CODES_HELP, PANELS
 
@@ -90,8 +119,7 @@ def render(app: typer.Typer) -> str:
             if getattr(command, "rich_help_panel", None) != panel:
                 continue
             sub = click.Context(command, info_name=name, parent=ctx)
-            usage = " ".join(command.collect_usage_pieces(sub))
-            out.append(f".TP\n\\fBunban {roff(name)}\\fR {roff(usage)}")
+            out.append(f".TP\n\\fBunban {roff(name)}\\fR {roff(_usage(command))}")
             out.append(".RS")
             out.extend(_paragraphs(command.help or ""))
             options = list(_options(command.params, sub))

@@ -56,6 +56,7 @@ from unban.path.model import NOT_PRESENT as NOT_PRESENT
 from unban.path.model import IPAddress, Packet
 from unban.sshd import SshdConfig, UserAccess, in_exempt_list
 from unban.system import run, which
+from unban.verdict import route_to
 
 
 def maxstartups_check(
@@ -378,15 +379,13 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
     notes: list[str] = []
     checks: list[Check] = []
 
-    route = _route_to(shown)
-    if route.get("error"):
+    route = route_to(shown)
+    if route.error:
         notes.append(
             f"this host has no route to {shown}, so the interface and server address its"
             " packets use are not known: rules matching them are reported as may block"
         )
-    prefsrc = route.get("prefsrc")
-    interface = route.get("dev")
-    local = route.get("type") == "local"
+    prefsrc, interface, local = route.source, route.interface, route.local
 
     # sshd: binary, version, libwrap, effective config (twice: the port and local address
     # decide which Match blocks apply)
@@ -479,21 +478,6 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         checks=tuple(ordered(checks)),
         notes=tuple(notes),
     )
-
-
-def _route_to(address: str) -> dict[str, Any]:
-    import json
-
-    if which("ip") is None:
-        return {"error": "ip is not installed"}
-    result = run("route", ["ip", "-j", "route", "get", address], check=False, timeout=10)
-    if result.returncode != 0:
-        return {"error": " ".join(result.stderr.split())}
-    try:
-        routes = json.loads(result.stdout)
-    except ValueError:
-        return {"error": "unreadable output"}
-    return dict(routes[0]) if routes else {}
 
 
 def _local_address(

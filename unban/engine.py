@@ -6,7 +6,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from unban.address import Network, parse_network, show
 from unban.errors import ApplyError, UnbanError
@@ -189,24 +189,46 @@ class DeferredSignals:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
+class Journal(Protocol):
+    """Where a run writes down each batch before it is applied and after (unban.journal)."""
+
+    def intent(self, batch: Batch) -> None: ...
+
+    def applied(self, batch: Batch) -> None: ...
+
+    def put_back(self, cause: Exception) -> ApplyError: ...
+
+
 def apply(
     plan: Plan,
     layers: Sequence[Layer],
     *,
     on_batch: Callable[[Batch], None] = lambda batch: None,
+    journal: Optional[Journal] = None,
 ) -> Outcome:
-    """Apply every batch; on a failure or a signal, revert the applied ones newest-first."""
+    """Apply every batch; on a failure or a signal, revert the applied ones newest-first.
+
+    With a `journal`, each batch is written down (durably) before it is applied and marked
+    after; on a failure the journal puts everything back (`Journal.put_back`), the way a later
+    `unban undo` would, so a kill at any point leaves nothing it could not undo.
+    """
     by_name = {layer.name: layer for layer in layers}
     applied: list[Batch] = []
     with DeferredSignals() as signals:
         try:
             for batch in plan.batches:
                 signals.check()
+                if journal is not None:
+                    journal.intent(batch)
                 by_name[batch.layer].apply(batch)
                 applied.append(batch)
+                if journal is not None:
+                    journal.applied(batch)
                 on_batch(batch)
             signals.check()
         except Exception as exc:  # noqa: BLE001 - any failure, even a bug, must roll back
+            if journal is not None:
+                raise journal.put_back(exc) from exc
             raise _rolled_back(exc, applied, by_name) from exc
     return Outcome(plan, tuple(applied))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 
 
@@ -54,3 +55,22 @@ class ApplyError(UnbanError):
         self.rollback_failed = rollback_failed
         if rollback_failed:
             self.exit_status = ExitStatus.ROLLBACK_FAILED
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal and a cron mail, on one line: control characters, ANSI
+    escapes, line and paragraph separators and bidi controls shown as Python escapes (`\\x1b`,
+    `\\n`, `\\u202e`); everything else as it is."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def os_error_text(exc: OSError) -> str:
+    """An OSError as one line a person can act on: the file and the reason (read-only file
+    system, no space left on device, ...), not "unexpected error: OSError"."""
+    reason = exc.strerror or str(exc)
+    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
+    where = " -> ".join(n if len(n) <= 200 else f"{n[:100]}...{n[-40:]}" for n in names)
+    return f"{where}: {reason}" if where else reason

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from unban import healconfig
+from unban import healconfig, recovery
 from unban.address import Network, show
 from unban.errors import ExitStatus, UnbanError
 from unban.healconfig import HealConfig
-from unban.locking import FileLock
+from unban.locking import CommandLock, FileLock
 
 if TYPE_CHECKING:
     from unban.me import MeResult
@@ -70,6 +70,7 @@ class HealReport:
     results: tuple[Healed, ...] = ()
     skipped: str = ""  # why this run did nothing (the lock was busy)
     dry_run: bool = False
+    yielded: str = ""  # why it stopped before the last address (a manual unban was waiting)
 
     @property
     def exit_status(self) -> int:
@@ -132,6 +133,8 @@ def log_records(report: HealReport) -> list[tuple[int, str]]:
         return [(LOG_NOTICE, f"heal: {report.skipped}; this run is skipped")]
     for name in report.unresolved:
         records.append((LOG_WARNING, f"heal: {name}; not protected at this run"))
+    if report.yielded:
+        records.append((LOG_NOTICE, f"heal: {report.yielded}"))
     for result in report.results:
         line = result_line(result)
         if result.status == FAILED:
@@ -282,6 +285,7 @@ def run(
     heal_one: Optional[HealOne] = None,
     check_owner: bool = True,
     dry_run: bool = False,
+    state_dir: Optional[str] = None,
 ) -> HealReport:
     """One heal run. Raises InputError (nothing changed) for a broken config, after logging it.
 
@@ -298,24 +302,57 @@ def run(
         report = HealReport(str(config_path), skipped=lock.busy_message())
         _log_all(log, report)
         return report
+    # With the state dir: the lock every changing unban takes (heal waits 5 s for it and gives
+    # way, between addresses, to a manual command waiting for it).
+    command = None
+    if state_dir is not None and not dry_run:
+        command = CommandLock(state_dir, manual=False, timeout=timeout)
     try:
+        if command is not None and not command.acquire():
+            report = HealReport(
+                str(config_path), skipped=f"{command.holder()} held the lock for {timeout:.0f} s"
+            )
+            _log_all(log, report)
+            return report
+        if command is not None and state_dir is not None:
+            for line in recovery.recover(state_dir, _confdir()):
+                log(LOG_WARNING, f"heal: {line}")
         networks, hostnames, problems = targets(config)
         planned: HealOne = functools.partial(heal_address, dry_run=True)
         one = heal_one or (planned if dry_run else heal_address)
-        results = tuple(_heal_guarded(one, network, config) for network in networks)
+        results: list[Healed] = []
+        yielded = ""
+        for network in networks:
+            if command is not None and command.manual_waiting():
+                yielded = (
+                    f"a manual unban is waiting: stopped after {len(results)} of "
+                    f"{len(networks)} address(es); the rest are healed at the next run"
+                )
+                break
+            results.append(_heal_guarded(one, network, config))
         report = HealReport(
             config=str(config_path),
             protected=tuple(show(n) for n in networks),
             hostnames=hostnames,
             unresolved=tuple(problems),
-            results=results,
+            results=tuple(results),
             dry_run=dry_run,
+            yielded=yielded,
         )
     finally:
+        if command is not None:
+            command.release()
         lock.release()
     if not dry_run:
         _log_all(log, report)
     return report
+
+
+def _confdir() -> str:
+    """fail2ban's config dir of this run (the global --fail2ban-conf)."""
+    from unban import fail2ban
+
+    return fail2ban.settings().confdir
 
 
 def _log_all(log: Log, report: HealReport) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unban.address import Network, parse_target
+from unban.address import Network, parse_target, width
 from unban.errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -93,10 +93,12 @@ def parse(path: Path, data: dict[str, Any]) -> HealConfig:
     for text in protect:
         if _looks_like_address(text):
             network = _network(path, text)
-            if network.prefixlen < WIDEST[network.version] and str(network) not in wide_ok:
+            version, prefix = width(network)
+            if prefix < WIDEST[version] and str(network) not in wide_ok:
+                covers = "" if version == network.version else f" (an IPv4 /{prefix})"
                 raise InputError(
-                    f"{path}: {network} is wider than /{WIDEST[network.version]}; exempting that many "
-                    f'addresses from every ban must be meant: add "{network}" to wide_ok too'
+                    f"{path}: {network}{covers} is wider than /{WIDEST[version]}; exempting that "
+                    f'many addresses from every ban must be meant: add "{network}" to wide_ok too'
                 )
             addresses.append(network)
         elif _valid_hostname(text):
@@ -118,35 +120,26 @@ def _looks_like_address(text: str) -> bool:
 
 
 def _network(path: Path, text: str) -> Network:
-    if text.strip() in ("0.0.0.0/0", "::/0"):
-        raise InputError(f"{path}: {text} is every address; unban will not exempt everyone")
+    """Any network but /0 (and but one covering every IPv4 address); WIDEST is checked after."""
     try:
-        return parse_target(text)
+        return parse_target(text, min_prefix={4: 1, 6: 1})
     except InputError as exc:
-        network = _wide_network(text)
-        if network is None:
-            raise InputError(f"{path}: {exc}") from None
-        return network
-
-
-def _wide_network(text: str) -> Network | None:
-    """parse_target refuses networks wider than one client's; wide_ok may name them."""
-    try:
-        network = ipaddress.ip_network(text.strip(), strict=True)
-    except ValueError:
-        return None
-    return network if network.prefixlen > 0 else None
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _valid_hostname(text: str) -> bool:
     name = text.rstrip(".")
     labels = name.split(".")
-    return 0 < len(name) <= 253 and all(
-        0 < len(label) <= 63
-        and label.replace("-", "").isalnum()
-        and not label.startswith("-")
-        and not label.endswith("-")
-        for label in labels
+    return (
+        0 < len(name) <= 253
+        and name.isascii()
+        and all(
+            0 < len(label) <= 63
+            and label.replace("-", "").isalnum()
+            and not label.startswith("-")
+            and not label.endswith("-")
+            for label in labels
+        )
     )
 
 

@@ -36,14 +36,24 @@ from unban import engine, render
 from unban.address import Network, parse_network, show
 from unban.engine import DeferredSignals
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
-from unban.exemptions import EXEMPTION_KIND, IGNORE, Exemption, ExemptionPlan
+from unban.exemptions import IGNORE, Exemption, ExemptionPlan
 from unban.exemptions import default_exemptions as _default_exemptions
 from unban.exemptions import plans as exemption_plans
 from unban.exemptions.stage import STAGE, ExemptionStage
 from unban.exemptions.stage import notes as exemption_notes
+from unban.journal import ME_BATCH, ChangeSetJournal, rebuild
 from unban.layers import Layer
 from unban.model import Batch, Finding, Plan, Report, Step, as_json
-from unban.reverter import ChangeSet, Reverter
+from unban.recovery import default_layers
+from unban.reverter import (
+    APPLIED,
+    FAILED,
+    IN_PROGRESS,
+    NOT_APPLIED,
+    ROLLED_BACK,
+    ChangeSet,
+    Reverter,
+)
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -63,7 +73,6 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 Event = Callable[[str], None]
-ME_BATCH = "me-batch"  # change set action: one batch an `unban me` run applied
 FILE_LAYERS = ("hosts", "sshguard", STAGE)
 LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
 # Exemptions of the ban sources each LAYER_GROUPS group holds (heal's `layers`).
@@ -251,32 +260,6 @@ def run_me(
 # ---------------------------------------------------------------- layers
 
 
-def default_layers(
-    confdir: str,
-    state_dir: str,
-    sshd_config: Optional[str] = None,
-    keep_sshd_exempt: bool = False,
-) -> list[Layer]:
-    """engine.default_layers() with this run's fail2ban config dir, state dir and sshd config."""
-    from unban.layers.fail2ban import Fail2banLayer
-    from unban.layers.hosts import HostsLayer
-    from unban.layers.sshd_penalty import SshdPenaltyLayer
-    from unban.owners.sshguard import SshguardOwner
-
-    layers: list[Layer] = []
-    for layer in engine.default_layers():
-        if isinstance(layer, Fail2banLayer):
-            layer = Fail2banLayer(confdir, state_dir)
-        elif isinstance(layer, HostsLayer):
-            layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
-        elif isinstance(layer, SshdPenaltyLayer):
-            layer = SshdPenaltyLayer(sshd_config, state_dir, keep_exempt=keep_sshd_exempt)
-        elif isinstance(layer, SshguardOwner):
-            layer = SshguardOwner(layer.conf_path, proc=layer.proc, state_dir=state_dir)
-        layers.append(layer)
-    return layers
-
-
 def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) -> list[Layer]:
     """Only the layers of these LAYER_GROUPS (None: every layer)."""
     if groups is None:
@@ -324,7 +307,10 @@ def _transaction(
     """Apply every batch (the exemptions last) with one change set named `kind` (the
     command); on a failure put everything back.
 
-    Returns (the plan's batches applied, the change set, what the exemption steps did).
+    The change set is the run's write-ahead journal (`unban.journal`): each batch is written
+    down with its undo before it is applied, so a run killed anywhere is put back by the next
+    command (`unban.recovery`). Returns (the plan's batches applied, the change set, what the
+    exemption steps did).
     """
     from unban.exemptions.stage import batches as exemption_batches
 
@@ -332,10 +318,13 @@ def _transaction(
     by_name = {layer.name: layer for layer in layers}
     stage = ExemptionStage(change_set, exemptions)
     full = replace(plan, batches=(*plan.batches, *exemption_batches(exempting)))
+    journal = ChangeSetJournal(
+        change_set,
+        lambda batch: batch_record(batch, by_name.get(batch.layer, stage)),
+        lambda cause: _put_back(cause, change_set, reverter, confdir, layers, exemptions),
+    )
 
     def done(batch: Batch) -> None:
-        layer = by_name.get(batch.layer, stage)
-        change_set.record_action(ME_BATCH, **batch_record(batch, layer))
         for line in describe_batch(batch, stage):
             event(line)
 
@@ -343,16 +332,9 @@ def _transaction(
         try:
             _preregister(change_set, plan, layers)
             signals.check()
-            outcome = engine.apply(full, [*layers, stage], on_batch=done)
-        except ApplyError as exc:
-            raise _put_back(exc, change_set, reverter, confdir) from exc
-        except Exception as exc:  # noqa: BLE001 - nothing applied yet: files only
-            raise _put_back(
-                ApplyError(f"{exc}; nothing is changed", rollback_failed=False),
-                change_set,
-                reverter,
-                confdir,
-            ) from exc
+        except Exception as exc:  # noqa: BLE001 - nothing applied yet
+            raise journal.put_back(exc) from exc
+        outcome = engine.apply(full, [*layers, stage], on_batch=done, journal=journal)
         change_set.finalize()
         signals.received = None  # everything is applied and recorded: nothing to stop
     applied = tuple(b for b in outcome.applied if b.layer != STAGE)
@@ -485,15 +467,22 @@ def _sweep(
     others = [layer for layer in layers if layer.name != "fail2ban"]
     plan = engine.plan(Report(show(target), tuple(stale)), others)
     done: list[Batch] = []
+    by_name = {layer.name: layer for layer in others}
+
+    def unused(cause: Exception) -> ApplyError:
+        raise AssertionError("the sweep undoes the whole run itself") from cause
+
+    journal = ChangeSetJournal(
+        change_set, lambda b: batch_record(b, by_name[b.layer]), unused, by_fail2ban=True
+    )
     with _recording_into(change_set, others):
         try:
             with DeferredSignals() as signals:
                 for batch in plan.batches:
                     layer = next(x for x in others if x.name == batch.layer)
+                    journal.intent(batch)
                     layer.apply(batch)
-                    change_set.record_action(
-                        ME_BATCH, **batch_record(batch, layer), by_fail2ban=True
-                    )
+                    journal.applied(batch)
                     done.append(batch)
                     for line in describe_batch(batch):
                         event(f"{line} (left behind by {_lifted_by(batch)})")
@@ -547,43 +536,48 @@ def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> 
 
 
 def _put_back(
-    cause: ApplyError, change_set: ChangeSet, reverter: Reverter, confdir: str
+    cause: Exception,
+    change_set: ChangeSet,
+    reverter: Reverter,
+    confdir: str,
+    layers: Sequence[Layer],
+    exemptions: Optional[Sequence[Exemption]] = None,
 ) -> ApplyError:
-    """After the engine reverted the applied batches: restore the change set's files too."""
-    from unban.fail2ban.ignoreip import IGNORE_KIND
+    """After a failure: undo the change set from its journal, as `unban undo` would (every
+    applied or pending batch reverted, unban's own file edits taken out, files it never wrote
+    left alone), and mark it failed, so nothing is undone twice. The error to raise."""
+    from unban.recovery import undo_check, undo_handlers
 
+    reason = _reason(cause)
+    applied = sum(1 for a in change_set.info.actions if a.get("state") == APPLIED)
     try:
         reverter.rollback(
             change_set.id,
-            handlers={
-                ME_BATCH: _already_undone,
-                IGNORE_KIND: _already_undone,
-                EXEMPTION_KIND: _already_undone,
-            },
-            check=_db_check(confdir),
+            handlers=undo_handlers(confdir, str(reverter.state_dir), layers, exemptions),
+            check=undo_check(confdir),
+            status=FAILED,
         )
     except UnbanError as exc:
         return ApplyError(
-            f"{cause}; restoring the files failed too: {exc}. Backups are in {change_set.path}",
+            f"{reason}; putting back the earlier changes failed too: {exc}. The next unban "
+            f"command (or `unban undo {change_set.id}`) tries again; backups are in "
+            f"{change_set.path}",
             rollback_failed=True,
         )
-    if cause.rollback_failed:
-        return cause
+    undone = f"; the {applied} batch(es) already applied were put back" if applied else ""
     return ApplyError(
-        f"{cause} (change set {change_set.id} rolled back: files restored byte for byte)",
+        f"{reason}{undone}; nothing is changed (change set {change_set.id} rolled back, marked failed)",
         rollback_failed=False,
     )
 
 
-def _already_undone(_action: Mapping[str, Any]) -> None:
-    """The engine reverted this batch already (in this process)."""
+def _reason(cause: Exception) -> str:
+    """One line for what failed: a file system error says which file and why."""
+    from unban.errors import os_error_text
 
-
-def _db_check(confdir: str) -> Callable[[Any], None]:
-    from unban.fail2ban.config import server_paths
-    from unban.fail2ban.ignoreip import rollback_check
-
-    return rollback_check(lambda: server_paths(confdir).socket)
+    if isinstance(cause, OSError):
+        return os_error_text(cause)
+    return str(cause)
 
 
 # ---------------------------------------------------------------- records for `unban undo`
@@ -600,7 +594,9 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
 
     undo_payload: tuple[Any, ...] = batch.undo_payload
     if isinstance(layer, Fail2banLayer) and batch.scope == "server":
-        undo_payload = tuple(("banip", jail, ip) for jail, ip in layer.unbanned(batch))
+        done = layer.unbanned(batch) or [(str(p[1]), str(p[2])) for p in batch.payload]
+        undo_payload = tuple(("banip", jail, ip) for jail, ip in done)
+    # fail2ban's database batch: its rows are a change set action of their own (ROWS_KIND)
     by_file = batch.layer in FILE_LAYERS or (batch.layer == "fail2ban" and batch.scope != "server")
     return {
         "layer": batch.layer,
@@ -632,29 +628,6 @@ def record_summary(batch: Batch) -> str:
     return f"{batch.layer} {batch.scope}: " + "; ".join(texts)
 
 
-def _tuples(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def rebuild(record: Mapping[str, Any]) -> Batch:
-    """The Batch `batch_record` saved, for layer.revert in a later process."""
-    steps = []
-    for step in record.get("steps", []):
-        data = dict(step["finding"])
-        data["clears"] = tuple(data.get("clears", ()))
-        data["ports"] = tuple(data.get("ports", ()))
-        steps.append(Step(Finding(**data), str(step["command"]), str(step["undo_command"])))
-    return Batch(
-        str(record["layer"]),
-        str(record["scope"]),
-        tuple(steps),
-        _tuples(list(record.get("payload", []))),
-        _tuples(list(record.get("undo_payload", []))),
-    )
-
-
 def undo(
     change_id: Optional[str] = None,
     *,
@@ -663,43 +636,43 @@ def undo(
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
 ) -> UndoResult:
-    """Put back a change set (of any command): the last one not undone yet, or `change_id`.
+    """Put back a change set (of any command): the last one not undone yet, or `change_id`
+    (a run that was cut short too: what it did, or may have done, is put back).
 
     Its batches are reverted newest-first (rules and set elements added back, routes and
-    xt_recent entries back, fail2ban bans again, CrowdSec decisions added again), its live
-    exemptions taken out (ignoreip entries; sshguard restarted with its old whitelist, CrowdSec
-    reloaded), then its files restored byte for byte (hosts files, jail.local, fail2ban's
-    database, sshguard's blacklist and whitelist). Refuses
-    (InputError, nothing changed) when a later change set, not rolled back, changed one of the
-    same files: undo that one first.
+    xt_recent entries back, fail2ban bans again, fail2ban's database rows inserted again,
+    CrowdSec decisions added again), its live exemptions taken out (ignoreip entries; sshguard
+    restarted with its old whitelist, CrowdSec reloaded), then unban's own edits taken out of
+    its files (hosts files, jail.local, sshguard's blacklist and whitelist, CrowdSec's
+    whitelist parser: a file changed since keeps the other changes; one whose unban lines
+    changed is refused, naming them, before anything is touched). Refuses (InputError, nothing
+    changed) when a later change set, not rolled back, changed one of the same files: undo
+    that one first.
     """
     from unban import fail2ban
-    from unban.exemptions.stage import handler
-    from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
+    from unban.recovery import undo_check, undo_handlers
 
     current = fail2ban.settings()
     confdir = confdir or current.confdir
     reverter = Reverter(state_dir or current.state_dir)
-    undo_exemption = handler(_default_exemptions(confdir) if exemptions is None else exemptions)
     infos = reverter.list()
     if change_id is None:
-        pending = [i for i in infos if i.status != "rolled-back"]
+        pending = [i for i in infos if not i.finished]
         if not pending:
             raise InputError(f"no change set to undo in {reverter.changes_dir}")
         info = pending[-1]
     else:
         info = reverter.get(change_id)
-    if info.status == "rolled-back":
+    if info.status == FAILED:
+        raise InputError(
+            f"change set {info.id} ({info.description}) failed and was put back: nothing to undo"
+        )
+    if info.status == ROLLED_BACK:
         raise InputError(f"change set {info.id} ({info.description}) was undone already")
-    reverter_dir = str(reverter.state_dir)
-    layer_named = _layer_finder(
-        lambda: layers if layers is not None else default_layers(confdir, reverter_dir)
-    )
-
-    def undo_batch(action: Mapping[str, Any]) -> None:
-        _revert_record(action, layer_named)
-
-    db_check = _db_check(confdir)
+    if info.status == IN_PROGRESS and info not in reverter.incomplete():
+        raise InputError(f"change set {info.id} is still being made (process {info.owner[0]})")
+    cut_short = info.status == IN_PROGRESS
+    db_check = undo_check(confdir)
 
     def check(found: Any) -> None:
         _refuse_if_later(found, reverter.list())
@@ -707,40 +680,21 @@ def undo(
 
     done = reverter.rollback(
         info.id,
-        handlers={ME_BATCH: undo_batch, IGNORE_KIND: undo_live, EXEMPTION_KIND: undo_exemption},
+        handlers=undo_handlers(confdir, str(reverter.state_dir), layers, exemptions),
         check=check,
     )
+    undone = [a for a in reversed(done.actions) if a.get("state") != NOT_APPLIED]
     return UndoResult(
         change_set=done.id,
-        description=done.description,
-        undone=tuple(str(a.get("summary") or a.get("kind")) for a in reversed(done.actions)),
+        description=done.description + (" (cut short)" if cut_short else ""),
+        undone=tuple(str(a.get("summary") or a.get("kind")) for a in undone),
         restored=tuple(
-            f"{'restored' if r.existed else 'removed'} {r.path}" for r in reversed(done.files)
+            f"{'restored' if r.existed else 'removed'} {r.path}"
+            for r in reversed(done.files)
+            if r.written
         ),
         cannot=tuple(cannot_restore(done.actions)),
     )
-
-
-def _layer_finder(chosen: Callable[[], Sequence[Layer]]) -> Callable[[str], Layer]:
-    """The layer of a name, from `chosen()` (made the first time one is asked for)."""
-    by_name: dict[str, Layer] = {}
-
-    def layer_named(name: str) -> Layer:
-        if not by_name:
-            by_name.update({layer.name: layer for layer in chosen()})
-        if name not in by_name:
-            raise UnbanError(f"no {name} layer here to undo that batch with")
-        return by_name[name]
-
-    return layer_named
-
-
-def _revert_record(action: Mapping[str, Any], layer_named: Callable[[str], Layer]) -> None:
-    """Revert one ME_BATCH action (a `batch_record`) with its layer."""
-    if action.get("by_file") or action.get("by_fail2ban"):
-        return  # the change set's file backups put it back; fail2ban's ban makes it again
-    batch = rebuild(action)
-    layer_named(batch.layer).revert(batch)
 
 
 def later_overlap(info: Any, infos: Sequence[Any]) -> Any:
@@ -1018,4 +972,15 @@ def last_line(result: MeResult) -> str:
     return f"{target} is now unblocked everywhere unban looks{checked}{ways}"
 
 
-__all__ = ["LAYER_GROUPS", "MeResult", "Refusal", "UndoResult", "run_me", "text_lines", "undo"]
+__all__ = [
+    "LAYER_GROUPS",
+    "ME_BATCH",
+    "MeResult",
+    "Refusal",
+    "UndoResult",
+    "default_layers",
+    "rebuild",
+    "run_me",
+    "text_lines",
+    "undo",
+]

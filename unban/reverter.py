@@ -1,36 +1,49 @@
-"""Change sets with backups, atomic writes and rollback (after certbot's reverter).
+"""Change sets: a write-ahead journal with backups, atomic writes and rollback (after certbot's
+reverter).
 
-A change set is a numbered checkpoint directory under `<state dir>/changes/`, with a
-`manifest.json` and one backup per file. The rule, as in certbot: *register a file before
-writing it* (`ChangeSet.register`), so the backup (content, owner, mode, times) is on disk before
-the first byte of the file changes. Changes that are not files (a live `addignoreip` on a running
-server) are recorded as undo actions: plain JSON with a `kind` that the caller knows how to undo.
+A change set is a numbered directory under `<state dir>/changes/` holding `manifest.json` (the
+journal) and the files' copies. The manifest is rewritten atomically (fsync of the file and of
+its directory) at every step, and every step is written down *before* it is done:
 
-Writes are atomic, like ufw's `util.fsync_rename`: a temp file in the target's own directory,
-owner and mode copied, fsync, rename over the target, fsync the directory.
+- a file is registered (its backup, owner, mode and times on disk) before its first byte
+  changes, and the content unban is about to write is kept (`NNN-name.written`) before the
+  rename that puts it in place;
+- a change that is not a file (a batch of rules, a live `addignoreip`) is recorded as an action
+  (plain JSON with a `kind` its caller knows how to undo) in state "pending" before it is made,
+  "applied" after, "reverted" once it was put back ("not-applied": it failed and changed
+  nothing). So nothing is ever undone twice, and a run killed half-way is "in-progress" with
+  a dead owner (`Reverter.incomplete`), which the next command puts back.
 
-The manifest is rewritten (atomically) after every registration, so a change set interrupted
-half-way is still complete enough to roll back (`status` stays "in-progress").
+Putting a file back undoes only what unban did: a file unban never wrote is left alone; one
+still as unban wrote it gets its backup back byte for byte (owner, mode, times); one changed
+since gets unban's own edit taken out line by line (`unban.linemerge`), or, when the lines
+unban wrote changed too, a refusal naming the file and the lines, before anything is touched.
+
+Files are written by `unban.atomic.atomic_write` (re-exported here), the one writer.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from unban.atomic import TEMP_SUFFIX, Rebase, atomic_write, fsync_dir, remove_temp_files
 from unban.errors import InputError, UnbanError
+from unban.linemerge import Conflict, take_out
 from unban.locking import FileLock
 
 DEFAULT_STATE_DIR = "/var/lib/unban"
 MANIFEST = "manifest.json"
+IN_PROGRESS, DONE, FAILED, ROLLED_BACK = "in-progress", "done", "failed", "rolled-back"
+PENDING, APPLIED, REVERTED, NOT_APPLIED = "pending", "applied", "reverted", "not-applied"
 StrPath = Union[str, "os.PathLike[str]"]
 UndoHandler = Callable[[Mapping[str, Any]], None]
 
@@ -42,58 +55,19 @@ class ReverterError(UnbanError):
 # ---------------------------------------------------------------- atomic writes
 
 
-def atomic_write(
-    path: StrPath,
-    data: bytes,
-    *,
-    mode: Optional[int] = None,
-    uid: Optional[int] = None,
-    gid: Optional[int] = None,
-) -> None:
-    """Replace `path` with `data` atomically, keeping its owner and mode.
-
-    A symlink is resolved first (the link stays, its target is replaced). A new file gets
-    `mode` (default 0644) and the caller's owner unless `uid`/`gid` are given.
-    """
-    target = Path(os.path.realpath(path))
-    directory = target.parent
-    try:
-        current: Optional[os.stat_result] = os.stat(target)
-    except FileNotFoundError:
-        current = None
-    if current is not None:
-        mode = stat.S_IMODE(current.st_mode) if mode is None else mode
-        uid = current.st_uid if uid is None else uid
-        gid = current.st_gid if gid is None else gid
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".unban-tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if uid is not None or gid is not None:
-                os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fchmod(handle.fileno(), 0o644 if mode is None else mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory: StrPath) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, value: Any) -> None:
-    atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+    """A state dir file (manifest, journal): a failure names the state dir and why."""
+    data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        atomic_write(path, data, mode=0o600)
+    except OSError as exc:
+        raise state_dir_error(path.parent, exc) from None
+
+
+def state_dir_error(directory: StrPath, exc: OSError) -> ReverterError:
+    return ReverterError(
+        f"cannot write unban's state dir {os.fspath(directory)}: {exc.strerror or exc}"
+    )
 
 
 # ---------------------------------------------------------------- records
@@ -112,11 +86,21 @@ class FileRecord:
     atime_ns: int = 0
     mtime_ns: int = 0
     sha256: str = ""
-    kind: str = "file"  # a tag for the caller, e.g. "fail2ban-db"
+    kind: str = "file"  # a tag for the caller, e.g. "hosts"
+    # unban's own edits, in order: (copy of the file just before, copy of what unban wrote)
+    # inside the change set dir; "" for "the file did not exist". Empty: never written by unban.
+    edits: tuple[tuple[str, str], ...] = ()
+    reverted: bool = False  # put back already (a rollback that failed later skips it)
+
+    @property
+    def written(self) -> bool:
+        return bool(self.edits)
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> FileRecord:
-        return FileRecord(**{k: data[k] for k in FileRecord.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in FileRecord.__dataclass_fields__ if k in data}
+        fields["edits"] = tuple((str(a), str(b)) for a, b in data.get("edits", []))
+        return FileRecord(**fields)
 
 
 @dataclass
@@ -126,11 +110,12 @@ class ChangeSetInfo:
     id: str
     created: float
     description: str
-    status: str  # in-progress | done | rolled-back
+    status: str  # in-progress | done | failed (put back when the run failed) | rolled-back
     files: list[FileRecord] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
     rolled_back: Optional[float] = None
     kind: str = ""  # the command that made it: me, heal, remove, delete, ignore, unignore, ...
+    owner: tuple[int, int] = (0, 0)  # (pid, start time in clock ticks) of the process making it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,7 +127,13 @@ class ChangeSetInfo:
             "actions": self.actions,
             "rolled_back": self.rolled_back,
             "kind": self.kind,
+            "owner": list(self.owner),
         }
+
+    @property
+    def finished(self) -> bool:
+        """Nothing of it is left to undo (put back already, or failed and put back)."""
+        return self.status in (ROLLED_BACK, FAILED)
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> ChangeSetInfo:
@@ -155,6 +146,7 @@ class ChangeSetInfo:
             actions=[dict(a) for a in data.get("actions", [])],
             rolled_back=data.get("rolled_back"),
             kind=str(data.get("kind", "")),
+            owner=_owner(data.get("owner")),
         )
 
 
@@ -177,7 +169,12 @@ class Reverter:
             except FileExistsError:
                 pass
             except FileNotFoundError:
-                os.makedirs(directory, 0o700, exist_ok=True)
+                try:
+                    os.makedirs(directory, 0o700, exist_ok=True)
+                except OSError as exc:
+                    raise state_dir_error(self.state_dir, exc) from None
+            except OSError as exc:
+                raise state_dir_error(self.state_dir, exc) from None
             self._check_private(directory)
 
     def _check_private(self, directory: Path) -> None:
@@ -200,8 +197,8 @@ class Reverter:
     # -- change sets
 
     def begin(self, description: str, *, kind: str = "") -> ChangeSet:
-        """A new, empty change set (status in-progress) with the next number; `kind` names the
-        command that makes it (`unban history` shows it)."""
+        """A new, empty change set (status in-progress, owned by this process) with the next
+        number; `kind` names the command that makes it (`unban history` shows it)."""
         with self._lock():
             numbers = [int(p.name) for p in self._dirs() if p.name.isdigit()]
             number = max(numbers, default=0) + 1
@@ -212,7 +209,16 @@ class Reverter:
                     break
                 except FileExistsError:
                     number += 1
-            info = ChangeSetInfo(str(number), time.time(), description, "in-progress", kind=kind)
+                except OSError as exc:
+                    raise state_dir_error(self.changes_dir, exc) from None
+            info = ChangeSetInfo(
+                str(number),
+                time.time(),
+                description,
+                IN_PROGRESS,
+                kind=kind,
+                owner=process_identity(),
+            )
             change_set = ChangeSet(self, path, info)
             change_set.save()
             return change_set
@@ -234,11 +240,32 @@ class Reverter:
         result.sort(key=lambda info: int(info.id) if info.id.isdigit() else 0)
         return result
 
+    def incomplete(self) -> builtins.list[ChangeSetInfo]:
+        """Change sets still in progress whose process is gone (killed half-way), oldest first."""
+        return [i for i in self.list() if i.status == IN_PROGRESS and not _alive(i.owner)]
+
+    def discard_unstarted(self) -> builtins.list[str]:
+        """Remove change set directories a killed `begin` left without a manifest (nothing was
+        changed before the manifest was on disk); return them."""
+        removed = []
+        for path in self._dirs():
+            if (path / MANIFEST).exists():
+                continue
+            for child in path.iterdir():
+                if child.name.startswith(f".{MANIFEST}.") and child.name.endswith(TEMP_SUFFIX):
+                    child.unlink()
+            try:
+                path.rmdir()
+            except OSError:
+                continue  # something else is in it: leave it for a person to look at
+            removed.append(str(path))
+        return removed
+
     def get(self, change_id: Optional[str] = None) -> ChangeSetInfo:
-        """Change set `change_id`, or the newest one not rolled back yet."""
+        """Change set `change_id`, or the newest one with something left to undo."""
         infos = self.list()
         if change_id is None:
-            pending = [i for i in infos if i.status != "rolled-back"]
+            pending = [i for i in infos if not i.finished]
             if not pending:
                 raise InputError(f"no change set to roll back in {self.changes_dir}")
             return pending[-1]
@@ -258,19 +285,25 @@ class Reverter:
         *,
         handlers: Optional[Mapping[str, UndoHandler]] = None,
         check: Optional[Callable[[ChangeSetInfo], None]] = None,
+        status: str = ROLLED_BACK,
     ) -> ChangeSetInfo:
-        """Undo a change set: its actions newest-first, then its files, byte for byte.
+        """Undo a change set: its actions newest-first, then its files (see the module doc).
 
-        `handlers` maps an action's `kind` to the function that undoes it. `check` may refuse
-        (raise) before anything is touched. Raises ReverterError naming what could not be
-        restored; what could be restored is restored.
+        `handlers` maps an action's `kind` to the function that undoes it (it gets the action,
+        whose `state` may be "pending": done or not, the handler must find out). `check` may
+        refuse (raise) before anything is touched; so does a file whose unban lines changed.
+        Each action and file is marked reverted as soon as it is, so a rollback that fails
+        half-way (ReverterError naming what could not be restored) can be run again. `status`:
+        what the change set is when everything is put back ("failed" after a failed run).
         """
         handlers = handlers or {}
         with self._lock():
             info = self.get(change_id)
-            if info.status == "rolled-back":
-                raise InputError(f"change set {info.id} was already rolled back")
-            missing = sorted({a.get("kind", "?") for a in info.actions} - set(handlers))
+            if info.finished:
+                what = "rolled back" if info.status == ROLLED_BACK else "put back when it failed"
+                raise InputError(f"change set {info.id} was already {what}: nothing to undo")
+            left = [a for a in info.actions if a.get("state") not in (REVERTED, NOT_APPLIED)]
+            missing = sorted({a.get("kind", "?") for a in left} - set(handlers))
             if missing:
                 raise ReverterError(
                     f"change set {info.id} has actions unban cannot undo here: {', '.join(missing)}"
@@ -278,37 +311,138 @@ class Reverter:
             if check is not None:
                 check(info)
             directory = self.directory(info)
+            for leftover in directory.glob(f".*{TEMP_SUFFIX}"):
+                leftover.unlink()  # a copy or manifest a killed unban was writing
+            for record in info.files:
+                _file_put_back(directory, record)  # raises on a conflict: nothing changed yet
+            change_set = ChangeSet(self, directory, info)
             failures: list[str] = []
-            for action in reversed(info.actions):
+            for index in reversed(range(len(info.actions))):
+                action = info.actions[index]
+                if action.get("state") in (REVERTED, NOT_APPLIED):
+                    continue
                 try:
                     handlers[action["kind"]](action)
                 except Exception as exc:  # noqa: BLE001 - keep restoring the rest
                     failures.append(f"{action.get('kind')}: {exc}")
-            for record in reversed(info.files):
+                    continue
+                change_set.update_action(index, state=REVERTED)
+            for index in reversed(range(len(info.files))):
+                record = info.files[index]
                 try:
-                    _restore(directory, record)
-                except OSError as exc:
-                    failures.append(f"{record.path}: {exc.strerror or exc}")
+                    _put_file_back(directory, record)
+                except (OSError, ReverterError) as exc:
+                    failures.append(f"{record.path}: {_reason(exc)}")
+                    continue
+                info.files[index] = replace(record, reverted=True)
+                change_set.save()
             if failures:
                 raise ReverterError(
                     f"change set {info.id} was only partly rolled back: {'; '.join(failures)}"
                 )
-            info.status = "rolled-back"
+            info.status = status
             info.rolled_back = time.time()
-            _write_json(directory / MANIFEST, info.to_json())
+            change_set.save()
             return info
 
 
-def _restore(directory: Path, record: FileRecord) -> None:
-    if not record.existed:
+def _owner(value: Any) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return 0, 0
+
+
+def process_identity(pid: Optional[int] = None) -> tuple[int, int]:
+    """(pid, start time): a pid alone may be reused by another process after a reboot."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return pid, 0
+    return pid, int(stat_line.rpartition(")")[2].split()[19])
+
+
+def _alive(owner: Sequence[int]) -> bool:
+    pid, start = owner[0], owner[1]
+    if pid <= 0:
+        return False
+    current = process_identity(pid)
+    return Path(f"/proc/{pid}").exists() and current[1] == start
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+# ---------------------------------------------------------------- putting files back
+
+
+@dataclass(frozen=True)
+class _PutBack:
+    data: Optional[bytes]  # None: remove the file (unban created it)
+    exact: bool  # the backup byte for byte, with owner, mode and times
+
+
+def _file_put_back(directory: Path, record: FileRecord) -> Optional[_PutBack]:
+    """What putting `record` back writes now; None when there is nothing to undo.
+
+    unban's edits are reversed newest-first on the file as it is now: an edit whose result is
+    still there gives back exactly what it replaced; otherwise its lines are taken out
+    (`linemerge.take_out`), so changes made by others (before or after it) stay."""
+    if record.reverted or not record.edits:
+        return None  # put back already, or unban never wrote it (it may have been registered)
+    try:
+        with open(record.path, "rb") as handle:
+            current: Optional[bytes] = handle.read()
+    except FileNotFoundError:
+        current = None
+    content = current
+    for before_name, written_name in reversed(record.edits):
+        before = (directory / before_name).read_bytes() if before_name else None
+        written = (directory / written_name).read_bytes()
+        if content == written:
+            content = before
+        elif content == before:
+            continue  # this edit is not there (already taken out)
+        elif content is None:
+            raise ReverterError(
+                f"{record.path} was removed since unban wrote it: not put back (its backup "
+                f"is {directory / (record.backup or '')})"
+            )
+        else:
+            try:
+                content = take_out(before or b"", written, content)
+            except Conflict as exc:
+                raise ReverterError(
+                    f"{record.path} changed since unban wrote it and {exc}: nothing was "
+                    f"changed; take unban's edit out by hand (it wrote {directory / written_name})"
+                ) from None
+            if before is None and not content:
+                content = None
+    if content == current:
+        return None
+    backup = (directory / record.backup).read_bytes() if record.backup else None
+    return _PutBack(content, exact=content == backup)
+
+
+def _put_file_back(directory: Path, record: FileRecord) -> None:
+    plan = _file_put_back(directory, record)
+    remove_temp_files(record.path)
+    if plan is None:
+        return
+    if plan.data is None:
         try:
             os.unlink(record.path)
             fsync_dir(os.path.dirname(record.path) or ".")
         except FileNotFoundError:
             pass
         return
-    data = (directory / (record.backup or "")).read_bytes()
-    atomic_write(record.path, data, mode=record.mode, uid=record.uid, gid=record.gid)
+    if not plan.exact:
+        atomic_write(record.path, plan.data)  # keeps the file's owner and mode as they are now
+        return
+    atomic_write(record.path, plan.data, mode=record.mode, uid=record.uid, gid=record.gid)
     os.utime(record.path, ns=(record.atime_ns, record.mtime_ns), follow_symlinks=True)
 
 
@@ -346,7 +480,10 @@ class ChangeSet:
                 raise ReverterError(f"{real} is not a regular file; unban will not back it up")
             backup = f"{len(self.info.files):03d}-{os.path.basename(real)}"
             data = Path(real).read_bytes()
-            atomic_write(self.path / backup, data, mode=0o600)
+            try:
+                atomic_write(self.path / backup, data, mode=0o600)
+            except OSError as exc:
+                raise state_dir_error(self.path, exc) from None
             record = FileRecord(
                 path=real,
                 existed=True,
@@ -363,21 +500,56 @@ class ChangeSet:
         self.save()
         return record
 
-    def write(self, path: StrPath, data: bytes, *, mode: Optional[int] = None) -> None:
-        """Register `path` (if not yet) and replace it atomically with `data`."""
-        self.register(path)
-        atomic_write(path, data, mode=mode)
+    def write(
+        self,
+        path: StrPath,
+        data: bytes,
+        *,
+        mode: Optional[int] = None,
+        kind: str = "file",
+        rebase: Optional[Rebase] = None,
+    ) -> None:
+        """The one way unban writes a file it changes: register it (backup), keep what it is
+        about to write in the change set, then replace it atomically (with `rebase`: merging
+        what others append meanwhile, see `atomic_write`)."""
+        record = self.register(path, kind=kind)
+        index = self.info.files.index(record)
+        stem = f"{index:03d}-{os.path.basename(record.path)}.{len(record.edits) + 1}"
+        try:
+            with open(record.path, "rb") as handle:
+                now: Optional[bytes] = handle.read()
+        except FileNotFoundError:
+            now = None
+        if rebase is not None and now is not None:
+            data = rebase(now)  # made again from what the file holds now, the base from here on
+        try:
+            if now is not None:
+                atomic_write(self.path / f"{stem}.before", now, mode=0o600)
+            atomic_write(self.path / f"{stem}.written", data, mode=0o600)
+        except OSError as exc:
+            raise state_dir_error(self.path, exc) from None
+        edit = (f"{stem}.before" if now is not None else "", f"{stem}.written")
+        self.info.files[index] = replace(record, edits=(*record.edits, edit))
+        self.save()
+        atomic_write(path, data, mode=mode, base=now, rebase=rebase)
 
-    def record_action(self, kind: str, **data: Any) -> None:
-        """Note a non-file change and how to undo it (the caller's handler for `kind`)."""
+    def record_action(self, kind: str, **data: Any) -> int:
+        """Note a non-file change and how to undo it (the caller's handler for `kind`), before
+        it is made; return its index (for `update_action`)."""
         self.info.actions.append({"kind": kind, **data})
+        self.save()
+        return len(self.info.actions) - 1
+
+    def update_action(self, index: int, **data: Any) -> None:
+        """Change a recorded action (its state, its undo data once known), durably."""
+        self.info.actions[index] = {**self.info.actions[index], **data}
         self.save()
 
     def is_empty(self) -> bool:
         return not self.info.files and not self.info.actions
 
     def finalize(self) -> None:
-        self.info.status = "done"
+        self.info.status = DONE
         self.save()
 
     def discard(self) -> None:
@@ -388,9 +560,11 @@ class ChangeSet:
             child.unlink()
         self.path.rmdir()
 
-    def rollback(self, handlers: Optional[Mapping[str, UndoHandler]] = None) -> None:
-        """Undo this change set now (a later step failed)."""
-        self.reverter.rollback(self.id, handlers=handlers)
+    def rollback(
+        self, handlers: Optional[Mapping[str, UndoHandler]] = None, *, status: str = FAILED
+    ) -> None:
+        """Undo this change set now (a later step failed): it ends "failed", nothing to undo."""
+        self.reverter.rollback(self.id, handlers=handlers, status=status)
 
 
 def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:
@@ -407,3 +581,17 @@ def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:
         for action in info.actions:
             lines.append(f"        {action.get('summary') or action.get('kind')}")
     return lines
+
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "ChangeSet",
+    "ChangeSetInfo",
+    "FileRecord",
+    "Reverter",
+    "ReverterError",
+    "atomic_write",
+    "describe",
+    "fsync_dir",
+    "remove_temp_files",
+]

@@ -50,24 +50,26 @@ class PathSource(Protocol):
 
 @dataclass(frozen=True)
 class Route:
-    """How this host reaches the client: the interface, its own source address, local?"""
+    """How this host reaches the client: the interface, its own source address, local? And
+    why not, when the route could not be read (no `ip`, no route, unreadable output)."""
 
     interface: Optional[str] = None
     source: Optional[str] = None
     local: bool = False
+    error: str = ""
 
 
 def route_to(address: str) -> Route:
-    """`ip -j route get ADDRESS`; an empty Route when it cannot tell."""
+    """`ip -j route get ADDRESS`; a Route without interface or source when it cannot tell."""
     if which("ip") is None:
-        return Route()
+        return Route(error="ip is not installed")
     result = run("route", ["ip", "-j", "route", "get", address], check=False, timeout=10)
     if result.returncode != 0:
-        return Route()
+        return Route(error=" ".join(result.stderr.split()))
     try:
         routes = json.loads(result.stdout)
     except ValueError:
-        return Route()
+        return Route(error="unreadable output")
     if not routes:
         return Route()
     first = routes[0]
@@ -224,13 +226,23 @@ def stop_finding(
         handle=None,
         rule=outcome.hop.rule,
         verdict=_verdict_text(stop),
-        owner=owner_of(outcome.hop.chain),
+        owner=hop_owner(outcome.hop),
         network=str(target),
         targeted=False,
         lift="admit",
         ports=(port,),
         on_path=True,
     )
+
+
+def hop_owner(hop: Hop, set_name: Optional[str] = None) -> str:
+    """Who made the rule or set: as the layer that reads it names its own findings (firewalld
+    owns its nft table, fail2ban its chains and sets ...), so a live owner's lift is matched."""
+    if hop.backend == "nftables":
+        from unban.layers.nftables import owner as nft_owner
+
+        return nft_owner(hop.family, hop.table, hop.chain, set_name)
+    return owner_of(set_name or hop.chain)
 
 
 def _keyed_finding(hop: Hop, key: SourceKey, stop: Stop, target: Network) -> Optional[Finding]:
@@ -248,7 +260,7 @@ def _keyed_finding(hop: Hop, key: SourceKey, stop: Stop, target: Network) -> Opt
             backend=hop.backend if hop.backend != "nftables" else "nft",
             line=hop.line,
             handle=hop.handle,
-            owner=owner_of(hop.chain),
+            owner=hop_owner(hop),
             network=key.value,
             targeted=True,
             **common,  # type: ignore[arg-type]
@@ -259,7 +271,7 @@ def _keyed_finding(hop: Hop, key: SourceKey, stop: Stop, target: Network) -> Opt
             backend="nft",
             line=None,
             handle=hop.handle if key.kind == "anonymous" else None,
-            owner=owner_of(key.name) if key.name else owner_of(hop.table),
+            owner=hop_owner(hop, key.name or None),
             network=_element_network(key, target),
             targeted=key.targeted,
             set_name=key.name or None,

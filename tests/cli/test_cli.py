@@ -113,3 +113,43 @@ def test_unexpected_errors_are_one_line_unless_debug(
     assert result.stderr == "unban: unexpected error: KeyError: 'boom' (--debug shows where)\n"
     debug = runner.invoke(cli.app, ["--debug", "find", "203.0.113.4"])
     assert isinstance(debug.exception, KeyError)
+
+
+@pytest.mark.parametrize(
+    "argument",
+    ["203.0.113.4\x1b]0;pwned\x07", "203.0.113.4\nunban: all clear", "203.0.113.4/" + "9" * 5000],
+)
+def test_errors_are_one_escaped_line_whatever_was_typed(layer: MemoryLayer, argument: str) -> None:
+    result = runner.invoke(cli.app, ["find", argument])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("unban: '203.0.113.4")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "unexpected error" not in result.stderr
+
+
+def test_an_os_error_is_one_line_naming_the_file(
+    layer: MemoryLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(_target: object, _layers: object) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/unban/x\x1b[0m")
+
+    monkeypatch.setattr(engine, "find", full)
+    result = runner.invoke(cli.app, ["find", "203.0.113.4"])
+    assert result.exit_code == 1
+    assert result.stderr == "unban: /var/lib/unban/x\\x1b[0m: No space left on device\n"
+
+
+def test_a_host_name_idna_refuses_is_bad_input_not_an_unexpected_error() -> None:
+    result = runner.invoke(cli.app, ["probe", "ex..ample", "--timeout", "0.1"])
+    assert result.exit_code == 2
+    assert result.stderr == "unban: 'ex..ample' is not a host name or an address\n"
+
+
+def test_a_very_long_file_name_in_an_os_error_is_shortened() -> None:
+    from unban.errors import os_error_text
+
+    text = os_error_text(OSError(36, "File name too long", "/" + "x" * 5000))
+    assert text.endswith(": File name too long") and len(text) < 200

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 from typer.main import get_command
-from typer.testing import CliRunner
 
 import unban
+from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, me, progress, system
 from unban.cli.base import PANELS, hoist_global_options
 
-runner = CliRunner()
+runner = make_runner()
 IP = "203.0.113.4"
 
 
@@ -350,6 +350,7 @@ def test_rich_is_not_imported_when_output_is_piped(tmp_path: Path) -> None:
     code = f"""
 import sys
 from typer.testing import CliRunner
+from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, system
 engine.default_layers = lambda: [MemoryLayer("iptables", [("filter", "{IP}/32")])]

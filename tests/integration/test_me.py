@@ -188,6 +188,8 @@ def test_me_gets_the_client_back_in_and_undo_puts_every_block_back(
     if banaction == "hostsdeny":
         pattern = ip if version == 4 else f"[{ip}]"
         assert eventually(lambda: f"ALL: {pattern}".encode() in server.read("/etc/hosts.deny"))
+    if banaction.startswith("nftables"):  # fail2ban lists the ban before its action has run
+        assert eventually(lambda: "elements = {" in server.run("nft", "list", "ruleset").stdout)
     before = server.snapshot()
     assert not server.reachable(host)
 
@@ -281,23 +283,30 @@ def test_a_failure_in_the_middle_leaves_the_host_exactly_as_before(server: Serve
     assert "changed since it was read" in result["error"]
     assert "put back" in result["error"] and "rolled back" in result["error"]
     done = [line for line in result["lines"] if line.startswith("done:")]
-    assert len(done) >= 4, done  # fail2ban, iptables, nftables, route were applied, then undone
-    assert server.snapshot() == before
+    # fail2ban, nftables, route (and iptables, unless the evaluator puts the handmade table's
+    # drop first on the way: both hook input at priority 0) were applied, then undone
+    assert len(done) >= 3, done
+    after = server.snapshot()
+    # unban never wrote hosts.deny (its batch failed): the change made behind its back stays
+    assert after.pop("/etc/hosts.deny") == f"{EMPTY_DENY}sshd: {CLIENT4} 198.51.100.9\n".encode()
+    before.pop("/etc/hosts.deny")
+    assert after == before
     assert f2b.banned("sshd") == [CLIENT4]
     listed = server.unban("rollback", "--list").stdout
-    assert "rolled-back" in listed and f"unban me {CLIENT4}" in listed
+    assert "failed" in listed and f"unban me {CLIENT4}" in listed
+    nothing = server.unban("undo")
+    assert nothing.returncode == 2 and "failed and was put back: nothing to undo" in nothing.stderr
 
 
-def test_me_without_an_address_takes_the_ssh_session_s(server: Server) -> None:
+def test_me_without_an_address_never_takes_it_from_the_environment(server: Server) -> None:
+    """SSH_CONNECTION alone is no source (tests/integration/test_session.py logs in for real)."""
     server.fail2ban({"sshd": {}})
     server.write("/etc/hosts.deny", EMPTY_DENY + f"ALL: {CLIENT4}\n")
-    assert not server.reachable(SERVER4)
     proc = server.me(env={"SSH_CONNECTION": f"{CLIENT4} 50000 {SERVER4} 22"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[0] == f"address {CLIENT4} (from SSH_CONNECTION of this shell)"
-    assert server.reachable(SERVER4)
-    nobody = server.me(env={"SSH_CONNECTION": ""})
-    assert nobody.returncode == 2 and "give your address" in nobody.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no SSH connection found above this process" in proc.stderr
+    assert "give your address, `unban me ADDRESS`" in proc.stderr
+    assert not server.reachable(SERVER4)
 
 
 def test_sshguard_entry_goes_broad_ones_need_broad(server: Server) -> None:
@@ -356,7 +365,14 @@ def test_hand_made_entry_below_fail2ban_s_hostsdeny_line(server: Server, action:
     assert server.reachable(SERVER4)
     undone = server.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
-    assert server.snapshot() == before
+    after = server.snapshot()
+    # Banned again, fail2ban appends its own line at the end; unban took only its own edit out
+    # (it never puts back a whole file over lines others wrote), so the entries are all back,
+    # fail2ban's last.
+    assert sorted(after.pop("/etc/hosts.deny").splitlines()) == sorted(
+        before.pop("/etc/hosts.deny").splitlines()
+    )
+    assert after == before
 
 
 def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Server) -> None:
@@ -366,7 +382,6 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     server.wait_ban_applied(CLIENT4)
     f2b.stop()
     server.write("/etc/hosts.deny", EMPTY_DENY + f"sshd: {CLIENT4}\n")
-    db_before = f2b.dbfile.read_bytes()
     assert ("203.0.113.4", "sshd") in f2b.db_rows()
     proc = server.me(CLIENT4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -374,19 +389,24 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     assert f2b.db_rows() == []
     listed = json.loads(server.unban("rollback", "--list", "--json").stdout)
     (info,) = listed["change_sets"]
-    assert sorted(r["kind"] for r in info["files"]) == ["fail2ban-db", "file", "hosts"]
+    assert sorted(r["kind"] for r in info["files"]) == ["file", "hosts"]  # never the database
+    (rows,) = [a for a in info["actions"] if a["kind"] == "fail2ban-db-rows"]
+    assert rows["rows"]["bips"]["rows"][0][:2] == [CLIENT4, "sshd"]
     f2b.start()
     time.sleep(1)
     assert f2b.banned("sshd") == []
     assert server.reachable(SERVER4)
+    f2b.fail("198.51.100.23")  # a ban made after the run: undo must keep it
+    f2b.wait_banned("sshd", "198.51.100.23")
 
     refused = server.unban("undo")
     assert refused.returncode == 2 and "stop it first" in refused.stderr
     f2b.stop()
     undone = server.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
-    assert f2b.dbfile.read_bytes() == db_before
+    assert sorted(f2b.db_rows()) == [("198.51.100.23", "sshd"), (CLIENT4, "sshd")]
     assert server.read("/etc/hosts.deny") == (EMPTY_DENY + f"sshd: {CLIENT4}\n").encode()
     f2b.start()
     f2b.wait_banned("sshd", CLIENT4)
     server.wait_ban_applied(CLIENT4)
+    f2b.wait_banned("sshd", "198.51.100.23")

@@ -86,3 +86,53 @@ def test_xtables_and_reverter_use_it(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert isinstance(held, FileLock)
         assert held.path == str(tmp_path / "state" / "lock")
         assert held.holder == "another unban"
+
+
+def test_heal_yields_to_a_manual_command_between_addresses(tmp_path: Path) -> None:
+    """heal holds the command lock; a person's `unban me` waits for it, and heal stops after
+    the address it is healing, so the person waits one address, not the whole list."""
+    import threading
+
+    from unban import heal
+    from unban.heal import CLEAR, Healed
+    from unban.locking import CommandLock
+
+    config = tmp_path / "unban.toml"
+    config.write_text('protect = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]\n')
+    state = tmp_path / "state"
+    healing = threading.Event()
+    healed: list[str] = []
+
+    def slow(target: object, _config: object) -> Healed:
+        healed.append(str(target))
+        healing.set()
+        time.sleep(0.5)
+        return Healed(str(target), CLEAR)
+
+    logged: list[tuple[int, str]] = []
+    reports: list[heal.HealReport] = []
+    runner = threading.Thread(
+        target=lambda: reports.append(
+            heal.run(
+                config,
+                log=lambda p, m: logged.append((p, m)),
+                lock_path=str(tmp_path / "heal.lock"),
+                heal_one=slow,
+                check_owner=False,
+                state_dir=str(state),
+            )
+        )
+    )
+    runner.start()
+    assert healing.wait(5)
+    said: list[str] = []
+    started = time.monotonic()
+    with CommandLock(state, say=said.append):
+        waited = time.monotonic() - started
+    runner.join(5)
+    assert said and said[0].startswith("waiting for unban (pid ")
+    assert waited < 1.5  # one address (0.5 s), not four
+    (report,) = reports
+    assert len(report.results) == 1 and healed == ["192.0.2.1/32"]
+    assert "a manual unban is waiting: stopped after 1 of 4 address(es)" in report.yielded
+    assert any("a manual unban is waiting" in message for _p, message in logged)

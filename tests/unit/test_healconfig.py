@@ -96,3 +96,28 @@ def test_hostnames_resolve_to_every_record() -> None:
     networks, problems = resolve_hostnames(["localhost", "no-such-host.invalid"])
     assert "127.0.0.1/32" in [str(n) for n in networks]
     assert len(problems) == 1 and problems[0].startswith("no-such-host.invalid: ")
+
+
+@pytest.mark.parametrize(
+    ("protect", "message"),
+    [
+        ('["::ffff:0.0.0.0/96"]', "/0 is every address"),
+        ('["64:ff9b::/96"]', "every IPv4 address"),
+        ('["2002::/16"]', "every IPv4 address"),
+        ('["64:ff9b::a00:0/104"]', "(an IPv4 /8) is wider than /16; exempting that many"),
+        ('["::ffff:10.0.0.0/104"]', 'add "10.0.0.0/8" to wide_ok'),
+        ('["h\\u0131.example"]', "neither an address nor a host name"),
+    ],
+)
+def test_embedded_ipv4_networks_are_as_wide_as_what_they_cover(
+    tmp_path: Path, protect: str, message: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        load(write(tmp_path, f"protect = {protect}\n"), check_owner=False)
+    assert message in str(caught.value)
+
+
+def test_wide_ok_admits_an_embedded_ipv4_network_that_is_meant(tmp_path: Path) -> None:
+    text = 'protect = ["64:ff9b::a00:0/104"]\nwide_ok = ["64:ff9b::a00:0/104"]\n'
+    config = load(write(tmp_path, text), check_owner=False)
+    assert [str(n) for n in config.addresses] == ["64:ff9b::a00:0/104"]

@@ -240,7 +240,7 @@ def test_a_changed_line_is_refused_and_nothing_written(
     assert Reverter(tmp_path / "state").list() == []
 
 
-def test_a_shared_change_set_gets_the_backup_and_revert_puts_the_bytes_back(
+def test_a_shared_change_set_gets_the_backup_and_puts_back_only_unban_s_edit(
     files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     _allow, deny = files
@@ -251,9 +251,14 @@ def test_a_shared_change_set_gets_the_backup_and_revert_puts_the_bytes_back(
     (batch,) = layer.plan(layer.find(net(IP)))
     layer.apply(batch)
     assert deny.read_text() == "# x\n"
-    assert [r.path for r in change_set.info.files] == [str(deny)]
-    layer.revert(batch)
-    assert deny.read_text() == f"# x\nsshd: {IP}\n"
+    (record,) = change_set.info.files
+    assert record.path == str(deny) and record.written
+    layer.revert(batch)  # the change set's, not the layer's, to put back
+    assert deny.read_text() == "# x\n"
+    with deny.open("a") as handle:
+        handle.write("ALL: 198.51.100.66\n")  # fail2ban's hostsdeny action, meanwhile
+    Reverter(tmp_path / "state").rollback(change_set.id)
+    assert deny.read_text() == f"# x\nsshd: {IP}\nALL: 198.51.100.66\n"
     assert len(Reverter(tmp_path / "state").list()) == 1
 
 

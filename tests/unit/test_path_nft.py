@@ -360,7 +360,10 @@ def test_rates_marks_quotas_and_numgen_are_maybe() -> None:
                                   "ct mark set 0x00000006", "quota 1000 mbytes counter"])  # fmt: skip
     assert walk_of(doc, "input").verdict == BLOCKS  # policy drop either way
     doc = only("inet m", "input", ["fib saddr . iif oif missing drop"])
-    walk = walk_of(doc, "input")
+    # a reverse-path check passes: the SYN's interface is the one the route back leaves by ...
+    assert walk_of(doc, "input").verdict == CLEAR
+    # ... and depends on the routes when that interface is not known
+    walk = walk_of(doc, "input", packet(interface=None))
     assert walk.outcomes[0].assumptions[0].why == "fib saddr . iif oif: depends on the routes"
     assert walk.verdict == MAY_BLOCK
 

@@ -102,7 +102,85 @@ def test_backup_is_taken_before_the_write(tmp_path: Path) -> None:
     target.write_text("clobbered by someone")  # even a non-atomic write afterwards
     assert (change.path / (record.backup or "")).read_text() == "original"
     change.rollback()
-    assert target.read_text() == "original"
+    assert target.read_text() == "clobbered by someone"  # unban never wrote it: left alone
+
+
+def test_what_unban_is_about_to_write_is_kept_before_the_write(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("a\n")
+    change = Reverter(tmp_path / "state").begin("x")
+    change.write(target, b"a\nb\n")
+    (record,) = change.info.files
+    ((before, written),) = record.edits
+    assert (change.path / before).read_bytes() == b"a\n"
+    assert (change.path / written).read_bytes() == b"a\nb\n"
+    saved = json.loads((change.path / "manifest.json").read_text())
+    assert saved["files"][0]["edits"] == [[before, written]]
+
+
+def test_a_file_changed_since_gets_only_unban_s_edit_taken_out(tmp_path: Path) -> None:
+    target = tmp_path / "jail.local"
+    target.write_text("[DEFAULT]\nbantime = 10m\nignoreip = 127.0.0.1/8\n")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(target, b"[DEFAULT]\nbantime = 10m\nignoreip = 127.0.0.1/8 203.0.113.4\n")
+    change.finalize()
+    target.write_text("[DEFAULT]\nbantime = 1h\nignoreip = 127.0.0.1/8 203.0.113.4\n")
+    reverter.rollback()
+    assert target.read_text() == "[DEFAULT]\nbantime = 1h\nignoreip = 127.0.0.1/8\n"
+
+
+def test_a_conflicting_later_edit_is_refused_naming_the_lines(tmp_path: Path) -> None:
+    target = tmp_path / "hosts.deny"
+    other = tmp_path / "hosts.allow"
+    target.write_text("sshd: 198.51.100.7, 203.0.113.4\n")
+    other.write_text("# allow\n")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(other, b"sshd: 203.0.113.4\n# allow\n")
+    change.write(target, b"sshd: 198.51.100.7\n")
+    undone: list[str] = []
+    change.record_action("live")
+    change.finalize()
+    target.write_text("sshd: 198.51.100.7, 198.51.100.8\n")
+    with pytest.raises(ReverterError) as caught:
+        reverter.rollback(handlers={"live": lambda a: undone.append("live")})
+    assert f"{target} changed since unban wrote it" in str(caught.value)
+    assert "line 1: 'sshd: 198.51.100.7'" in str(caught.value)
+    assert caught.value.exit_status == 1
+    assert undone == [] and other.read_text() == "sshd: 203.0.113.4\n# allow\n"
+    assert reverter.get(change.id).status == "done"
+
+
+def test_a_rollback_cut_short_is_finished_without_doing_anything_twice(tmp_path: Path) -> None:
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    for name in ("one", "two", "three"):
+        change.record_action("step", name=name, state="applied")
+    calls: list[str] = []
+
+    def flaky(action: Any) -> None:
+        if action["name"] == "two" and not calls.count("failed"):
+            calls.append("failed")
+            raise RuntimeError("not now")
+        calls.append(action["name"])
+
+    with pytest.raises(ReverterError, match="only partly"):
+        reverter.rollback(handlers={"step": flaky})
+    reverter.rollback(handlers={"step": flaky})
+    assert calls == ["three", "failed", "one", "two"]
+
+
+def test_a_killed_owner_makes_a_change_set_incomplete(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    code = "from unban.reverter import Reverter; import sys; Reverter(sys.argv[1]).begin('cut')"
+    subprocess.run([sys.executable, "-c", code, str(state)], check=True)
+    mine = Reverter(state).begin("running")
+    assert [i.description for i in Reverter(state).incomplete()] == ["cut"]
+    mine.finalize()
 
 
 def test_list_get_and_ids(tmp_path: Path) -> None:
@@ -173,3 +251,41 @@ def test_state_dir_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
     os.chown(state, 65534, 65534)
     with pytest.raises(ReverterError, match="owned by uid 65534"):
         Reverter(state).begin("x")
+
+
+def _acl(*entries: tuple[int, int, int]) -> bytes:
+    """A POSIX ACL as the kernel stores it in system.posix_acl_access (version 2)."""
+    import struct
+
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_atomic_write_keeps_acls_labels_and_user_xattrs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a named-user ACL entry and security.* attributes")
+    target = tmp_path / "hosts.deny"
+    target.write_text("old\n")
+    os.chmod(target, 0o640)
+    undefined = 0xFFFFFFFF
+    acl = _acl(
+        (0x01, 6, undefined),  # user::rw-
+        (0x02, 4, 65534),  # user:nobody:r--
+        (0x04, 4, undefined),  # group::r--
+        (0x10, 4, undefined),  # mask::r--
+        (0x20, 0, undefined),  # other::---
+    )
+    os.setxattr(target, "system.posix_acl_access", acl)
+    os.setxattr(target, "user.origin", b"admin")
+    label = b"system_u:object_r:etc_t:s0\x00"
+    try:
+        os.setxattr(target, "security.selinux", label)
+        labelled = True
+    except OSError:
+        labelled = False  # no LSM here stores it
+    atomic_write(target, b"new\n")
+    assert target.read_bytes() == b"new\n"
+    assert os.getxattr(target, "system.posix_acl_access") == acl
+    assert os.getxattr(target, "user.origin") == b"admin"
+    assert mode(target) == 0o640
+    if labelled:
+        assert os.getxattr(target, "security.selinux") == label

@@ -180,3 +180,17 @@ def test_undo_inserts_are_clamped_to_the_chain_as_it_is_now() -> None:
         "-I new 1 -j DROP",
         "COMMIT",
     ]
+
+
+def test_handles_at_save_maps_positions_while_rules_are_only_inserted() -> None:
+    from unban.layers.xtables import handles_at_save
+
+    before = [10, 11, 12]
+    # fail2ban inserted 20 then 21 at the top; the save in between saw 20 only
+    assert handles_at_save(before, [21, 20, 10, 11, 12], 4) == [20, 10, 11, 12]
+    assert handles_at_save(before, [21, 20, 10, 11, 12], 3) == [10, 11, 12]
+    assert handles_at_save(before, [21, 20, 10, 11, 12], 5) == [21, 20, 10, 11, 12]
+    assert handles_at_save(before, before, 3) == before
+    assert handles_at_save(before, [10, 12], 2) is None  # one went away: read again
+    assert handles_at_save(before, [11, 10, 12], 3) is None  # reordered
+    assert handles_at_save(before, [20, 10, 11, 12], 6) is None  # not a count it could see

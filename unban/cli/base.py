@@ -2,14 +2,18 @@
 
 Commands live in the sibling modules (one per help panel); `unban.cli` imports them in the
 order their panels appear in `unban --help`.
-"""
 
-from __future__ import annotations
+The command modules do not use `from __future__ import annotations`: typer 0.23 (what Python 3.9
+gets) reads a command's `Annotated[..., typer.Option(...)]` from the signature as it is, and a
+string annotation there loses every option's names, help and callbacks. Their annotations must
+therefore evaluate at import time on Python 3.9 (`Optional[...]`, no `X | Y`).
+"""
 
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -17,7 +21,7 @@ from typer.core import TyperGroup
 
 import unban
 from unban import fail2ban
-from unban.errors import ExitStatus, UnbanError
+from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.model import as_json
 from unban.progress import Progress, stderr_is_terminal
@@ -189,25 +193,53 @@ def _root(
 
 
 def guarded(body: Callable[[], int]) -> None:
-    """Run a command body; turn UnbanError into one line on stderr and its exit code."""
+    """Run a command body; turn every error into one line on stderr and its exit code."""
     try:
         code = body()
     except UnbanError as exc:
         if Options.debug:
             raise
-        typer.echo(f"unban: {exc}", err=True)
+        error_line(str(exc))
         raise typer.Exit(int(exc.exit_status)) from None
     except KeyboardInterrupt:
-        typer.echo("unban: interrupted", err=True)
+        error_line("interrupted")
+        raise typer.Exit(int(ExitStatus.FAILED)) from None
+    except OSError as exc:
+        if Options.debug:
+            raise
+        error_line(os_error_text(exc))
         raise typer.Exit(int(ExitStatus.FAILED)) from None
     except Exception as exc:
         if Options.debug:
             raise
-        typer.echo(
-            f"unban: unexpected error: {type(exc).__name__}: {exc} (--debug shows where)", err=True
-        )
+        error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
         raise typer.Exit(int(ExitStatus.FAILED)) from None
     raise typer.Exit(code)
+
+
+def error_line(message: str) -> None:
+    """The one way an error reaches stderr: one line, safe for a terminal and a cron mail
+    (whatever the user typed or a file held, its control characters and escapes are shown
+    escaped)."""
+    typer.echo(f"unban: {printable(message)}", err=True)
+
+
+@contextmanager
+def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
+    """Around every command that changes the host (`changes`: not a dry run): one at a time
+    (waiting up to 30 s, and saying so), and first putting back what a killed unban left
+    half-done."""
+    from unban import recovery
+    from unban.locking import CommandLock
+
+    if not changes:
+        yield
+        return
+    with CommandLock(Options.state_dir, say=error_line):
+        if recover:
+            for line in recovery.recover(Options.state_dir, Options.fail2ban_conf):
+                error_line(line)
+        yield
 
 
 def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:

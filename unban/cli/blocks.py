@@ -1,7 +1,5 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +16,7 @@ from unban.cli.base import (
     JsonOption,
     Options,
     app,
+    changing,
     emit,
     emit_for_people,
     family,
@@ -140,10 +139,11 @@ def remove(
         layers = engine.default_layers()
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            plan = engine.plan(engine.find(target, layers), layers, broad=broad)
-            return _execute(
-                plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
-            )
+            with changing(changes=not dry_run):
+                plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+                return _execute(
+                    plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+                )
 
     guarded(body)
 
@@ -186,22 +186,28 @@ def delete(
         if expected is not None and family_of(expected) != rule_family:
             raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
         require_root()
-        xtables = XtablesLayer()
-        finding = xtables.resolve(
-            table,
-            chain,
-            number,
-            backend=backend.value if backend else None,
-            family=rule_family,
-            expect=expected,
-        )
-        plan = Plan(
-            target=f"{chain} rule {number}", batches=tuple(build_batches([finding], by_number=True))
-        )
-        with progress(json_output) as shown:
-            return _execute(
-                plan, expected, "delete", [xtables], shown, dry_run=dry_run, json_output=json_output
+        with changing(changes=not dry_run):
+            xtables = XtablesLayer()
+            finding = xtables.resolve(
+                table,
+                chain,
+                number,
+                backend=backend.value if backend else None,
+                family=rule_family,
+                expect=expected,
             )
+            batches = tuple(build_batches([finding], by_number=True))
+            plan = Plan(target=f"{chain} rule {number}", batches=batches)
+            with progress(json_output) as shown:
+                return _execute(
+                    plan,
+                    expected,
+                    "delete",
+                    [xtables],
+                    shown,
+                    dry_run=dry_run,
+                    json_output=json_output,
+                )
 
     guarded(body)
 

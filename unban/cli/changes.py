@@ -1,7 +1,5 @@
 """The history of changes: history, and rollback (the old name of undo, kept for scripts)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

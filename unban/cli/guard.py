@@ -1,8 +1,6 @@
 """The self-healing guard: heal (run from cron or a systemd timer), --install, --uninstall.
 The hidden --lock-file, --cron-dir and --systemd-dir let tests keep off /run and /etc."""
 
-from __future__ import annotations
-
 import dataclasses
 from enum import Enum
 from pathlib import Path
@@ -23,7 +21,7 @@ from unban.cli.base import (
     helptext,
     progress,
 )
-from unban.errors import ExitStatus, InputError
+from unban.errors import ExitStatus, InputError, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.reverter import DEFAULT_STATE_DIR
 from unban.system import require_root
@@ -129,12 +127,18 @@ def heal(
 def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> int:
     with progress(json_output) as shown:
         shown.step("healing the protected addresses")
-        report = heal_mod.run(config, log=heal_mod.syslog_log, lock_path=lock_file, dry_run=dry_run)
+        report = heal_mod.run(
+            config,
+            log=heal_mod.syslog_log,
+            lock_path=lock_file,
+            dry_run=dry_run,
+            state_dir=Options.state_dir,
+        )
     if json_output:
         emit(True, heal_mod.as_json(report), [])
     else:
         for line in heal_mod.output_lines(report):
             typer.echo(line)
         for line in heal_mod.error_lines(report):
-            typer.echo(line, err=True)
+            typer.echo(printable(line), err=True)
     return report.exit_status

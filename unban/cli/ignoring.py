@@ -3,8 +3,6 @@ sshguard's whitelist, CrowdSec's allowlist or whitelist parser) or only `--only`
 fail2ban's config dir and the state dir are the global --fail2ban-conf / --state-dir options,
 because `find` and `remove` read fail2ban too."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Annotated, Any, Optional
 
@@ -18,6 +16,7 @@ from unban.cli.base import (
     JsonOption,
     Options,
     app,
+    changing,
     emit,
     guarded,
     helptext,
@@ -110,30 +109,31 @@ def _ignore_command(
         ignoreip.check_range(target, force=force)
     require_root()
     confdir = Options.fail2ban_conf
-    named = set(only or ())
-    # Named sources are planned even when stopped; fail2ban wherever it is installed (a
-    # missing or broken config is then an error, as it always was).
-    chosen = exemptions.select(
-        [
-            Fail2banExemption(
-                confdir,
-                strict=bool(jails) or "fail2ban" in named or installed(),
-                jails=jails or (),
-                force=force,
-            ),
-            SshguardExemption(require_running="sshguard" not in named),
-            CrowdsecExemption(require_running="crowdsec" not in named),
-        ],
-        only,
-    )
-    planned = [p for p in (e.plan(operation, target) for e in chosen) if p is not None]
-    change_set = None
-    if not dry_run and any(not p.is_empty() for p in planned):
-        change_set = _apply_exemptions(planned, chosen, Reverter(Options.state_dir), target)
-    fail2ban_plan = next((p.payload for p in planned if p.source == "fail2ban"), None)
-    fail2ban_result = next(
-        (e.results[-1] for e in chosen if isinstance(e, Fail2banExemption) and e.results), None
-    )
+    with changing(changes=not dry_run):
+        named = set(only or ())
+        # Named sources are planned even when stopped; fail2ban wherever it is installed (a
+        # missing or broken config is then an error, as it always was).
+        chosen = exemptions.select(
+            [
+                Fail2banExemption(
+                    confdir,
+                    strict=bool(jails) or "fail2ban" in named or installed(),
+                    jails=jails or (),
+                    force=force,
+                ),
+                SshguardExemption(require_running="sshguard" not in named),
+                CrowdsecExemption(require_running="crowdsec" not in named),
+            ],
+            only,
+        )
+        planned = [p for p in (e.plan(operation, target) for e in chosen) if p is not None]
+        change_set = None
+        if not dry_run and any(not p.is_empty() for p in planned):
+            change_set = _apply_exemptions(planned, chosen, Reverter(Options.state_dir), target)
+        fail2ban_plan = next((p.payload for p in planned if p.source == "fail2ban"), None)
+        fail2ban_result = next(
+            (e.results[-1] for e in chosen if isinstance(e, Fail2banExemption) and e.results), None
+        )
     banned = []
     if operation == "ignore" and fail2ban_plan is not None:
         banned = [f for f in Fail2banLayer(confdir, Options.state_dir).find(target) if f.targeted]
@@ -173,29 +173,43 @@ def _apply_exemptions(
     reverter: Reverter,
     target: Network,
 ) -> str:
-    """Apply the plans in one change set named by the operation (`unban history`); on a
+    """Apply the plans in one change set named by the operation (`unban history`), each batch
+    journaled before it is applied (a killed run is put back by the next command); on a
     failure put everything back. Its id."""
-    from unban.exemptions import EXEMPTION_KIND, ExemptionError
+    from unban.errors import ApplyError
     from unban.exemptions.stage import ExemptionStage, batches
-    from unban.fail2ban.ignoreip import IGNORE_KIND
+    from unban.journal import ChangeSetJournal
+    from unban.me import batch_record
     from unban.model import Plan
+    from unban.recovery import undo_check, undo_handlers
+    from unban.reverter import FAILED
 
     operation = planned[0].operation
+    confdir = Options.fail2ban_conf
     change_set = reverter.begin(f"{operation} {show(target)} (exemptions)", kind=operation)
     stage = ExemptionStage(change_set, chosen)
-    try:
-        engine.apply(Plan(show(target), tuple(batches(planned))), [stage])
-    except UnbanError as exc:
-        skip = {IGNORE_KIND: lambda a: None, EXEMPTION_KIND: lambda a: None}
+
+    def put_back(cause: Exception) -> ApplyError:
         try:
-            reverter.rollback(change_set.id, handlers=skip)
+            reverter.rollback(
+                change_set.id,
+                handlers=undo_handlers(confdir, str(reverter.state_dir), (), chosen),
+                check=undo_check(confdir),
+                status=FAILED,
+            )
         except UnbanError as again:
-            raise ExemptionError(
-                f"{exc}; putting things back failed too: {again}. Backups are in {change_set.path}"
-            ) from exc
-        raise ExemptionError(
-            f"{exc}; change set {change_set.id} was rolled back, nothing changed"
-        ) from exc
+            return ApplyError(
+                f"{cause}; putting things back failed too: {again}. Backups are in "
+                f"{change_set.path}",
+                rollback_failed=True,
+            )
+        return ApplyError(
+            f"{cause}; change set {change_set.id} was rolled back, nothing changed",
+            rollback_failed=False,
+        )
+
+    journal = ChangeSetJournal(change_set, lambda batch: batch_record(batch, stage), put_back)
+    engine.apply(Plan(show(target), tuple(batches(planned))), [stage], journal=journal)
     change_set.finalize()
     return str(change_set.id)
 

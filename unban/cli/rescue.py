@@ -1,7 +1,5 @@
 """The rescue commands, first in `unban --help`: me, undo, doctor, probe."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Optional
 
@@ -14,6 +12,7 @@ from unban.cli.base import (
     JsonOption,
     Options,
     app,
+    changing,
     emit,
     guarded,
     helptext,
@@ -99,14 +98,15 @@ def me(
         source = ""
         if text is None:
             origin = find_origin()
+            nobody = (
+                "no SSH connection found above this process (no sshd running as root with a "
+                "TCP connection, no login in utmp for this terminal)"
+            )
             if origin is None and sys.stdin.isatty() and not json_output:
-                typer.echo("no SSH session found here (no SSH_CONNECTION, no remote login in utmp)")
+                typer.echo(nobody)
                 text = typer.prompt("your address (IPv4 or IPv6)")
             elif origin is None:
-                raise InputError(
-                    "no SSH session found here (no SSH_CONNECTION, no remote login in utmp): "
-                    "give your address, `unban me ADDRESS`"
-                )
+                raise InputError(f"{nobody}: give your address, `unban me ADDRESS`")
             else:
                 text, source = origin.address, origin.source
         target = parse_target(text)
@@ -122,18 +122,19 @@ def me(
                     shown.echo(line, after_plan)
 
             shown.step(f"reading every layer for {show(target)}")
-            result = me_mod.run_me(
-                target,
-                broad=broad,
-                ignore=not no_ignore,
-                dry_run=dry_run,
-                user=user,
-                sshd_config=sshd_config,
-                groups=[g for g in me_mod.LAYER_GROUPS if g != "sshd"] if no_sshd else None,
-                on_event=echo,
-                confdir=Options.fail2ban_conf,
-                state_dir=Options.state_dir,
-            )
+            with changing(changes=not dry_run):
+                result = me_mod.run_me(
+                    target,
+                    broad=broad,
+                    ignore=not no_ignore,
+                    dry_run=dry_run,
+                    user=user,
+                    sshd_config=sshd_config,
+                    groups=[g for g in me_mod.LAYER_GROUPS if g != "sshd"] if no_sshd else None,
+                    on_event=echo,
+                    confdir=Options.fail2ban_conf,
+                    state_dir=Options.state_dir,
+                )
         data = {
             **as_json(result),
             "source": source or None,
@@ -154,13 +155,14 @@ def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int
     from unban.reverter import Reverter
 
     require_root()
-    plan = history.undo_plan(Reverter(Options.state_dir), change_id)
-    if dry_run:
-        emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
-        return ExitStatus.OK
-    with progress(json_output) as shown:
-        shown.step(f"putting back change set {plan.change_set}")
-        result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
+    with changing(changes=not dry_run, recover=False):  # a run cut short is what undo takes
+        plan = history.undo_plan(Reverter(Options.state_dir), change_id)
+        if dry_run:
+            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
+            return ExitStatus.OK
+        with progress(json_output) as shown:
+            shown.step(f"putting back change set {plan.change_set}")
+            result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
     emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
     return ExitStatus.OK
 
@@ -274,6 +276,10 @@ def probe(
 
         with progress(json_output) as shown:
             shown.step(f"connecting to {host} port {port}")
+            try:
+                host.encode("idna")
+            except UnicodeError:
+                raise InputError(f"'{host}' is not a host name or an address") from None
             report = probe_mod.probe(host, port, count=count, timeout=timeout)
         emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
         return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED

@@ -8,13 +8,14 @@ stopped (the server writes with synchronous=OFF: never edit under a running serv
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from unban.address import Network, is_targeted, overlaps, parse_network
 from unban.errors import LayerError
@@ -103,6 +104,84 @@ def delete_rows(path: str, pairs: Sequence[tuple[str, str]]) -> int:
     finally:
         conn.close()
     return deleted
+
+
+ROWS_KIND = "fail2ban-db-rows"  # change set action: rows deleted, re-inserted by `undo_rows`
+_TABLES = ("bips", "bans")
+
+
+def saved_rows(path: str, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The rows of (ip, jail) in `bips` and `bans`, every column, as JSON (blobs in base64):
+    what `insert_rows` puts back. Read before `delete_rows`, so undo never needs the file."""
+    conn = _connect(path, readonly=True)
+    saved: dict[str, Any] = {}
+    try:
+        for table in _TABLES:
+            cursor = conn.execute(f"SELECT * FROM {table} WHERE 0")
+            columns = [c[0] for c in cursor.description]
+            rows = []
+            for ip, jail in pairs:
+                query = f"SELECT * FROM {table} WHERE ip = ? AND jail = ?"
+                rows += [[_to_json(v) for v in row] for row in conn.execute(query, (ip, jail))]
+            saved[table] = {"columns": columns, "rows": rows}
+    except sqlite3.Error as exc:
+        raise LayerError(LAYER, f"cannot read fail2ban's database {path}: {exc}") from None
+    finally:
+        conn.close()
+    return saved
+
+
+def insert_rows(path: str, saved: dict[str, Any]) -> int:
+    """Put `saved_rows` back, in one transaction; a row already there is left as it is, so
+    this can run twice. Bans fail2ban recorded since are never touched. Return rows added."""
+    conn = _connect(path, readonly=False)
+    added = 0
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for table in _TABLES:
+            part = saved.get(table) or {"columns": [], "rows": []}
+            columns = [str(c) for c in part["columns"]]
+            if not columns or not re.fullmatch(r"\w+(,\w+)*", ",".join(columns)):
+                continue
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            same = " AND ".join(f"{c} IS ?" for c in ("ip", "jail", "timeofban"))
+            for row in part["rows"]:
+                values = [_from_json(v) for v in row]
+                by_name = dict(zip(columns, values))
+                key = [by_name.get("ip"), by_name.get("jail"), by_name.get("timeofban")]
+                sql = (
+                    f"INSERT INTO {table} ({names}) SELECT {marks} "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {same})"
+                )
+                added += conn.execute(sql, (*values, *key)).rowcount
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise LayerError(
+            LAYER, f"cannot put rows back into fail2ban's database {path}: {exc}"
+        ) from None
+    finally:
+        conn.close()
+    return added
+
+
+def undo_rows(action: Mapping[str, Any]) -> None:
+    """The reverter's handler for ROWS_KIND actions (the caller checked fail2ban is stopped)."""
+    insert_rows(str(action["path"]), dict(action["rows"]))
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode("ascii")}
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "base64" in value:
+        return base64.b64decode(str(value["base64"]))
+    return value
 
 
 def delete_command(path: str, ip: str, jail: str) -> str:

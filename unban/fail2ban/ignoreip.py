@@ -76,11 +76,15 @@ def parse_ignore_target(text: str, *, force: bool) -> Network:
 
 
 def check_range(target: Network, *, force: bool) -> None:
-    if target.prefixlen < WIDEST[target.version] and not force:
+    from unban.address import width
+
+    version, prefix = width(target)
+    if prefix < WIDEST[version] and not force:
+        covers = "" if version == target.version else f" (an IPv4 /{prefix})"
         raise InputError(
-            f"{target} is {target.num_addresses:,} addresses: ignoring it would stop fail2ban "
-            f"from banning any of them; refused (ranges wider than /{WIDEST[target.version]} "
-            "need --force)"
+            f"{target}{covers} is {2 ** (32 - prefix if version == 4 else 128 - prefix):,} "
+            "addresses: ignoring it would stop fail2ban from banning any of them; refused "
+            f"(ranges wider than /{WIDEST[version]} need --force)"
         )
 
 
@@ -805,10 +809,17 @@ def _go_live(plan_: IgnorePlan, change_set: ChangeSet, result: IgnoreResult) -> 
 
 
 def rollback_check(socket_of: Callable[[], str]) -> Callable[[Any], None]:
-    """A reverter `check` refusing to restore fail2ban's database under a running server."""
+    """A reverter `check` refusing to put rows back into fail2ban's database under a running
+    server (it writes the database itself)."""
 
     def check(info: Any) -> None:
-        if not any(r.kind == "fail2ban-db" for r in info.files):
+        rows = [
+            a
+            for a in info.actions
+            if a.get("kind") == "fail2ban-db-rows"
+            and a.get("state") not in ("reverted", "not-applied")
+        ]
+        if not rows:
             return
         try:
             with Client(socket_of()) as client:

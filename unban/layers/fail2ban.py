@@ -4,8 +4,8 @@ Unbanning goes through fail2ban itself (`set JAIL unbanip` on its socket), so it
 firewall rules and its database agree; fail2ban removes its own rule, set element or route for
 that jail, which is why this layer comes first and the engine leaves those to it
 (`Finding.clears`, owner `fail2ban:JAIL`). With the server stopped, the address's rows are
-deleted from `bips` and `bans` after a backup in a reverter change set, so the next start does
-not ban it again.
+deleted from `bips` and `bans` (the rows saved first in a reverter change set, to be inserted
+again by undo), so the next start does not ban it again.
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ from unban.fail2ban.config import (
 from unban.fail2ban.ignoreip import covering, rollback_check, spelling
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
-
-DB_KIND = "fail2ban-db"
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
 
 
 def clears_of(actions: Sequence[str], unban_commands: Sequence[str]) -> tuple[str, ...]:
@@ -176,7 +174,7 @@ class Fail2banLayer:
         self._change_sets: dict[Batch, str] = {}
         # `unban me` passes its change set: the database backup goes there, not in one of ours.
         self.change_set: Optional[ChangeSet] = None
-        self._db_before: dict[Batch, tuple[str, bytes]] = {}
+        self._db_rows: dict[Batch, tuple[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_settings(cls) -> Fail2banLayer:
@@ -373,22 +371,24 @@ class Fail2banLayer:
                 for jail, ip in reversed(done):
                     client.call(["set", jail, "banip", ip])
             return
-        shared = self._db_before.pop(batch, None)
-        if shared is not None:
-            path, data = shared
+        saved = self._db_rows.pop(batch, None)
+        if saved is not None:
+            path, rows = saved
             self._running = None
             if self.running():
                 raise LayerError(
                     LAYER,
-                    f"fail2ban-server started meanwhile: {path} was not put back (stop it, then "
-                    "`unban undo`)",
+                    f"fail2ban-server started meanwhile: the rows were not put back into {path} "
+                    "(stop it, then `unban undo`)",
                 )
-            atomic_write(path, data)
+            db.insert_rows(path, rows)
             return
         change_id = self._change_sets.pop(batch, None)
         if change_id is not None:
             Reverter(self.state_dir).rollback(
-                change_id, check=rollback_check(lambda: self.paths().socket)
+                change_id,
+                handlers={db.ROWS_KIND: db.undo_rows},
+                check=rollback_check(lambda: self.paths().socket),
             )
 
     def _apply_server(self, batch: Batch) -> None:
@@ -420,19 +420,29 @@ class Fail2banLayer:
         pairs = [(str(ip), str(jail)) for _op, _path, jail, ip in batch.payload]
         jails = ", ".join(sorted({jail for _ip, jail in pairs}))
         ips = ", ".join(sorted({ip for ip, _jail in pairs}))
-        if self.change_set is not None:
-            with open(path, "rb") as handle:
-                self._db_before[batch] = (path, handle.read())
-            self.change_set.register(path, kind=DB_KIND)
-            db.delete_rows(path, pairs)
-            return
-        change_set = Reverter(self.state_dir).begin(
-            f"fail2ban database {path}: unban {ips} in {jails}"
+        rows = db.saved_rows(path, pairs)
+        change_set = self.change_set
+        own = change_set is None
+        if change_set is None:
+            change_set = Reverter(self.state_dir).begin(
+                f"fail2ban database {path}: unban {ips} in {jails}"
+            )
+            self._change_sets[batch] = change_set.id
+        # Written down (with the rows) before they are deleted; undo inserts them again, so
+        # bans fail2ban records later are never lost by putting a whole file back.
+        change_set.record_action(
+            db.ROWS_KIND, path=path, rows=rows, summary=f"fail2ban database {path}: {ips} ({jails})"
         )
-        change_set.register(path, kind=DB_KIND)
-        self._change_sets[batch] = change_set.id
-        db.delete_rows(path, pairs)
-        change_set.finalize()
+        self._db_rows[batch] = (path, rows)
+        try:
+            db.delete_rows(path, pairs)
+        except LayerError:
+            if own:  # one transaction: nothing was deleted
+                self._change_sets.pop(batch, None)
+                change_set.rollback({db.ROWS_KIND: db.undo_rows})
+            raise
+        if own:
+            change_set.finalize()
 
 
 def _listed_times(client: Client, jail: str) -> dict[str, tuple[str, str]]:

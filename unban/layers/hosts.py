@@ -26,8 +26,8 @@ line does that safely. These commands name line numbers: they are right only for
 
 Writing: through a reverter change set (backup, owner, mode and times first; then an atomic
 replace keeping owner and mode). `unban me` passes its own change set (`change_set`); otherwise
-each batch begins one, which `unban undo` restores. `revert` puts the file back byte for
-byte as it was before the batch.
+each batch begins one, which `unban undo` restores. Putting it back takes out only unban's
+own edit: lines fail2ban's hostsdeny action appended meanwhile stay (`unban.reverter`).
 
 Only single addresses are evaluated: for a CIDR target `find` reports nothing here (libwrap's
 answer differs from address to address inside a network), and `status` says so.
@@ -57,7 +57,7 @@ from unban.hostsedit import (
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.path.model import Match
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
 from unban.tcpwrappers import (
     ALLOW_FILE,
     DENY_FILE,
@@ -336,7 +336,6 @@ class HostsLayer:
         self.resolve_names = resolve_names
         self._libwrap: Optional[bool] = None
         self._seen: dict[Finding, _Seen] = {}
-        self._before: dict[Batch, Optional[bytes]] = {}
         self._own: dict[Batch, str] = {}
 
     @classmethod
@@ -456,36 +455,38 @@ class HostsLayer:
         if change_set is None:
             change_set = Reverter(self.state_dir).begin(f"hosts: edit {path}")
         try:
-            change_set.register(path, kind=FILE_KIND)
-            atomic_write(path, data, mode=None if before is not None else 0o644)
+            change_set.write(
+                path,
+                data,
+                mode=None if before is not None else 0o644,
+                kind=FILE_KIND,
+                rebase=lambda newer: _edited_bytes(newer, batch.payload, path),
+            )
         except OSError as exc:
             if own:
                 change_set.rollback()
             raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
-        self._before[batch] = before
         if own:
             change_set.finalize()
             self._own[batch] = change_set.id
 
     def revert(self, batch: Batch) -> None:
+        """Put back a batch applied in a change set of its own (`unban remove`); in `unban
+        me`'s change set, that change set puts the file back (only unban's own edit)."""
         change_id = self._own.pop(batch, None)
         if change_id is not None:
-            self._before.pop(batch, None)
             Reverter(self.state_dir).rollback(change_id)
-            return
-        if batch not in self._before:
-            return  # not applied by this object: unban me's change set restores the file
-        before = self._before.pop(batch)
-        path = batch.scope
-        try:
-            if before is None:
-                os.unlink(path)
-            else:
-                atomic_write(path, before)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise LayerError(LAYER, f"could not put {path} back: {exc.strerror or exc}") from None
+
+
+def _edited_bytes(content: bytes, edits: Sequence[PayloadItem], path: str) -> bytes:
+    """The batch's edits made again on newer content (lines appended meanwhile stay)."""
+    try:
+        text = edited(content.decode("utf-8", errors="surrogateescape"), edits)
+    except ValueError as exc:
+        raise RuleChangedError(
+            LAYER, f"{exc}; nothing in {path} was changed. Run unban again"
+        ) from None
+    return text.encode("utf-8", errors="surrogateescape")
 
 
 def _read_bytes(path: str) -> Optional[bytes]:

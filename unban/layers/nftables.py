@@ -55,6 +55,7 @@ from unban.path.nft_lookups import ingress_devices, parse_get_element
 from unban.path.nft_syntax import (
     Span,
     is_native,
+    listed_elements,
     quote_name,
     render_rule,
     span_of,
@@ -246,32 +247,10 @@ def elements_from_json(doc: Mapping[str, Any], target: Network) -> list[Element]
     return found
 
 
-def split_elements(text: str) -> list[str]:
-    """The elements of `{ a timeout 1h, b comment "x, y" } ...`: up to the closing brace,
-    split at commas outside quotes."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in ",}":
-            items.append("".join(current).strip())
-            current = []
-            if char == "}":
-                break
-            continue
-        current.append(char)
-    return [item for item in items if item]
-
-
 def elements_from_text(text: str) -> list[Element]:
     """The elements in `nft get element` output (value first, then timeout/expires/comment)."""
-    start = text.find("elements = {")
-    if start < 0:
-        return []
     found = []
-    for item in split_elements(" ".join(text[start + len("elements = {") :].split())):
+    for item in listed_elements(text):
         value, _, extras = item.partition(" ")
         span = span_of(value)
         if span is not None:

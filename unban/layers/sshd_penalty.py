@@ -417,8 +417,8 @@ class SshdPenaltyLayer:
         if change_set is None:
             change_set = Reverter(self.state_dir).begin(f"sshd: {KEYWORD} in {path}")
         try:
-            change_set.register(path, kind=FILE_KIND)
-            self._write(path, after)
+            mode = None if os.path.exists(path) else 0o644
+            change_set.write(path, after.encode(), mode=mode, kind=FILE_KIND)
             self._check(batch.steps[0].finding.network)
             _reload(Reload(how, target))
         except (LayerError, OSError) as exc:

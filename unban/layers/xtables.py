@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -588,29 +589,44 @@ class XtablesLayer:
         return parse_save(out, backend, family).tables.get(table, Table(table)).chains
 
     def _delete_nft(self, family: str, table: str, targets: Sequence[RuleTarget]) -> None:
+        """Map each target's position in a fresh iptables-nft-save to its nft handle, read
+        before and after that save, then delete by handle. A chain that only gained rules
+        meanwhile (fail2ban's `iptables -w -I f2b-JAIL 1`, ~50 a second at worst) is still
+        mapped (`handles_at_save`); one that lost or reordered rules is read again, for up to
+        NFT_BUDGET seconds."""
         nft_family = "ip" if family == "ipv4" else "ip6"
         chains = sorted({t.chain for t in targets})
-        for _attempt in range(3):
+        deadline = time.monotonic() + NFT_BUDGET
+        while True:
             before = {c: _nft_handles(nft_family, table, c) for c in chains}
-            spots = locate(self._table_now("nft", family, table), targets)
+            saved = self._table_now("nft", family, table)
+            spots = locate(saved, targets)
             after = {c: _nft_handles(nft_family, table, c) for c in chains}
-            if before != after:
-                continue  # the chain changed while it was read: read again
-            script = "".join(
-                f"delete rule {nft_family} {table} {chain} handle {after[chain][index]}\n"
-                for chain, index in spots
-            )
-            result = run(LAYER, ["nft", "-f", "-"], stdin=script, check=False)
-            if result.returncode != 0:
+            at_save: dict[str, list[int]] = {}
+            for chain in chains:
+                count = len(saved[chain].rules) if chain in saved else 0
+                handles = handles_at_save(before[chain], after[chain], count)
+                if handles is not None:
+                    at_save[chain] = handles
+            if len(at_save) == len(chains):
+                break
+            if time.monotonic() >= deadline:
                 raise RuleChangedError(
                     LAYER,
-                    f"nft refused deleting from table {table} ({first_line(result.stderr)}); "
-                    "nothing in that table was changed. Run again",
+                    f"table {table} kept changing while it was read (for {NFT_BUDGET:.0f} s); "
+                    "nothing deleted",
                 )
-            return
-        raise RuleChangedError(
-            LAYER, f"table {table} kept changing while it was read; nothing deleted"
+        script = "".join(
+            f"delete rule {nft_family} {table} {chain} handle {at_save[chain][index]}\n"
+            for chain, index in spots
         )
+        result = run(LAYER, ["nft", "-f", "-"], stdin=script, check=False)
+        if result.returncode != 0:
+            raise RuleChangedError(
+                LAYER,
+                f"nft refused deleting from table {table} ({first_line(result.stderr)}); "
+                "nothing in that table was changed. Run again",
+            )
 
     def _restore(self, batch: Batch, lines: Sequence[str]) -> None:
         backend, family, _table = batch.scope.split(" ")[:3]
@@ -689,6 +705,30 @@ class XtablesLayer:
                 f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
             )
         return holders[0]
+
+
+NFT_BUDGET = 10.0  # seconds `_delete_nft` reads a chain again while it keeps changing
+
+
+def handles_at_save(before: Sequence[int], after: Sequence[int], saved: int) -> Optional[list[int]]:
+    """The chain's handles as they were when a save between the two handle reads saw
+    `saved` rules; None when that cannot be known. Pure.
+
+    nft handles only grow and are never reused, so when the chain only gained rules between
+    the reads (every old handle still there, in the same order), the save saw the old rules
+    plus the `saved - len(before)` new ones with the smallest handles (inserted first).
+    """
+    if list(before) == list(after):
+        return list(after) if saved == len(after) else None
+    kept = set(before)
+    if [h for h in after if h in kept] != list(before):
+        return None  # a rule went away or moved: positions cannot be mapped
+    new = sorted(h for h in after if h not in kept)
+    seen_new = saved - len(before)
+    if not 0 <= seen_new <= len(new):
+        return None
+    later = set(new[seen_new:])
+    return [h for h in after if h not in later]
 
 
 def _nft_handles(nft_family: str, table: str, chain: str) -> list[int]:

@@ -330,10 +330,12 @@ class FileOwner:
         mine = change_set is None and own
         if change_set is None and own:
             change_set = Reverter(self.state_dir).begin(f"{self.name}: edit {path}")
+        data = after.encode("utf-8", errors="surrogateescape")
         try:
             if change_set is not None:
-                change_set.register(path, kind=self.name)
-            atomic_write(path, after.encode("utf-8", errors="surrogateescape"))
+                change_set.write(path, data, kind=self.name)
+            else:
+                atomic_write(path, data)
         except OSError as exc:
             if mine and change_set is not None:
                 change_set.rollback()

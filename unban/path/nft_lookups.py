@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from unban.path.model import NftElement, NoLookups
-from unban.path.nft_syntax import quote_name
+from unban.path.nft_syntax import listed_elements, quote_name
 from unban.system import run
 
 LAYER = "nftables"
@@ -102,11 +102,8 @@ def parse_get_element(text: str) -> list[tuple[str, str, str]]:
     """(element, map value, extras) of each element `nft get element` printed:
     `203.0.113.4 timeout 1h expires 59m59s comment "x" : drop` -> ("203.0.113.4", "drop",
     'timeout 1h expires 59m59s comment "x"')."""
-    start = text.find("elements = {")
-    if start < 0:
-        return []
     found = []
-    for item in _split(" ".join(text[start + len("elements = {") :].split())):
+    for item in listed_elements(text):
         left, value = _map_value(item)
         words = left.split(" ")
         cut = next(
@@ -114,25 +111,6 @@ def parse_get_element(text: str) -> list[tuple[str, str, str]]:
         )
         found.append((" ".join(words[:cut]), value, " ".join(words[cut:])))
     return found
-
-
-def _split(text: str) -> list[str]:
-    """The elements of `{ a, b comment "x, y" } ...`: up to the closing brace, split at commas
-    outside quotes."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in ",}":
-            items.append("".join(current).strip())
-            current = []
-            if char == "}":
-                break
-            continue
-        current.append(char)
-    return [item for item in items if item]
 
 
 def _map_value(item: str) -> tuple[str, str]:

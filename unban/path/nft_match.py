@@ -315,6 +315,11 @@ def subject_of(left: Any, ctx: Context) -> Value:
             return "local"  # the SYN is for this host
         if value.get("result") == "type" and flags == ["saddr"]:
             return "local" if packet.source_is_local else "unicast"
+        if value.get("result") == "oif" and {"saddr", "iif"} <= set(flags) and packet.in_interface:
+            # a reverse-path check (firewalld's rpfilter): the interface the SYN arrives on is
+            # the one the route back to the client leaves by (unban took it from that route),
+            # so the lookup finds an output interface: `oif missing` is false, `exists` true
+            return True
         return Unknown(f"fib {' . '.join(flags)} {value.get('result')}: depends on the routes")
     if kind == "&" and isinstance(value, list) and len(value) == 2:
         inner = subject_of(value[0], ctx)
@@ -453,6 +458,10 @@ def compare(subject: Value, right: Any) -> tuple[Match, str]:
         if right.endswith("*") and not right.endswith("\\*"):
             return bool_(subject.name.startswith(right[:-1])), ""
         return bool_(subject.name == right), ""
+    if isinstance(subject, bool):
+        if isinstance(right, bool):
+            return bool_(subject is right), ""
+        return Match.MAYBE, f"{json.dumps(right)} against a yes/no value"
     if isinstance(subject, (str, int)) and not isinstance(subject, bool):
         return _scalar(subject, right), ""
     if isinstance(subject, Bits):

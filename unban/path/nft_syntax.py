@@ -349,3 +349,25 @@ def _render_value(value: Any, hexa: bool = False, quote: bool = False) -> Option
     if kind == "prefix" and isinstance(inner, dict):
         return f"{inner.get('addr')}/{inner.get('len')}"
     return None
+
+
+def listed_elements(text: str) -> list[str]:
+    """The elements of the `elements = { ... }` block in nft's text output (`nft get element`,
+    `nft list set`), one string each, split at commas outside quotes; [] when it has none."""
+    start = text.find("elements = {")
+    if start < 0:
+        return []
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in " ".join(text[start + len("elements = {") :].split()):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in ",}":
+            items.append("".join(current).strip())
+            current = []
+            if char == "}":
+                break
+            continue
+        current.append(char)
+    return [item for item in items if item]
