@@ -17,10 +17,13 @@ network namespaces (a stopped one bans nobody, and a daemon in another namespace
 Every exemption answers the same questions (`Exemption`): is its ban source here, is the
 address exempt there now (`state`), what would exempt it or take the exemption back (`plan`: a
 value, rendered by --dry-run, run by `apply`), and how to put a change back (`revert`, from
-the change set's record). Files are backed up in the change set before they change; each live
-change (a restart, a live ignoreip entry) is recorded there as an action of EXEMPTION_KIND
-(fail2ban's own as ignoreip.IGNORE_KIND) before it is made, so `unban undo` and `unban
-rollback` put it back in a later process. A second run plans nothing and writes nothing.
+the change set's record). Every file is written through `ChangeSet.write` (backed up and
+journaled first, so undo takes out only unban's own lines); each live change (a restart, a
+reload, a live ignoreip entry, a `cscli allowlists` call) is recorded there as an action of
+EXEMPTION_KIND (fail2ban's own as ignoreip.IGNORE_KIND) before it is made, a restart or reload
+marked AFTER_FILES (undone once the files are back, so the daemon reads them as they were), so
+`unban undo`, a failed run and the recovery of a killed one put it back, in any process. A
+second run plans nothing and writes nothing.
 """
 
 from __future__ import annotations

@@ -36,11 +36,12 @@ from unban.exemptions import (
 )
 from unban.owners.crowdsec import CONFIG, agent_pid, nested_scalar
 from unban.owners.sshguard import covers
-from unban.reverter import ChangeSet, atomic_write
+from unban.reverter import AFTER_FILES, APPLIED, PENDING, ChangeSet
 from unban.system import run, which
 
 NAME = "crowdsec"
 FILE_NAME = "unban-whitelists.yaml"
+FILE_KIND = "crowdsec-whitelist-parser"
 ALLOWLIST = "unban"
 SYSTEMD_RUNNING = "/run/systemd/system"
 RELOAD_WAIT = 20.0
@@ -258,55 +259,57 @@ class CrowdsecExemption:
     # -- changing
 
     def apply(self, plan: ExemptionPlan, change_set: ChangeSet) -> list[str]:
+        """Each change is recorded before it is made: the parser file goes through the change
+        set (`ChangeSet.write`), its reload is an AFTER_FILES action (undo reloads once the
+        file is back), each `cscli allowlists` call an action with its inverse."""
         done = []
         for edit in plan.edits:
             if _read(edit.path) != edit.before:
                 raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
         reload = next((c.argv for c in plan.commands if c.argv[0] in ("kill", "systemctl")), ())
-        for edit in plan.edits:
-            change_set.record_action(
+        reloading = None
+        if plan.edits and reload:
+            reloading = change_set.record_action(
                 EXEMPTION_KIND,
                 source=NAME,
-                path=edit.path,
-                before=edit.before,
                 reload=list(reload),
-                summary=f"crowdsec whitelist parser: {plan.operation} {plan.address}",
+                state=PENDING,
+                summary=f"crowdsec reloaded for its whitelist parser ({plan.address})",
+                **{AFTER_FILES: True},
             )
-            change_set.register(edit.path)
-            if edit.after is None:
-                os.unlink(edit.path)
-                done.append(f"crowdsec: removed {edit.path}")
-            else:
-                atomic_write(edit.path, edit.after.encode("utf-8"), mode=0o644)
-                done.append(f"crowdsec: wrote {edit.path}")
+        for edit in plan.edits:
+            data = None if edit.after is None else edit.after.encode("utf-8")
+            change_set.write(edit.path, data, mode=0o644, kind=FILE_KIND)
+            done.append(f"crowdsec: {'removed' if data is None else 'wrote'} {edit.path}")
         for command in plan.commands:
             if command.argv[0] == "cscli":
+                index = None
                 if command.undo:
-                    change_set.record_action(
+                    index = change_set.record_action(
                         EXEMPTION_KIND,
                         source=NAME,
                         undo=list(command.undo),
+                        state=PENDING,
                         summary=f"crowdsec: {command.shell}",
                     )
                 run(NAME, ["cscli", "-c", self.config, *command.argv[1:]])
+                if index is not None:
+                    change_set.update_action(index, state=APPLIED)
                 done.append(f"crowdsec: $ {command.shell}")
-        if reload:
+        if reloading is not None:
             self._reload(reload)
+            change_set.update_action(reloading, state=APPLIED)
             done.append(f"crowdsec: reloaded ($ {' '.join(reload)})")
         return done
 
     def revert(self, action: Mapping[str, Any]) -> None:
+        """A cscli call's inverse (a pending one may not have run: its inverse may fail), or
+        the reload once the parser file is back."""
         undo = [str(a) for a in action.get("undo") or ()]
         if undo:
-            run(NAME, ["cscli", "-c", self.config, *undo[1:]])
+            pending = action.get("state") == PENDING
+            run(NAME, ["cscli", "-c", self.config, *undo[1:]], check=not pending)
             return
-        path = str(action.get("path") or "")
-        before = action.get("before")
-        if before is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        elif _read(path) != before:
-            atomic_write(path, str(before).encode("utf-8"), mode=0o644)
         reload = [str(a) for a in action.get("reload") or ()]
         if reload and (reload[0] == "systemctl" or agent_pid(self.proc) is not None):
             if reload[0] == "kill":

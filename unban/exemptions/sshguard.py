@@ -8,8 +8,11 @@ at exit (the nft-sets backend deletes `table ip sshguard` and `table ip6 sshguar
 one flushes sshguard4/6, the iptables one its chain, the hosts one its hosts.allow block), and
 at start only BLACKLIST_FILE's addresses are blocked again. The plan says so.
 
-Undo writes the whitelist back and restarts sshguard again (recorded as an EXEMPTION_KIND
-action before the file changes, so a later `unban undo` can do both in that order).
+The whitelist is written through the change set (`ChangeSet.write`: backed up, journaled), and
+the restart is recorded before the file changes as an EXEMPTION_KIND action marked AFTER_FILES,
+with the blocker's pid: undo (`unban undo`, a failed run, recovery after a kill) first takes
+unban's line out of the whitelist (the change set's files), then restarts sshguard if unban's
+restart may have happened (another blocker runs now), so it reads the whitelist as it is again.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from unban.owners.sshguard import (
     running_blocker,
     whitelist_entries,
 )
-from unban.reverter import ChangeSet, atomic_write
+from unban.reverter import AFTER_FILES, APPLIED, PENDING, ChangeSet
 from unban.system import run
 
 NAME = "sshguard"
+FILE_KIND = "sshguard-whitelist"
 SYSTEMD_RUNNING = "/run/systemd/system"
 INIT_SCRIPT = "/etc/init.d/sshguard"
 RESTART_WAIT = 15.0  # seconds for the restarted sshguard's blocker to be up
@@ -200,41 +204,40 @@ class SshguardExemption:
         for edit in plan.edits:
             if _read(edit.path) != edit.before:
                 raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
-        if plan.edits or restart:
-            first = plan.edits[0] if plan.edits else None
-            change_set.record_action(
+        index = None
+        if restart:
+            blocker = running_blocker(self.proc)
+            index = change_set.record_action(
                 EXEMPTION_KIND,
                 source=NAME,
-                path=first.path if first else "",
-                before=first.before if first else None,
                 restart=list(restart),
-                summary=f"sshguard whitelist: {plan.operation} {plan.address}",
+                blocker=blocker[0] if blocker else None,
+                state=PENDING,
+                summary=f"sshguard restarted for its whitelist ({plan.operation} {plan.address})",
+                **{AFTER_FILES: True},
             )
         for edit in plan.edits:
-            assert edit.after is not None
+            data = None if edit.after is None else edit.after.encode("utf-8", "surrogateescape")
             change_set.write(
-                edit.path,
-                edit.after.encode("utf-8", errors="surrogateescape"),
-                mode=None if edit.before is not None else 0o644,
+                edit.path, data, mode=None if edit.before is not None else 0o644, kind=FILE_KIND
             )
             done.append(f"sshguard: wrote {edit.path}")
-        if restart:
+        if index is not None:
             _restart(restart, self.proc)
+            change_set.update_action(index, state=APPLIED)
             done.append(f"sshguard: restarted ($ {' '.join(restart)})")
         return done
 
     def revert(self, action: Mapping[str, Any]) -> None:
-        path = str(action.get("path") or "")
-        before = action.get("before")
-        if path:
-            if before is None:
-                if os.path.exists(path):
-                    os.unlink(path)
-            elif _read(path) != before:
-                atomic_write(path, str(before).encode("utf-8", errors="surrogateescape"))
+        """Restart sshguard (the whitelist is back already) unless it never was restarted:
+        the blocker recorded before the restart still runs, and read the old whitelist."""
         restart = tuple(str(a) for a in action.get("restart") or ())
-        if restart and running_blocker(self.proc) is not None:
-            _restart(restart, self.proc)
+        now = running_blocker(self.proc)
+        if not restart or now is None:
+            return  # a stopped sshguard reads the whitelist when it starts
+        if action.get("state") == PENDING and now[0] == action.get("blocker"):
+            return
+        _restart(restart, self.proc)
 
 
 def _appended(text: str, address: str) -> str:

@@ -2,17 +2,19 @@
 
 `unban me` (and `heal`) append one batch per exemption plan that changes something, after every
 layer's batches; `unban ignore` applies the same batches alone. Each batch's payload is its
-ExemptionPlan. The stage records each live change in the change set (EXEMPTION_KIND, or
-fail2ban's IGNORE_KIND) while it applies it; `revert` undoes those, newest first, in this
-process (the change set's file backups then put the files back).
+ExemptionPlan. The batches are journaled (unban.journal) as `by_file`: every file goes through
+`ChangeSet.write` and every live change is recorded in the change set (EXEMPTION_KIND, or
+fail2ban's IGNORE_KIND) before it is made, so the change set alone puts them back, in this
+process after a failure or in a later one (`unban undo`, recovery after a kill).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from unban.address import Network
+from unban.errors import UnbanError
 from unban.exemptions import EXEMPTION_KIND, Exemption, ExemptionPlan
 from unban.model import Batch, Finding, LayerStatus
 from unban.reverter import ChangeSet
@@ -38,7 +40,6 @@ class ExemptionStage:
         self.change_set = change_set
         self.by_name = {e.name: e for e in exemptions}
         self.done: dict[str, list[str]] = {}  # what each source's apply did
-        self._recorded: dict[Batch, list[dict[str, Any]]] = {}
 
     def status(self) -> list[LayerStatus]:
         return []
@@ -54,26 +55,12 @@ class ExemptionStage:
 
     def apply(self, batch: Batch) -> None:
         plan: ExemptionPlan = batch.payload[0]
-        first = len(self.change_set.info.actions)
-        try:
-            self.done[plan.source] = self.by_name[plan.source].apply(plan, self.change_set)
-        finally:
-            self._recorded[batch] = [dict(a) for a in self.change_set.info.actions[first:]]
+        self.done[plan.source] = self.by_name[plan.source].apply(plan, self.change_set)
 
     def revert(self, batch: Batch) -> None:
-        exemption = self.by_name[batch.payload[0].source]
-        for action in reversed(self._recorded.pop(batch, [])):
-            exemption.revert(action)
-
-
-def handler(exemptions: Sequence[Exemption]) -> Any:
-    """The change-set handler for EXEMPTION_KIND actions (undo, rollback)."""
-    from unban.exemptions import undo_action
-
-    def undo(action: Mapping[str, Any]) -> None:
-        undo_action(action, exemptions)
-
-    return undo
+        raise UnbanError(
+            f"{batch.scope} exemption: put back through its change set (`unban undo`), not alone"
+        )
 
 
 def plan_text(plans: Sequence[ExemptionPlan]) -> list[str]:
@@ -94,4 +81,4 @@ def notes(plans: Sequence[ExemptionPlan]) -> list[str]:
     return [f"{p.source}: {note}" for p in plans if p.is_empty() for note in p.notes]
 
 
-__all__ = ["EXEMPTION_KIND", "STAGE", "ExemptionStage", "batches", "changes", "handler", "notes"]
+__all__ = ["EXEMPTION_KIND", "STAGE", "ExemptionStage", "batches", "changes", "notes"]

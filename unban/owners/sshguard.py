@@ -6,8 +6,8 @@ block/release commands to its backend (/usr/libexec/sshguard/sshg-fw-*). The ker
 block makes (nft set `attackers` in `table ip sshguard`, ipsets sshguard4/6, iptables chain
 sshguard, or the hosts.allow block between `###sshguard###` markers) is lifted by the existing
 layers (owner "sshguard"). What remains is the blacklist: `EPOCH|SERVICE|4or6|ADDR` lines, read
-at start and blocked again then. This owner takes the address's lines out (atomically, backed
-up in the change set) and undo puts them back.
+at start and blocked again then. This owner takes the address's lines out through the change
+set (`ChangeSet.write`: backed up and journaled first), so undo takes out only that edit.
 
 The running blocker's own `-b`/`-w` (from /proc/PID/cmdline) win over the config file: they are
 what is in effect. sshguard keeps its blacklist open for appending; after the file is replaced
@@ -28,7 +28,7 @@ from unban.address import Network, parse_network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
 
 LAYER = "sshguard"
 CONF = "/etc/sshguard/sshguard.conf"
@@ -357,6 +357,9 @@ class SshguardOwner:
         self._write(batch, path, new, f"sshguard: take lines out of {path}")
 
     def revert(self, batch: Batch) -> None:
+        """Put the lines back: its own change set rolled back (unban's edit taken out), or,
+        inside a run's change set (which `unban undo` restores by itself), the lines added
+        again through that change set."""
         change_id = self._own.pop(batch, None)
         if change_id is not None:
             Reverter(self.state_dir).rollback(change_id)
@@ -365,19 +368,17 @@ class SshguardOwner:
         text = _read(path) or ""
         new = with_lines(text, [t for _, t in batch.undo_payload])
         if new != text:
-            try:
-                atomic_write(path, new.encode("utf-8", errors="surrogateescape"))
-            except OSError as exc:
-                raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
+            self._write(batch, path, new, f"sshguard: put lines back into {path}")
 
     def _write(self, batch: Batch, path: str, text: str, description: str) -> None:
+        """Through a change set (`ChangeSet.write`: backed up and journaled before it changes):
+        the run's, or one of its own that `revert` rolls back."""
         change_set = self.change_set
         own = change_set is None
         if change_set is None:
             change_set = Reverter(self.state_dir).begin(description)
         try:
-            change_set.register(path, kind=FILE_KIND)
-            atomic_write(path, text.encode("utf-8", errors="surrogateescape"))
+            change_set.write(path, text.encode("utf-8", errors="surrogateescape"), kind=FILE_KIND)
         except OSError as exc:
             if own:
                 change_set.rollback()
