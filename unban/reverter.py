@@ -44,9 +44,10 @@ DEFAULT_STATE_DIR = "/var/lib/unban"
 MANIFEST = "manifest.json"
 IN_PROGRESS, DONE, FAILED, ROLLED_BACK = "in-progress", "done", "failed", "rolled-back"
 PENDING, APPLIED, REVERTED, NOT_APPLIED = "pending", "applied", "reverted", "not-applied"
-# An action recorded with AFTER_FILES=True is undone after the files are put back (a daemon
-# restart or reload that must read the files as they are again); the others before.
-AFTER_FILES = "after_files"
+# An action may name files (FILES_FIRST: [path, ...]) that are put back right before it is
+# undone: a daemon's restart or reload that must read them as they were again. Every other
+# file is put back after all the actions.
+FILES_FIRST = "files_first"
 StrPath = Union[str, "os.PathLike[str]"]
 UndoHandler = Callable[[Mapping[str, Any]], None]
 
@@ -294,8 +295,8 @@ class Reverter:
         """Undo a change set: its actions newest-first, then its files (see the module doc).
 
         `handlers` maps an action's `kind` to the function that undoes it (it gets the action,
-        whose `state` may be "pending": done or not, the handler must find out); actions marked
-        AFTER_FILES are undone once the files are back. `check` may
+        whose `state` may be "pending": done or not, the handler must find out); an action's
+        FILES_FIRST files are put back right before it is undone. `check` may
         refuse (raise) before anything is touched; so does a file whose unban lines changed.
         Each action and file is marked reverted as soon as it is, so a rollback that fails
         half-way (ReverterError naming what could not be restored) can be run again. `status`:
@@ -323,31 +324,34 @@ class Reverter:
             change_set = ChangeSet(self, directory, info)
             failures: list[str] = []
 
-            def undo_actions(after_files: bool) -> None:
-                for index in reversed(range(len(info.actions))):
-                    action = info.actions[index]
-                    if action.get("state") in (REVERTED, NOT_APPLIED):
-                        continue
-                    if bool(action.get(AFTER_FILES)) != after_files:
-                        continue
-                    try:
-                        handlers[action["kind"]](action)
-                    except Exception as exc:  # noqa: BLE001 - keep restoring the rest
-                        failures.append(f"{action.get('kind')}: {exc}")
-                        continue
-                    change_set.update_action(index, state=REVERTED)
-
-            undo_actions(after_files=False)
-            for index in reversed(range(len(info.files))):
+            def put_file_back(index: int) -> None:
                 record = info.files[index]
+                if record.reverted:
+                    return
                 try:
                     _put_file_back(directory, record)
                 except (OSError, ReverterError) as exc:
                     failures.append(f"{record.path}: {_reason(exc)}")
-                    continue
+                    return
                 info.files[index] = replace(record, reverted=True)
                 change_set.save()
-            undo_actions(after_files=True)
+
+            for index in reversed(range(len(info.actions))):
+                action = info.actions[index]
+                if action.get("state") in (REVERTED, NOT_APPLIED):
+                    continue
+                first = {os.path.realpath(str(p)) for p in action.get(FILES_FIRST) or ()}
+                for at, record in enumerate(info.files):
+                    if record.path in first:
+                        put_file_back(at)
+                try:
+                    handlers[action["kind"]](action)
+                except Exception as exc:  # noqa: BLE001 - keep restoring the rest
+                    failures.append(f"{action.get('kind')}: {exc}")
+                    continue
+                change_set.update_action(index, state=REVERTED)
+            for index in reversed(range(len(info.files))):
+                put_file_back(index)
             if failures:
                 raise ReverterError(
                     f"change set {info.id} was only partly rolled back: {'; '.join(failures)}"
@@ -611,7 +615,7 @@ def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:
 
 
 __all__ = [
-    "AFTER_FILES",
+    "FILES_FIRST",
     "DEFAULT_STATE_DIR",
     "ChangeSet",
     "ChangeSetInfo",

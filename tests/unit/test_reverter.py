@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from unban.errors import InputError
-from unban.reverter import AFTER_FILES, Reverter, ReverterError, atomic_write, describe
+from unban.reverter import FILES_FIRST, Reverter, ReverterError, atomic_write, describe
 
 
 def mode(path: Path) -> int:
@@ -236,25 +236,32 @@ def test_a_failing_undo_still_restores_files_and_says_so(tmp_path: Path) -> None
     assert target.read_text() == "a"
 
 
-def test_after_files_actions_are_undone_once_the_files_are_back(tmp_path: Path) -> None:
-    """A daemon's restart is undone after its file is back (it must read the old one), the
-    other actions before the files, each newest first."""
-    target = tmp_path / "whitelist"
-    target.write_text("127.0.0.0/8\n")
+def test_an_action_s_files_first_are_put_back_right_before_it_is_undone(tmp_path: Path) -> None:
+    """A daemon's restart is undone once its file is back (it must read the old one) and
+    before the older actions (a kernel entry the restart would drop); other files last."""
+    whitelist, blacklist = tmp_path / "whitelist", tmp_path / "blacklist"
+    whitelist.write_text("127.0.0.0/8\n")
+    blacklist.write_text("1|sshd|4|203.0.113.4\n")
     reverter = Reverter(tmp_path / "state")
     change = reverter.begin("x")
-    change.record_action("live", name="ban lifted", state="applied")
-    change.record_action("live", name="restart", state="applied", **{AFTER_FILES: True})
-    change.write(target, b"127.0.0.0/8\n203.0.113.4\n")
+    change.write(blacklist, b"")
+    change.record_action("live", name="element lifted", state="applied")
+    change.record_action("live", name="restart", state="applied", **{FILES_FIRST: [str(whitelist)]})
+    change.write(whitelist, b"127.0.0.0/8\n203.0.113.4\n")
     change.record_action("live", name="live entry", state="applied")
     change.finalize()
-    seen: list[tuple[str, str]] = []
-    reverter.rollback(handlers={"live": lambda a: seen.append((a["name"], target.read_text()))})
+    seen: list[tuple[str, str, str]] = []
+    reverter.rollback(
+        handlers={
+            "live": lambda a: seen.append((a["name"], whitelist.read_text(), blacklist.read_text()))
+        }
+    )
     assert seen == [
-        ("live entry", "127.0.0.0/8\n203.0.113.4\n"),
-        ("ban lifted", "127.0.0.0/8\n203.0.113.4\n"),
-        ("restart", "127.0.0.0/8\n"),
+        ("live entry", "127.0.0.0/8\n203.0.113.4\n", ""),
+        ("restart", "127.0.0.0/8\n", ""),
+        ("element lifted", "127.0.0.0/8\n", ""),
     ]
+    assert blacklist.read_text() == "1|sshd|4|203.0.113.4\n"
 
 
 def test_a_file_removed_through_the_change_set_comes_back(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ the change set's record). Every file is written through `ChangeSet.write` (backe
 journaled first, so undo takes out only unban's own lines); each live change (a restart, a
 reload, a live ignoreip entry, a `cscli allowlists` call) is recorded there as an action of
 EXEMPTION_KIND (fail2ban's own as ignoreip.IGNORE_KIND) before it is made, a restart or reload
-marked AFTER_FILES (undone once the files are back, so the daemon reads them as they were), so
+naming its files as FILES_FIRST (put back right before it is undone, so the daemon reads them
+as they were, and before the older changes a restart would drop), so
 `unban undo`, a failed run and the recovery of a killed one put it back, in any process. A
 second run plans nothing and writes nothing.
 """

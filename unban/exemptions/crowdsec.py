@@ -36,7 +36,7 @@ from unban.exemptions import (
 )
 from unban.owners.crowdsec import CONFIG, agent_pid, nested_scalar
 from unban.owners.sshguard import covers
-from unban.reverter import AFTER_FILES, APPLIED, PENDING, ChangeSet
+from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
 from unban.system import run, which
 
 NAME = "crowdsec"
@@ -260,8 +260,8 @@ class CrowdsecExemption:
 
     def apply(self, plan: ExemptionPlan, change_set: ChangeSet) -> list[str]:
         """Each change is recorded before it is made: the parser file goes through the change
-        set (`ChangeSet.write`), its reload is an AFTER_FILES action (undo reloads once the
-        file is back), each `cscli allowlists` call an action with its inverse."""
+        set (`ChangeSet.write`), its reload an action with the file as FILES_FIRST (undo puts
+        the file back, then reloads), each `cscli allowlists` call an action with its inverse."""
         done = []
         for edit in plan.edits:
             if _read(edit.path) != edit.before:
@@ -275,7 +275,7 @@ class CrowdsecExemption:
                 reload=list(reload),
                 state=PENDING,
                 summary=f"crowdsec reloaded for its whitelist parser ({plan.address})",
-                **{AFTER_FILES: True},
+                **{FILES_FIRST: [edit.path for edit in plan.edits]},
             )
         for edit in plan.edits:
             data = None if edit.after is None else edit.after.encode("utf-8")

@@ -9,10 +9,11 @@ one flushes sshguard4/6, the iptables one its chain, the hosts one its hosts.all
 at start only BLACKLIST_FILE's addresses are blocked again. The plan says so.
 
 The whitelist is written through the change set (`ChangeSet.write`: backed up, journaled), and
-the restart is recorded before the file changes as an EXEMPTION_KIND action marked AFTER_FILES,
-with the blocker's pid: undo (`unban undo`, a failed run, recovery after a kill) first takes
-unban's line out of the whitelist (the change set's files), then restarts sshguard if unban's
-restart may have happened (another blocker runs now), so it reads the whitelist as it is again.
+the restart is recorded before the file changes as an EXEMPTION_KIND action naming the
+whitelist as FILES_FIRST, with the blocker's pid: undo (`unban undo`, a failed run, recovery
+after a kill) first takes unban's line out of the whitelist, then restarts sshguard if unban's
+restart may have happened (another blocker runs now), so it reads the whitelist as it was; only
+then are the older changes put back (the kernel entries a restart drops, the blacklist).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from unban.owners.sshguard import (
     running_blocker,
     whitelist_entries,
 )
-from unban.reverter import AFTER_FILES, APPLIED, PENDING, ChangeSet
+from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
 from unban.system import run
 
 NAME = "sshguard"
@@ -214,7 +215,7 @@ class SshguardExemption:
                 blocker=blocker[0] if blocker else None,
                 state=PENDING,
                 summary=f"sshguard restarted for its whitelist ({plan.operation} {plan.address})",
-                **{AFTER_FILES: True},
+                **{FILES_FIRST: [edit.path for edit in plan.edits]},
             )
         for edit in plan.edits:
             data = None if edit.after is None else edit.after.encode("utf-8", "surrogateescape")

@@ -320,11 +320,19 @@ class CrowdsecOwner:
                 )
 
     def revert(self, batch: Batch) -> None:
+        """Add each deleted decision again with the time it had left; one still there (a run
+        cut short before its delete: the journal cannot tell by the finding, whose text has
+        the time left in it) is not added twice."""
         now = int(time.time())
-        for _id, scope, value, kind, scenario, until in batch.undo_payload:
+        still: set[int] = set()
+        for value in {str(item[2]) for item in batch.undo_payload}:
+            network = parse_network(value)
+            if network is not None and self.present():
+                still.update(decision.id for decision in self.decisions(network)[0])
+        for decision_id, scope, value, kind, scenario, until in batch.undo_payload:
             left = int(until) - now
-            if left <= 0:
-                continue  # it would have ended by now
+            if left <= 0 or int(decision_id) in still:
+                continue  # it would have ended by now, or it was never deleted
             decision = Decision(0, str(scope), str(value), str(kind), str(scenario), left)
             self._cscli(*add_argv(decision)[1:])
 
