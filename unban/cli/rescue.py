@@ -20,6 +20,7 @@ from unban.cli.base import (
 )
 from unban.errors import ExitStatus, InputError
 from unban.model import as_json
+from unban.path.model import BLOCKS
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -240,7 +241,7 @@ def doctor(
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
 
     guarded(body)
 
