@@ -1,6 +1,10 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -20,11 +24,11 @@ from unban.cli.base import (
     progress,
 )
 from unban.errors import ExitStatus, InputError
-from unban.system import require_root
+from unban.system import both, require_root
 
 if TYPE_CHECKING:  # the commands import what they use: `unban --help` stays quick
     from unban.address import Network
-    from unban.model import Plan, Report
+    from unban.model import Batch, Plan, Report
     from unban.progress import Progress
 
 AddressArgument = Annotated[
@@ -42,8 +46,10 @@ class Backend(str, Enum):
     help=helptext(
         "Everything that blocks ADDRESS, on every layer.",
         "fail2ban bans, iptables/ip6tables rules (both backends), nft rules and sets, ipsets,"
-        " blocking routes, xt_recent lists and hosts.allow/hosts.deny entries, each with its"
-        " owner and whether it is targeted (only this address) or broad (a wider network).",
+        " blocking routes, xt_recent lists, hosts.allow/hosts.deny entries, sshguard's blacklist"
+        " and CrowdSec's decisions, each with its owner and whether it is targeted (only this"
+        " address) or broad (a wider network); and whether ADDRESS is exempt from future bans"
+        " in each ban source here.",
         "Exit 0 when nothing blocks ADDRESS, 3 when something does (as doctor, probe and me),"
         ' so `if unban find ADDRESS; then ...` reads as "if nothing blocks it".',
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
@@ -62,13 +68,24 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
 
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            report = engine.find(target, engine.default_layers())
+            report, states = both(  # the ban sources' exemptions are read meanwhile
+                partial(engine.find, target, engine.default_layers()),
+                partial(_exemption_states, target),
+            )
+            report = replace(report, exemptions=tuple(states))
         emit_for_people(
             json_output, report, report_text(report), lambda: tables.report_tables(report)
         )
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
     guarded(body)
+
+
+def _exemption_states(target: "Network") -> list[Any]:
+    """find's "exempt from future bans" answer for each ban source here."""
+    from unban import exemptions
+
+    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
 
 
 @app.command(
@@ -225,7 +242,7 @@ def _execute(
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
-    from unban import engine, me, tables
+    from unban import me, tables
     from unban.render import plan_text
 
     shown.idle()
@@ -251,7 +268,6 @@ def _execute(
         plan,
         layers,
         kind=kind,
-        target=target,
         state_dir=Options.state_dir,
         confdir=Options.fail2ban_conf,
         on_event=echo,
@@ -259,7 +275,7 @@ def _execute(
     remaining: Optional[Report] = None
     if target is not None:
         shown.step("checking again")
-        remaining = engine.find(target, engine.default_layers())
+        remaining = _settled(target, applied, layers)
     shown.idle()
     emit(
         json_output,
@@ -274,6 +290,20 @@ def _execute(
         + _remaining_text(remaining),
     )
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+
+
+def _settled(target: "Network", applied: "Sequence[Batch]", layers: Sequence[Any]) -> "Report":
+    """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
+    reached the kernel yet."""
+    from unban import engine
+    from unban.me import owner_leftovers, settle_time
+
+    deadline = time.monotonic() + settle_time(applied, layers)
+    while True:
+        remaining = engine.find(target, engine.default_layers())
+        if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
+            return remaining
+        time.sleep(0.25)
 
 
 def _remaining_text(remaining: "Optional[Report]") -> list[str]:
