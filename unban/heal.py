@@ -227,9 +227,9 @@ def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) 
 
 def from_me(result: MeResult) -> Healed:
     """heal's view of one `unban me` run: one short phrase per change, what still refuses."""
-    from unban import me
+    from unban import steptext
 
-    changes = [me.step_text(step) for batch in result.applied for step in batch.steps]
+    changes = [steptext.step_text(step) for batch in result.applied for step in batch.steps]
     changes += exempted_phrases(result.ignored)
     if result.changed and not changes:
         changes.append(result.summary)
@@ -242,7 +242,7 @@ def from_me(result: MeResult) -> Healed:
         status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
     else:
         status, code = CLEAR, int(ExitStatus.OK)
-    plan = tuple(me.plan_lines(result.plan, result.exemptions)) if result.dry_run else ()
+    plan = tuple(steptext.plan_lines(result.plan, result.exemptions)) if result.dry_run else ()
     return Healed(
         result.target, status, code, tuple(changes), remaining, "", result.change_set, plan
     )

@@ -223,7 +223,7 @@ def _execute(
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
-    from unban import me
+    from unban import transaction
 
     shown.idle()
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
@@ -244,7 +244,7 @@ def _execute(
         if not json_output:
             shown.echo(line, applying)
 
-    applied, change_set = me.apply_recorded(
+    applied, change_set = transaction.apply_recorded(
         plan,
         layers,
         kind=kind,
@@ -275,7 +275,7 @@ def _execute(
 def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
-    from unban.me import owner_leftovers, settle_time
+    from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
     while True:

@@ -179,10 +179,10 @@ def _apply_exemptions(
     from unban.errors import ApplyError
     from unban.exemptions.stage import ExemptionStage, batches
     from unban.journal import ChangeSetJournal
-    from unban.me import batch_record
     from unban.model import Plan
     from unban.recovery import undo_check, undo_handlers
     from unban.reverter import FAILED
+    from unban.undo import batch_record
 
     operation = planned[0].operation
     confdir = Options.fail2ban_conf
