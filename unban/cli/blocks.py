@@ -14,7 +14,6 @@ from unban.cli.base import (
     BLOCKS,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
@@ -23,12 +22,14 @@ from unban.cli.base import (
     guarded,
     helptext,
     progress,
+    settings,
 )
 from unban.errors import ExitStatus, InputError
 from unban.layers import ListQuery
 from unban.model import Batch, Plan, Report
 from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
+from unban.settings import Settings
 from unban.system import require_root
 
 AddressArgument = Annotated[
@@ -55,27 +56,27 @@ class Backend(str, Enum):
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
     ),
 )
-def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
+def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         target = parse_target(address)
         require_root()
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            report = engine.find(target, engine.default_layers())
-            report = replace(report, exemptions=tuple(_exemption_states(target)))
+            report = engine.find(target, engine.default_layers(settings(ctx)))
+            report = replace(report, exemptions=tuple(_exemption_states(target, settings(ctx))))
         emit_for_people(
             json_output, report, report_text(report), lambda: tables.report_tables(report)
         )
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def _exemption_states(target: Network) -> list[Any]:
+def _exemption_states(target: Network, run: Settings) -> list[Any]:
     """find's "exempt from future bans" answer for each ban source here."""
     from unban import exemptions
 
-    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
+    return exemptions.states(exemptions.default_exemptions(run.fail2ban_conf), target)
 
 
 @app.command(
@@ -89,6 +90,7 @@ def _exemption_states(target: Network) -> list[Any]:
     ),
 )
 def list_(
+    ctx: typer.Context,
     *,
     table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this table.")] = None,
     chain: Annotated[Optional[str], typer.Option("--chain", help="Only this chain.")] = None,
@@ -99,7 +101,7 @@ def list_(
     def body() -> int:
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
-        layers = engine.default_layers()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step("reading every layer")
             listings = [listing for layer in layers for listing in layer.listings(query)]
@@ -112,7 +114,7 @@ def list_(
         )
         return ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -125,6 +127,7 @@ def list_(
     ),
 )
 def remove(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     broad: Annotated[
@@ -136,16 +139,24 @@ def remove(
     def body() -> int:
         target = parse_target(address)
         require_root()
-        layers = engine.default_layers()
+        run = settings(ctx)
+        layers = engine.default_layers(run)
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            with changing(changes=not dry_run):
+            with changing(run, changes=not dry_run):
                 plan = engine.plan(engine.find(target, layers), layers, broad=broad)
                 return _execute(
-                    plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+                    plan,
+                    target,
+                    "remove",
+                    layers,
+                    shown,
+                    run,
+                    dry_run=dry_run,
+                    json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -160,6 +171,7 @@ def remove(
     ),
 )
 def delete(
+    ctx: typer.Context,
     chain: Annotated[
         str, typer.Argument(metavar="CHAIN", help="Chain name, e.g. f2b-sshd or INPUT.")
     ],
@@ -186,7 +198,7 @@ def delete(
         if expected is not None and family_of(expected) != rule_family:
             raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
         require_root()
-        with changing(changes=not dry_run):
+        with changing(settings(ctx), changes=not dry_run):
             xtables = XtablesLayer()
             finding = xtables.resolve(
                 table,
@@ -205,11 +217,12 @@ def delete(
                     "delete",
                     [xtables],
                     shown,
+                    settings(ctx),
                     dry_run=dry_run,
                     json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 def _execute(
@@ -218,6 +231,7 @@ def _execute(
     kind: str,
     layers: list[Any],
     shown: Progress,
+    run: Settings,
     *,
     dry_run: bool,
     json_output: bool,
@@ -248,14 +262,14 @@ def _execute(
         plan,
         layers,
         kind=kind,
-        state_dir=Options.state_dir,
-        confdir=Options.fail2ban_conf,
+        state_dir=run.state_dir,
+        confdir=run.fail2ban_conf,
         on_event=echo,
     )
     remaining: Optional[Report] = None
     if target is not None:
         shown.step("checking again")
-        remaining = _settled(target, applied, layers)
+        remaining = _settled(target, applied, layers, run)
     shown.idle()
     emit(
         json_output,
@@ -272,14 +286,16 @@ def _execute(
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
 
 
-def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
+def _settled(
+    target: Network, applied: Sequence[Batch], layers: Sequence[Any], run: Settings
+) -> Report:
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
     from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
     while True:
-        remaining = engine.find(target, engine.default_layers())
+        remaining = engine.find(target, engine.default_layers(run))
         if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
             return remaining
         time.sleep(0.25)
