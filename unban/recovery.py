@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from unban import engine
-from unban.errors import UnbanError
+from unban.errors import ReverterError, UnbanError
 from unban.exemptions import Exemption
 from unban.journal import ME_BATCH, layer_finder, revert_record
 from unban.layers import Layer
-from unban.reverter import FAILED, Reverter, ReverterError, UndoHandler
+from unban.reverter import FAILED, Reverter, UndoHandler
 from unban.settings import Settings
 
 
