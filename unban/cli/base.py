@@ -19,11 +19,11 @@ import typer
 from typer.core import TyperGroup
 
 import unban
-from unban import fail2ban
 from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.progress import Progress, stderr_is_terminal
+from unban.settings import Settings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done or nothing to do; 1 failed, changes put back; 2 bad usage or input, "
@@ -142,12 +142,11 @@ app = typer.Typer(
 )
 
 
-class Options:
-    """The global options of this run."""
-
-    debug = False
-    fail2ban_conf = DEFAULT_CONFDIR
-    state_dir = DEFAULT_STATE_DIR
+def settings(ctx: typer.Context) -> Settings:
+    """This run's global options: the Settings the root callback put into the context (every
+    command's context inherits it)."""
+    found = ctx.find_object(Settings)
+    return found if found is not None else Settings()
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")]
@@ -164,6 +163,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     fail2ban_conf: Annotated[
         str, typer.Option("--fail2ban-conf", metavar="DIR", help="fail2ban's config dir.")
@@ -184,18 +184,17 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    Options.debug = debug
-    Options.fail2ban_conf = fail2ban_conf
-    Options.state_dir = state_dir
-    fail2ban.configure(fail2ban.Settings(confdir=fail2ban_conf, state_dir=state_dir))
+    ctx.obj = Settings(fail2ban_conf=fail2ban_conf, state_dir=state_dir, debug=debug)
 
 
-def guarded(body: Callable[[], int]) -> None:
-    """Run a command body; turn every error into one line on stderr and its exit code."""
+def guarded(body: Callable[[], int], ctx: typer.Context) -> None:
+    """Run a command body; turn every error into one line on stderr and its exit code
+    (tracebacks only with --debug)."""
+    debug = settings(ctx).debug
     try:
         code = body()
     except UnbanError as exc:
-        if Options.debug:
+        if debug:
             raise
         error_line(str(exc))
         raise typer.Exit(int(exc.exit_status)) from None
@@ -203,12 +202,12 @@ def guarded(body: Callable[[], int]) -> None:
         error_line("interrupted")
         raise typer.Exit(int(ExitStatus.FAILED)) from None
     except OSError as exc:
-        if Options.debug:
+        if debug:
             raise
         error_line(os_error_text(exc))
         raise typer.Exit(int(ExitStatus.FAILED)) from None
     except Exception as exc:
-        if Options.debug:
+        if debug:
             raise
         error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
         raise typer.Exit(int(ExitStatus.FAILED)) from None
@@ -223,7 +222,7 @@ def error_line(message: str) -> None:
 
 
 @contextmanager
-def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
+def changing(run: Settings, *, changes: bool = True, recover: bool = True) -> Iterator[None]:
     """Around every command that changes the host (`changes`: not a dry run): one at a time
     (waiting up to 30 s, and saying so), and first putting back what a killed unban left
     half-done."""
@@ -233,9 +232,9 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
     if not changes:
         yield
         return
-    with CommandLock(Options.state_dir, say=error_line):
+    with CommandLock(run.state_dir, say=error_line):
         if recover:
-            for line in recovery.recover(Options.state_dir, Options.fail2ban_conf):
+            for line in recovery.recover(run.state_dir, run.fail2ban_conf):
                 error_line(line)
         yield
 

@@ -13,7 +13,6 @@ from unban.cli.base import (
     BLOCKS,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
@@ -22,8 +21,10 @@ from unban.cli.base import (
     guarded,
     helptext,
     progress,
+    settings,
 )
 from unban.errors import ExitStatus, InputError
+from unban.settings import Settings
 from unban.system import both, require_root
 
 if TYPE_CHECKING:  # the commands import what they use: `unban --help` stays quick
@@ -55,7 +56,7 @@ class Backend(str, Enum):
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
     ),
 )
-def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
+def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         from unban.address import parse_target
         from unban.readahead import start_rule_dumps
@@ -69,8 +70,8 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report, states = both(  # the ban sources' exemptions are read meanwhile
-                partial(engine.find, target, engine.default_layers()),
-                partial(_exemption_states, target),
+                partial(engine.find, target, engine.default_layers(settings(ctx))),
+                partial(_exemption_states, target, settings(ctx)),
             )
             report = replace(report, exemptions=tuple(states))
         emit_for_people(
@@ -78,14 +79,14 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
         )
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def _exemption_states(target: "Network") -> list[Any]:
+def _exemption_states(target: "Network", run: Settings) -> list[Any]:
     """find's "exempt from future bans" answer for each ban source here."""
     from unban import exemptions
 
-    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
+    return exemptions.states(exemptions.default_exemptions(run.fail2ban_conf), target)
 
 
 @app.command(
@@ -99,6 +100,7 @@ def _exemption_states(target: "Network") -> list[Any]:
     ),
 )
 def list_(
+    ctx: typer.Context,
     *,
     table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this table.")] = None,
     chain: Annotated[Optional[str], typer.Option("--chain", help="Only this chain.")] = None,
@@ -113,7 +115,7 @@ def list_(
 
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
-        layers = engine.default_layers()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step("reading every layer")
             listings = [listing for layer in layers for listing in layer.listings(query)]
@@ -126,7 +128,7 @@ def list_(
         )
         return ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -139,6 +141,7 @@ def list_(
     ),
 )
 def remove(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     broad: Annotated[
@@ -153,16 +156,24 @@ def remove(
 
         target = parse_target(address)
         require_root()
-        layers = engine.default_layers()
+        run = settings(ctx)
+        layers = engine.default_layers(run)
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            with changing(changes=not dry_run):
+            with changing(run, changes=not dry_run):
                 plan = engine.plan(engine.find(target, layers), layers, broad=broad)
                 return _execute(
-                    plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+                    plan,
+                    target,
+                    "remove",
+                    layers,
+                    shown,
+                    run,
+                    dry_run=dry_run,
+                    json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -177,6 +188,7 @@ def remove(
     ),
 )
 def delete(
+    ctx: typer.Context,
     chain: Annotated[
         str, typer.Argument(metavar="CHAIN", help="Chain name, e.g. f2b-sshd or INPUT.")
     ],
@@ -205,7 +217,7 @@ def delete(
         if expected is not None and family_of(expected) != rule_family:
             raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
         require_root()
-        with changing(changes=not dry_run):
+        with changing(settings(ctx), changes=not dry_run):
             xtables = XtablesLayer()
             finding = xtables.resolve(
                 table,
@@ -224,11 +236,12 @@ def delete(
                     "delete",
                     [xtables],
                     shown,
+                    settings(ctx),
                     dry_run=dry_run,
                     json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 def _execute(
@@ -237,12 +250,13 @@ def _execute(
     kind: str,
     layers: list[Any],
     shown: "Progress",
+    run: Settings,
     *,
     dry_run: bool,
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
-    from unban import me, tables
+    from unban import tables, transaction
     from unban.render import plan_text
 
     shown.idle()
@@ -264,18 +278,18 @@ def _execute(
         if not json_output:
             shown.echo(line, applying)
 
-    applied, change_set = me.apply_recorded(
+    applied, change_set = transaction.apply_recorded(
         plan,
         layers,
         kind=kind,
-        state_dir=Options.state_dir,
-        confdir=Options.fail2ban_conf,
+        state_dir=run.state_dir,
+        confdir=run.fail2ban_conf,
         on_event=echo,
     )
     remaining: Optional[Report] = None
     if target is not None:
         shown.step("checking again")
-        remaining = _settled(target, applied, layers)
+        remaining = _settled(target, applied, layers, run)
     shown.idle()
     emit(
         json_output,
@@ -292,15 +306,17 @@ def _execute(
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
 
 
-def _settled(target: "Network", applied: "Sequence[Batch]", layers: Sequence[Any]) -> "Report":
+def _settled(
+    target: "Network", applied: "Sequence[Batch]", layers: Sequence[Any], run: Settings
+) -> "Report":
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
     from unban import engine
-    from unban.me import owner_leftovers, settle_time
+    from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
     while True:
-        remaining = engine.find(target, engine.default_layers())
+        remaining = engine.find(target, engine.default_layers(run))
         if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
             return remaining
         time.sleep(0.25)

@@ -8,23 +8,24 @@ from unban.cli.base import (
     HISTORY,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     emit_for_people,
     guarded,
     helptext,
+    settings,
 )
 from unban.cli.rescue import ChangeIdArgument, undo_body
 from unban.errors import ExitStatus
+from unban.settings import Settings
 from unban.system import require_root
 
 
-def history_body(json_output: bool) -> int:
+def history_body(json_output: bool, run: Settings) -> int:
     from unban import history, tables
     from unban.reverter import Reverter
 
     require_root()
-    found = history.entries(Reverter(Options.state_dir))
+    found = history.entries(Reverter(run.state_dir))
     emit_for_people(
         json_output,
         {"change_sets": [e.to_json() for e in found]},
@@ -43,8 +44,8 @@ def history_body(json_output: bool) -> int:
         examples=("unban history", "unban history --json"),
     ),
 )
-def history(*, json_output: JsonOption = False) -> None:
-    guarded(lambda: history_body(json_output))
+def history(ctx: typer.Context, *, json_output: JsonOption = False) -> None:
+    guarded(lambda: history_body(json_output, settings(ctx)), ctx)
 
 
 @app.command(
@@ -55,6 +56,7 @@ def history(*, json_output: JsonOption = False) -> None:
     ),
 )
 def rollback(
+    ctx: typer.Context,
     change_id: ChangeIdArgument = None,
     *,
     list_: Annotated[bool, typer.Option("--list", help="List the change sets.")] = False,
@@ -62,6 +64,6 @@ def rollback(
     json_output: JsonOption = False,
 ) -> None:
     if list_:
-        guarded(lambda: history_body(json_output))
+        guarded(lambda: history_body(json_output, settings(ctx)), ctx)
     else:
-        guarded(lambda: undo_body(change_id, dry_run, json_output))
+        guarded(lambda: undo_body(change_id, dry_run, json_output, settings(ctx)), ctx)
