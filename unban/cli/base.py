@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -23,7 +23,6 @@ import unban
 from unban import fail2ban
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.model import as_json
 from unban.progress import Progress, stderr_is_terminal
 from unban.reverter import DEFAULT_STATE_DIR
 
@@ -90,6 +89,15 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
             tail.append(arg)
         index += 1
     return [*head, command, *moved_after, *tail]
+
+
+def current_context() -> Any:
+    """The click context of the running command (None outside one)."""
+    try:  # typer >= 0.24 vendors click; 0.23 (Python 3.9, Debian 11) runs on click itself
+        from typer._click.globals import get_current_context  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.globals import get_current_context  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return get_current_context(silent=True)
 
 
 class UnbanGroup(TyperGroup):
@@ -193,28 +201,45 @@ def _root(
 
 
 def guarded(body: Callable[[], int]) -> None:
-    """Run a command body; turn every error into one line on stderr and its exit code."""
+    """Run a command body; turn every error into one line on stderr and its exit code (with
+    --json also the error document on stdout)."""
     try:
         code = body()
     except UnbanError as exc:
         if Options.debug:
             raise
-        error_line(str(exc))
-        raise typer.Exit(int(exc.exit_status)) from None
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, str(exc), int(exc.exit_status))
+    except KeyboardInterrupt as exc:
+        failed(exc, "interrupted", int(ExitStatus.FAILED))
     except OSError as exc:
         if Options.debug:
             raise
-        error_line(os_error_text(exc))
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, os_error_text(exc), int(ExitStatus.FAILED))
     except Exception as exc:
         if Options.debug:
             raise
-        error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        message = f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
+        failed(exc, message, int(ExitStatus.FAILED))
     raise typer.Exit(code)
+
+
+def failed(exc: BaseException, message: str, code: int) -> NoReturn:
+    """The error edge: the line on stderr; with --json the error document on stdout (and
+    nothing else there); exit `code`."""
+    from unban.contract import error_document, error_kind
+
+    error_line(message)
+    ctx = current_context()
+    if ctx is not None and ctx.params.get("json_output"):
+        document = error_document(
+            ctx.info_name or "",
+            printable(message),
+            error_kind(exc),
+            code,
+            dry_run=bool(ctx.params.get("dry_run")),
+        )
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    raise typer.Exit(code) from None
 
 
 def error_line(message: str) -> None:
@@ -242,20 +267,21 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
         yield
 
 
-def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
+def emit(as_json_output: bool, document: Any, lines: Iterable[str]) -> None:
+    """`document` (unban.contract's, for --json) or the text `lines`."""
     if as_json_output:
-        sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         for line in lines:
             typer.echo(line)
 
 
 def emit_for_people(
-    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+    as_json_output: bool, document: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
 ) -> None:
     """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
     if as_json_output or not stdout_is_terminal():
-        emit(as_json_output, data, lines)
+        emit(as_json_output, document, lines)
         return
     from rich.console import Console
 
