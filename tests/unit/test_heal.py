@@ -11,8 +11,8 @@ import pytest
 
 from tests.contract import validated
 from unban import heal, healconfig, healschedule, me
-from unban.contract import commands as contract
 from unban.address import Network, show
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError, LayerError
 from unban.heal import (
     CLEAR,
