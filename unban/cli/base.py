@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 import unban
 from unban import fail2ban
+from unban.contract import error_document
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.progress import Progress, stderr_is_terminal
@@ -100,11 +101,36 @@ def current_context() -> Any:
     return get_current_context(silent=True)
 
 
+def usage_error() -> Any:
+    """click's UsageError class (vendored by typer >= 0.24)."""
+    try:
+        from typer._click.exceptions import UsageError  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.exceptions import UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return UsageError
+
+
 class UnbanGroup(TyperGroup):
     """The top-level group: global options are accepted after the command too."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        hoisted = hoist_global_options(args)
+        words = hoisted[: hoisted.index("--")] if "--" in hoisted else hoisted
+        ctx.meta["unban.json"] = "--json" in words
+        return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: Any) -> Any:
+        """A command's usage error (an unknown option, a missing argument) with --json: also
+        the error document on stdout, exit 2 as always."""
+        try:
+            return super().invoke(ctx)
+        except usage_error() as exc:
+            if not ctx.meta.get("unban.json"):
+                raise
+            exc.show()
+            name = exc.ctx.info_name if exc.ctx is not None else ""
+            write_json(error_document(name, printable(exc.format_message()), "UsageError", 2))
+            raise typer.Exit(int(ExitStatus.USAGE)) from None
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The rescue commands first: panels in PANELS order, commands as registered."""
@@ -226,7 +252,7 @@ def guarded(body: Callable[[], int]) -> None:
 def failed(exc: BaseException, message: str, code: int) -> NoReturn:
     """The error edge: the line on stderr; with --json the error document on stdout (and
     nothing else there); exit `code`."""
-    from unban.contract import error_document, error_kind
+    from unban.contract import error_kind
 
     error_line(message)
     ctx = current_context()
@@ -238,8 +264,12 @@ def failed(exc: BaseException, message: str, code: int) -> NoReturn:
             code,
             dry_run=bool(ctx.params.get("dry_run")),
         )
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        write_json(document)
     raise typer.Exit(code) from None
+
+
+def write_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def error_line(message: str) -> None:
@@ -270,7 +300,7 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
 def emit(as_json_output: bool, document: Any, lines: Iterable[str]) -> None:
     """`document` (unban.contract's, for --json) or the text `lines`."""
     if as_json_output:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        write_json(document)
     else:
         for line in lines:
             typer.echo(line)
