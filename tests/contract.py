@@ -25,3 +25,9 @@ def validated(stdout: str, exit_code: int | None = None) -> dict[str, Any]:
         assert document["exit_code"] == exit_code, (document["exit_code"], exit_code)
     assert isinstance(document, dict)
     return document
+
+
+def owner_of(finding: dict[str, Any]) -> str:
+    """A finding's owner as unban's text names it: `fail2ban:sshd` for a jail's, else the
+    owner."""
+    return f"{finding['owner']}:{finding['jail']}" if finding["jail"] else finding["owner"]

@@ -212,7 +212,7 @@ def _check(check: Any) -> Json:
         "verdict": check.verdict,
         "summary": check.summary,
         "evidence": list(check.evidence),
-        "fix": [core.advice(text) for text in check.fix],
+        "fix": [core.suggestion(text) for text in check.fix],
         "client_sees": check.client_sees or None,
         "data": _plain(check.data),
     }

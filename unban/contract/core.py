@@ -90,6 +90,25 @@ def advice(text: str) -> Json:
     return {"argv": None, "text": text}
 
 
+# What doctor's fixes start with when they are a command to run, not words.
+PROGRAMS = frozenset(
+    (
+        "unban", "iptables", "iptables-nft", "iptables-legacy", "ip6tables", "ip6tables-nft",
+        "ip6tables-legacy", "nft", "ipset", "ip", "fail2ban-client", "sqlite3", "systemctl",
+        "sshd", "ufw", "firewall-cmd", "cscli", "sed",
+    )
+)  # fmt: skip
+
+
+def suggestion(text: str) -> Json:
+    """A fix that may be a command (`unban me X --broad`) or words: argv only for a plain
+    command of one of PROGRAMS."""
+    words = argv_of(text)
+    if words is None or words[0] not in PROGRAMS:
+        return advice(text)
+    return {"argv": words, "text": text}
+
+
 # ---------------------------------------------------------------- findings
 
 
@@ -151,6 +170,7 @@ def finding(value: Finding, fix: Optional[Json] = None) -> Json:
         "set_name": value.set_name,
         "element": value.element,
         "lift": value.lift or None,
+        "clears": list(value.clears),
     }
 
 
