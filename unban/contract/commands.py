@@ -61,7 +61,10 @@ def listing(listings: Sequence[Any], statuses: Sequence[Any]) -> Json:
 
 
 def _plain(value: Any) -> Any:
-    """A layer's listing data (dicts, lists, tuples of plain values) as JSON values."""
+    """A layer's listing data or a check's data (dicts, lists, tuples of plain values, and
+    findings) as JSON values."""
+    if isinstance(value, Finding):
+        return core.finding(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
