@@ -171,6 +171,7 @@ def finding(value: Finding, fix: Optional[Json] = None) -> Json:
         "element": value.element,
         "lift": value.lift or None,
         "clears": list(value.clears),
+        "lifts_own": value.lifts_own,
     }
 
 
