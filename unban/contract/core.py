@@ -119,6 +119,8 @@ def _kind(finding: Finding) -> str:
         "hosts": "hosts-entry",
         "route": "route",
         "xt_recent": "recent-entry",
+        "sshguard": "ban",
+        "crowdsec": "ban",
     }
     if finding.layer in by_layer:
         return by_layer[finding.layer]
