@@ -47,7 +47,7 @@ from unban.reverter import (
     Reverter,
 )
 from unban.settings import Settings
-from unban.steptext import plan_lines
+from unban.steptext import plan_lines, planned_changes
 from unban.system import both
 from unban.transaction import (
     Event,
@@ -118,7 +118,7 @@ class MeResult:
 
 
 def summary_line(result: MeResult) -> str:
-    changes = len(result.plan.steps) + sum(p.change_count() for p in result.exemptions)
+    changes = planned_changes(result.plan, result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)

@@ -50,7 +50,7 @@ def test_global_options_reach_the_command(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"change_sets": []}
+    assert json.loads(result.output)["change_sets"] == []
     result = runner.invoke(app, ["--state-dir", str(state), "rollback"])
     assert result.exit_code == 2 and f"no change set to undo in {state}" in result.output
 

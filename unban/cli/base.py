@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -90,11 +90,38 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return [*head, command, *moved_after, *tail]
 
 
+def usage_error() -> Any:
+    """click's UsageError class (vendored by typer >= 0.24)."""
+    try:
+        from typer._click.exceptions import UsageError  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.exceptions import UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return UsageError
+
+
 class UnbanGroup(TyperGroup):
     """The top-level group: global options are accepted after the command too."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        hoisted = hoist_global_options(args)
+        words = hoisted[: hoisted.index("--")] if "--" in hoisted else hoisted
+        ctx.meta["unban.json"] = "--json" in words
+        return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: Any) -> Any:
+        """A command's usage error (an unknown option, a missing argument) with --json: also
+        the error document on stdout, exit 2 as always."""
+        from unban.contract import error_document
+
+        try:
+            return super().invoke(ctx)
+        except usage_error() as exc:
+            if not ctx.meta.get("unban.json"):
+                raise
+            exc.show()
+            name = exc.ctx.info_name if exc.ctx is not None else ""
+            write_json(error_document(name, printable(exc.format_message()), "UsageError", 2))
+            raise typer.Exit(int(ExitStatus.USAGE)) from None
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The rescue commands first: panels in PANELS order, commands as registered."""
@@ -188,30 +215,51 @@ def _root(
 
 
 def guarded(body: Callable[[], int], ctx: typer.Context) -> None:
-    """Run a command body; turn every error into one line on stderr and its exit code
-    (tracebacks only with --debug)."""
+    """Run a command body; turn every error into one line on stderr and its exit code (with
+    --json also the error document on stdout; tracebacks only with --debug)."""
     debug = settings(ctx).debug
     try:
         code = body()
     except UnbanError as exc:
         if debug:
             raise
-        error_line(str(exc))
-        raise typer.Exit(int(exc.exit_status)) from None
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, str(exc), int(exc.exit_status), ctx)
+    except KeyboardInterrupt as exc:
+        failed(exc, "interrupted", int(ExitStatus.FAILED), ctx)
     except OSError as exc:
         if debug:
             raise
-        error_line(os_error_text(exc))
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, os_error_text(exc), int(ExitStatus.FAILED), ctx)
     except Exception as exc:
         if debug:
             raise
-        error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        message = f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
+        failed(exc, message, int(ExitStatus.FAILED), ctx)
     raise typer.Exit(code)
+
+
+def failed(exc: BaseException, message: str, code: int, ctx: typer.Context) -> NoReturn:
+    """The error edge: the line on stderr; with --json the error document on stdout (and
+    nothing else there); exit `code`. `ctx`: the command's."""
+    from unban.contract import error_document, error_kind
+
+    error_line(message)
+    if ctx.params.get("json_output"):
+        document = error_document(
+            ctx.info_name or "",
+            printable(message),
+            error_kind(exc),
+            code,
+            dry_run=bool(ctx.params.get("dry_run")),
+        )
+        write_json(document)
+    raise typer.Exit(code) from None
+
+
+def write_json(document: Any) -> None:
+    import json  # here: `unban --help` does not need it
+
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def error_line(message: str) -> None:
@@ -239,24 +287,21 @@ def changing(run: Settings, *, changes: bool = True, recover: bool = True) -> It
         yield
 
 
-def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
+def emit(as_json_output: bool, document: Any, lines: Iterable[str]) -> None:
+    """`document` (unban.contract's, for --json) or the text `lines`."""
     if as_json_output:
-        import json
-
-        from unban.model import as_json
-
-        sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
+        write_json(document)
     else:
         for line in lines:
             typer.echo(line)
 
 
 def emit_for_people(
-    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+    as_json_output: bool, document: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
 ) -> None:
     """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
     if as_json_output or not stdout_is_terminal():
-        emit(as_json_output, data, lines)
+        emit(as_json_output, document, lines)
         return
     from rich.console import Console
 

@@ -29,7 +29,7 @@ from unban.system import both, require_root
 
 if TYPE_CHECKING:  # the commands import what they use: `unban --help` stays quick
     from unban.address import Network
-    from unban.model import Batch, Plan, Report
+    from unban.model import Batch, Finding, Plan, Report
     from unban.progress import Progress
 
 AddressArgument = Annotated[
@@ -59,6 +59,7 @@ class Backend(str, Enum):
 def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         from unban.address import parse_target
+        from unban.contract import commands as contract
         from unban.readahead import start_rule_dumps
 
         target = parse_target(address)
@@ -67,17 +68,22 @@ def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOptio
         from unban import engine, tables
         from unban.render import report_text
 
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report, states = both(  # the ban sources' exemptions are read meanwhile
-                partial(engine.find, target, engine.default_layers(settings(ctx))),
+                partial(engine.find, target, layers),
                 partial(_exemption_states, target, settings(ctx)),
             )
             report = replace(report, exemptions=tuple(states))
+        code = ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
         emit_for_people(
-            json_output, report, report_text(report), lambda: tables.report_tables(report)
+            json_output,
+            contract.find(report, _refusals(report, report.findings, layers), code),
+            report_text(report),
+            lambda: tables.report_tables(report),
         )
-        return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
+        return code
 
     guarded(body, ctx)
 
@@ -110,6 +116,7 @@ def list_(
 ) -> None:
     def body() -> int:
         from unban import engine, tables
+        from unban.contract import commands as contract
         from unban.layers import ListQuery
         from unban.render import absent_lines, listing_text
 
@@ -122,7 +129,7 @@ def list_(
             statuses = [status for layer in layers for status in layer.status()]
         emit_for_people(
             json_output,
-            {"listings": listings, "layers": statuses},
+            contract.listing(listings, statuses),
             [*listing_text(listings), *absent_lines(statuses)],
             lambda: tables.listing_tables(listings, statuses),
         )
@@ -161,7 +168,8 @@ def remove(
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             with changing(run, changes=not dry_run):
-                plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+                before = engine.find(target, layers)
+                plan = engine.plan(before, layers, broad=broad)
                 return _execute(
                     plan,
                     target,
@@ -169,6 +177,7 @@ def remove(
                     layers,
                     shown,
                     run,
+                    before=before,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
@@ -237,6 +246,7 @@ def delete(
                     [xtables],
                     shown,
                     settings(ctx),
+                    before=None,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
@@ -252,23 +262,34 @@ def _execute(
     shown: "Progress",
     run: Settings,
     *,
+    before: "Optional[Report]",
     dry_run: bool,
     json_output: bool,
 ) -> int:
-    """Print the plan; unless dry-run, apply it as one change set and find the address again."""
+    """Print the plan; unless dry-run, apply it as one change set and find the address again.
+    `before`: what `find` read for the plan (None for `delete`, which reads one rule)."""
     from unban import tables, transaction
+    from unban.address import show
+    from unban.contract import commands as contract
+    from unban.model import Report
     from unban.render import plan_text
 
     shown.idle()
+    address = show(target) if target is not None else None
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
     if dry_run or plan.is_empty():
+        refused = _refusals(Report(plan.target, plan.skipped), plan.skipped, layers)
+        code = ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        document = contract.remove(
+            kind, plan, code, address=address, dry_run=dry_run, refused=refused, report=before
+        )
         emit_for_people(
             json_output,
-            {"dry_run": dry_run, "plan": plan},
+            document,
             [*plan_text(plan), *dry_note],
             lambda: [*tables.plan_tables(plan), *dry_note],
         )
-        return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        return code
     applying = "applying the plan"
     if not json_output:
         emit_for_people(False, None, plan_text(plan), lambda: tables.plan_tables(plan))
@@ -287,23 +308,39 @@ def _execute(
         on_event=echo,
     )
     remaining: Optional[Report] = None
+    refused = []
     if target is not None:
         shown.step("checking again")
         remaining = _settled(target, applied, layers, run)
+        refused = _refusals(remaining, remaining.findings, layers)
     shown.idle()
+    code = ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    document = contract.remove(
+        kind,
+        plan,
+        code,
+        address=address,
+        dry_run=False,
+        refused=refused,
+        report=remaining,
+        change_set=change_set,
+    )
     emit(
         json_output,
-        {
-            "dry_run": False,
-            "plan": plan,
-            "applied": applied,
-            "change_set": change_set,
-            "remaining": remaining,
-        },
+        document,
         [f"change set {change_set}: `unban undo {change_set}` puts it back"]
         + _remaining_text(remaining),
     )
-    return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    return code
+
+
+def _refusals(report: "Report", findings: "Sequence[Finding]", layers: list[Any]) -> list[Any]:
+    """What refuses the address, each with the fix (refusals.refusals), and the ways to sshd
+    that are not open though no finding says why."""
+    from unban.refusals import path_refusals, refusals
+
+    refused = refusals(report, findings, layers)
+    return refused + path_refusals(report, refused)
 
 
 def _settled(

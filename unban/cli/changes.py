@@ -20,15 +20,16 @@ from unban.settings import Settings
 from unban.system import require_root
 
 
-def history_body(json_output: bool, run: Settings) -> int:
+def history_body(json_output: bool, run: Settings, command: str) -> int:
     from unban import history, tables
+    from unban.contract import commands as contract
     from unban.reverter import Reverter
 
     require_root()
     found = history.entries(Reverter(run.state_dir))
     emit_for_people(
         json_output,
-        {"change_sets": [e.to_json() for e in found]},
+        contract.history(command, found),
         history.history_lines(found),
         lambda: tables.history_table(found),
     )
@@ -45,7 +46,7 @@ def history_body(json_output: bool, run: Settings) -> int:
     ),
 )
 def history(ctx: typer.Context, *, json_output: JsonOption = False) -> None:
-    guarded(lambda: history_body(json_output, settings(ctx)), ctx)
+    guarded(lambda: history_body(json_output, settings(ctx), "history"), ctx)
 
 
 @app.command(
@@ -64,6 +65,7 @@ def rollback(
     json_output: JsonOption = False,
 ) -> None:
     if list_:
-        guarded(lambda: history_body(json_output, settings(ctx)), ctx)
+        guarded(lambda: history_body(json_output, settings(ctx), "rollback"), ctx)
     else:
-        guarded(lambda: undo_body(change_id, dry_run, json_output, settings(ctx)), ctx)
+        run = settings(ctx)
+        guarded(lambda: undo_body(change_id, dry_run, json_output, run, "rollback"), ctx)

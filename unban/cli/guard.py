@@ -96,6 +96,8 @@ def heal(
     systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = defaults.SYSTEMD_DIR,
 ) -> None:
     def body() -> int:
+        from unban.contract import commands as contract
+
         if install is not None and uninstall:
             raise InputError("--install and --uninstall: give one of them")
         if every is not None and install is None:
@@ -112,20 +114,50 @@ def heal(
         if uninstall:
             removal = schedule.plan_uninstall(places)
             if dry_run:
-                emit(json_output, {"dry_run": True, "plan": removal}, removal.lines())
+                document = contract.schedule(
+                    "uninstall",
+                    dry_run=True,
+                    files=removal.present,
+                    commands=[f"systemctl disable --now {schedule.TIMER}"]
+                    if removal.units_present
+                    else [],
+                )
+                emit(json_output, document, removal.lines())
                 return ExitStatus.OK
             removed = schedule.apply_uninstall(removal, places)
-            emit(json_output, removed, removed.lines())
+            document = contract.schedule(
+                "uninstall",
+                dry_run=False,
+                files=removed.removed,
+                commands=removed.ran,
+                todo=removed.todo,
+            )
+            emit(json_output, document, removed.lines())
             return ExitStatus.OK
         kind = install.value if install is not None else ""
         plan = schedule.plan_schedule(
             kind, every, config, places, global_args=_global_args(settings(ctx))
         )
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines())
+            document = contract.schedule(
+                "install",
+                dry_run=True,
+                files=[path for path, _text in plan.writes],
+                commands=plan.systemctl,
+                how=plan,
+            )
+            emit(json_output, document, plan.lines())
             return ExitStatus.OK
         done = schedule.apply_install(plan, places)
-        emit(json_output, done, done.lines())
+        document = contract.schedule(
+            "install",
+            dry_run=False,
+            files=done.written,
+            commands=done.ran,
+            todo=done.todo,
+            how=done,
+        )
+        emit(json_output, document, done.lines())
         return ExitStatus.OK
 
     guarded(body, ctx)
@@ -133,6 +165,7 @@ def heal(
 
 def _run(config: Path, lock_file: str, run: Settings, *, dry_run: bool, json_output: bool) -> int:
     from unban import heal as heal_mod
+    from unban.contract import commands as contract
 
     with progress(json_output) as shown:
         shown.step("healing the protected addresses")
@@ -145,7 +178,7 @@ def _run(config: Path, lock_file: str, run: Settings, *, dry_run: bool, json_out
             confdir=run.fail2ban_conf,
         )
     if json_output:
-        emit(True, heal_mod.as_json(report), [])
+        emit(True, contract.heal(report), [])
     else:
         for line in heal_mod.output_lines(report):
             typer.echo(line)

@@ -101,6 +101,8 @@ def _ignore_command(
     run: Settings,
 ) -> int:
     from unban import exemptions
+    from unban.address import show
+    from unban.contract import commands as contract
     from unban.exemptions.crowdsec import CrowdsecExemption
     from unban.exemptions.fail2ban import Fail2banExemption, installed
     from unban.exemptions.sshguard import SshguardExemption
@@ -155,21 +157,17 @@ def _ignore_command(
         lines.append("dry run: nothing changed")
     elif change_set is not None:
         lines.append(f"change set {change_set}: `unban undo {change_set}` undoes it")
-    emit(
-        as_json,
-        {
-            "dry_run": dry_run,
-            "plan": fail2ban_plan,
-            "diffs": {
-                e.path: e.diff() for p in planned if p.source == "fail2ban" for e in p.payload.edits
-            },
-            "exemptions": planned,
-            "change_set": change_set,
-            "verified": fail2ban_result.verified if fail2ban_result else "",
-            "still_banned": banned,
-        },
-        lines,
+    document = contract.ignore(
+        operation,
+        show(target),
+        planned,
+        fail2ban_plan=fail2ban_plan,
+        dry_run=dry_run,
+        change_set=change_set,
+        verified=fail2ban_result.verified if fail2ban_result else "",
+        still_banned=banned,
     )
+    emit(as_json, document, lines)
     return ExitStatus.OK
 
 

@@ -93,7 +93,7 @@ def me(
     def body() -> int:
         from unban import me as me_mod
         from unban.address import parse_target, show
-        from unban.model import as_json
+        from unban.contract import commands as contract
         from unban.session import find_origin
 
         text = address
@@ -140,35 +140,32 @@ def me(
                     confdir=settings(ctx).fail2ban_conf,
                     state_dir=settings(ctx).state_dir,
                 )
-        data = {
-            **as_json(result),
-            "source": source or None,
-            "status": int(result.status),
-            "blocked": result.blocked,
-            "changed": result.changed,
-            "summary": result.summary,
-        }
-        emit(json_output, data, me_mod.text_lines(result))
+        emit(json_output, contract.me(result, source), me_mod.text_lines(result))
         return result.status
 
     guarded(body, ctx)
 
 
-def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool, run: Settings) -> int:
+def undo_body(
+    change_id: Optional[str], dry_run: bool, json_output: bool, run: Settings, command: str
+) -> int:
     """`unban undo` (and its alias `unban rollback`): the plan, then, unless dry-run, undo it."""
     from unban import history
+    from unban.contract import commands as contract
     from unban.reverter import Reverter
 
     require_root()
     with changing(run, changes=not dry_run, recover=False):  # a run cut short is what undo takes
         plan = history.undo_plan(Reverter(run.state_dir), change_id)
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
+            document = contract.undo(command, plan, dry_run=True)
+            emit(json_output, document, plan.lines(done=False))
             return ExitStatus.OK
         with progress(json_output) as shown:
             shown.step(f"putting back change set {plan.change_set}")
             result = history.undo(plan, state_dir=run.state_dir, confdir=run.fail2ban_conf)
-    emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
+    document = contract.undo(command, plan, dry_run=False, result=result)
+    emit(json_output, document, plan.lines(done=True))
     return ExitStatus.OK
 
 
@@ -191,7 +188,7 @@ def undo(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: undo_body(change_id, dry_run, json_output, settings(ctx)), ctx)
+    guarded(lambda: undo_body(change_id, dry_run, json_output, settings(ctx), "undo"), ctx)
 
 
 @app.command(
@@ -231,6 +228,7 @@ def doctor(
     def body() -> int:
         from unban import doctor as doctor_mod
         from unban.address import parse_target
+        from unban.contract import commands as contract
         from unban.path.model import BLOCKS
 
         parse_target(address)
@@ -247,13 +245,14 @@ def doctor(
         with progress(json_output) as shown:
             shown.step("checking fail2ban, the packet filters, sshd and the logs")
             diagnosis = doctor_mod.diagnose(address, options)
+        code = ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
         if json_output:
-            emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
+            emit(True, contract.doctor(diagnosis, code), [])
         else:
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
+        return code
 
     guarded(body, ctx)
 
@@ -287,6 +286,7 @@ def probe(
 ) -> None:
     def body() -> int:
         from unban import probe as probe_mod
+        from unban.contract import commands as contract
 
         with progress(json_output) as shown:
             shown.step(f"connecting to {host} port {port}")
@@ -295,7 +295,8 @@ def probe(
             except UnicodeError:
                 raise InputError(f"'{host}' is not a host name or an address") from None
             report = probe_mod.probe(host, port, count=count, timeout=timeout)
-        emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
-        return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        code = ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        emit(json_output, contract.probe(report, code), probe_mod.text_lines(report))
+        return code
 
     guarded(body, ctx)

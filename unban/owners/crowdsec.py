@@ -237,6 +237,7 @@ class CrowdsecOwner:
         if not self.present():
             return []
         found, live = self.decisions(target)
+        now = time.time()
         out = []
         for decision in found:
             self._seen[decision.id] = decision
@@ -263,6 +264,7 @@ class CrowdsecOwner:
                     targeted=network.num_addresses == 1 or network == target,
                     source=f"cscli decision {decision.id}",
                     lifts_own=live,
+                    expires_at=now + decision.seconds_left,
                 )
             )
         return out

@@ -130,6 +130,12 @@ class BlacklistLine:
     family: str
 
 
+def _blocked_at(line: BlacklistLine) -> Optional[float]:
+    """When sshguard blocked the address: the line's EPOCH field."""
+    epoch = line.text.split("|", 1)[0].strip()
+    return float(epoch) if epoch.isdigit() else None
+
+
 def blacklist_lines(text: str) -> list[BlacklistLine]:
     """`EPOCH|SERVICE|4or6|ADDR` lines (malformed ones are skipped, as sshguard skips them)."""
     out = []
@@ -281,6 +287,7 @@ class SshguardOwner:
                     network=line.address,
                     targeted=True,
                     source=f"{config.blacklist}:{line.number}",
+                    banned_at=_blocked_at(line),
                 )
             )
         return found
