@@ -141,7 +141,7 @@ class Netns:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
 
 class MountNs(Netns):
@@ -153,6 +153,23 @@ class MountNs(Netns):
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-m", "-n", f"--wd={REPO}", *argv]
+
+
+def json_document(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The --json document a run printed: all of its stdout, with the run's exit code in it,
+    and valid against unban's schema where jsonschema is installed (the dev extra)."""
+    import importlib
+
+    from unban.schema import schema
+
+    document = json.loads(proc.stdout)
+    assert document["exit_code"] == proc.returncode, (document["exit_code"], proc.returncode)
+    try:
+        jsonschema: Any = importlib.import_module("jsonschema")
+    except ImportError:
+        return document
+    jsonschema.Draft202012Validator(schema()).validate(document)
+    return document
 
 
 def kill_members(name: str) -> None:
@@ -240,7 +257,7 @@ class Link:
         """`unban probe HOST --json` from the client, as an unprivileged user."""
         proc = self.unban_client("probe", host, *args, "--json", user=user)
         assert proc.returncode in (0, 3), proc.stderr
-        result: dict[str, Any] = json.loads(proc.stdout)
+        result: dict[str, Any] = json_document(proc)
         return result
 
     def hold(self, host: str, port: int = 22, seconds: float = 120) -> subprocess.Popen[str]:
@@ -413,7 +430,7 @@ class Sshd:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
     def doctor(self, address: str, *args: str, global_args: tuple[str, ...] = ()) -> Any:
         """`unban doctor ADDRESS --json` against this sshd's config and log."""
@@ -429,7 +446,7 @@ class Sshd:
             "--json",
         )
         assert proc.returncode in (0, 3), proc.stderr
-        result = json.loads(proc.stdout)
+        result = json_document(proc)
         result["returncode"] = proc.returncode
         return result
 
@@ -607,7 +624,7 @@ class Fail2ban:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
     def snapshot(self) -> dict[str, tuple[bytes, int, int, int]]:
         """Every file of the config dir: bytes, mode, uid, gid."""

@@ -59,6 +59,7 @@ class Healed:
     error: str = ""
     change_set: Optional[str] = None
     plan: tuple[str, ...] = ()  # a dry run: the plan `unban me` would apply (its lines)
+    planned: int = 0  # a dry run: the changes that plan would make
 
 
 @dataclass(frozen=True)
@@ -157,33 +158,6 @@ def summary(report: HealReport) -> str:
     return f"{head}: {', '.join(parts)} (exit {report.exit_status})"
 
 
-def as_json(report: HealReport) -> dict[str, object]:
-    """The --json summary."""
-    return {
-        "config": report.config,
-        "skipped": report.skipped or None,
-        "protected": list(report.protected),
-        "hostnames": report.hostnames,
-        "unresolved": list(report.unresolved),
-        "results": [
-            {
-                "address": r.address,
-                "status": r.status,
-                "exit_status": r.exit_status,
-                "changes": list(r.changes),
-                "remaining": list(r.remaining),
-                "error": r.error or None,
-                "change_set": r.change_set,
-            }
-            for r in report.results
-        ],
-        "healed": [
-            r.address for r in report.results if r.status in (HEALED, STILL_BLOCKED) and r.changes
-        ],
-        "exit_status": report.exit_status,
-    }
-
-
 def targets(config: HealConfig) -> tuple[list[Network], dict[str, list[str]], list[str]]:
     """The config's networks, then every address its host names resolve to now (no repeats).
 
@@ -244,8 +218,9 @@ def from_me(result: MeResult) -> Healed:
     else:
         status, code = CLEAR, int(ExitStatus.OK)
     plan = tuple(me.plan_lines(result.plan, result.ignore)) if result.dry_run else ()
+    planned = me.planned_changes(result.plan, result.ignore) if result.dry_run else 0
     return Healed(
-        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan
+        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan, planned
     )
 
 

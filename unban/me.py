@@ -48,6 +48,7 @@ from unban.reverter import (
     ChangeSet,
     Reverter,
 )
+from unban.shellwords import argv_of
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -75,6 +76,8 @@ class Refusal:
     key: str  # a layer name (iptables, hosts, ...) or a doctor check key (users, maxstartups)
     what: str
     fix: str  # a command a person can run, or what to change
+    finding: Optional[Finding] = None  # what refuses it, when a layer found it
+    argv: tuple[str, ...] = ()  # the fix as one command's argv, when it is one
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class UndoResult:
 
 
 def summary_line(result: MeResult) -> str:
-    changes = len(result.plan.steps) + len(result.ignored)
+    changes = planned_changes(result.plan, result.ignore)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)
@@ -272,6 +275,14 @@ def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
     except (UnbanError, ConfigError) as exc:
         notes.append(f"fail2ban's ignoreip is left as it is: {exc}")
         return None
+
+
+def planned_changes(plan: Plan, ignore_plan: Any) -> int:
+    """The plan's changes, each a step of the JSON plan: the layers' steps, then the ignoreip
+    step's file writes and live additions."""
+    if ignore_plan is None:
+        return len(plan.steps)
+    return len(plan.steps) + len(ignore_plan.edits) + len(ignore_plan.live)
 
 
 def _changes_ignoreip(ignore_plan: Any) -> bool:
@@ -764,17 +775,21 @@ def refusals(
         if finding.on_path is False:
             continue  # it names the address, but a new SYN never meets it: not a refusal
         fix = fixes.get(finding, "")
+        argv = tuple(argv_of(fix) or ())
         if not finding.targeted:
+            argv = ("unban", "me", shown, "--broad")
             fix = f"unban me {shown} --broad" + (f"  (or: {fix})" if fix else "")
         elif not fix:
-            fix = f"unban me {shown}"
+            argv, fix = ("unban", "me", shown), f"unban me {shown}"
             if finding.owner not in ("manual", "") and not finding.owner.startswith("fail2ban"):
-                fix = f"change it with {finding.owner.split(':')[0]}, which owns it"
+                argv, fix = (), f"change it with {finding.owner.split(':')[0]}, which owns it"
         what = f"{finding.location()}: {finding.rule}"
         if finding.element:
             what += f" (element {finding.element})"
         kind = "broad" if not finding.targeted else "targeted"
-        out.append(Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix))
+        out.append(
+            Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix, finding, argv)
+        )
     return out
 
 
@@ -783,8 +798,9 @@ def path_refusals(report: Report, already: Sequence[Refusal]) -> list[Refusal]:
     and that no refusal already names (a stop no layer could make a finding of)."""
     if any(r.key in ("iptables", "nftables", "xt_recent", "ipset") for r in already):
         return []
+    broad = ("unban", "me", report.target, "--broad")
     return [
-        Refusal("firewall", way.line(), f"unban me {report.target} --broad")
+        Refusal("firewall", way.line(), " ".join(broad), argv=broad)
         for way in report.reach
         if not way.is_open
     ]
@@ -862,7 +878,7 @@ def _shown(network: str) -> str:
 
 def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
     """The plan as `unban me` prints it before applying it."""
-    changes = len(plan.steps) + (0 if ignore_plan is None else len(ignore_plan.edits))
+    changes = planned_changes(plan, ignore_plan)
     if plan.is_empty() and not _changes_ignoreip(ignore_plan):
         lines = [f"nothing to change for {plan.target}"]
     else:

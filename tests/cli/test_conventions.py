@@ -218,10 +218,12 @@ def test_undo_dry_run_shows_the_plan_and_changes_nothing(box: Box) -> None:
     ]
     assert box.memory.blocks == []
     data = json.loads(box.invoke("rollback", "--dry-run", "--json").stdout)
-    assert data["dry_run"] is True and data["plan"]["change_set"] == "1"
+    assert data["dry_run"] is True and data["change_set"] == "1"
+    assert data["would_change"] is True and data["changed"] is False
     assert box.memory.blocks == []
     real = json.loads(box.invoke("undo", "--json").stdout)
-    assert real["plan"] == data["plan"]  # the plan the dry run showed is the one undone
+    assert real["steps"] == data["steps"]  # the plan the dry run showed is the one undone
+    assert real["changed"] is True and real["undone"]
     assert box.memory.blocks == [("filter", f"{IP}/32")]
 
 

@@ -78,16 +78,16 @@ def test_json_is_the_only_stdout(setup: Setup) -> None:
     result = runner.invoke(cli.app, [*setup.args, "me", IP, "--json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert (data["status"], data["blocked"], data["changed"], data["change_set"]) == (
+    assert (data["exit_code"], data["blocked"], data["changed"], data["change_set"]) == (
         0,
         True,
         True,
         "1",
     )
     assert data["summary"].startswith(f"{IP}: unblocked")
-    assert data["applied"][0]["layer"] == "iptables"
+    assert [s["layer"] for s in data["plan"]["steps"]] == ["iptables"]
     undone = json.loads(runner.invoke(cli.app, [*setup.args, "undo", "1", "--json"]).stdout)
-    assert undone["undone"]["change_set"] == "1"
+    assert undone["change_set"] == "1"
 
 
 def test_dry_run_changes_nothing(setup: Setup) -> None:

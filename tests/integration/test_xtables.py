@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.contract import owner_of
 from tests.integration.conftest import Netns
 from unban import engine
 from unban.address import parse_target
@@ -59,7 +60,7 @@ def test_find_reports_every_backend_and_family(netns: Netns) -> None:
             f["chain"],
             f["line"],
             f["verdict"],
-            f["owner"],
+            owner_of(f),
             f["targeted"],
         )
         for f in report["findings"]
@@ -134,7 +135,7 @@ def test_dry_run_changes_nothing_and_its_commands_do_the_same_job(
     plan = netns.unban_json("remove", "203.0.113.4", "--dry-run")
     assert plan["dry_run"] is True
     assert save(netns, backend) == before
-    commands = [step["command"] for batch in plan["plan"]["batches"] for step in batch["steps"]]
+    commands = [step["text"] for step in plan["plan"]["steps"]]
     assert commands == [
         f"{ipt(backend)} -t filter -D f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
     ]
@@ -145,8 +146,8 @@ def test_dry_run_changes_nothing_and_its_commands_do_the_same_job(
     for command in commands:  # a person running the printed commands gets the same result
         netns.run(*shlex.split(command))
     by_hand = save(netns, backend)
-    for command in plan["plan"]["batches"][0]["steps"]:
-        netns.run(*shlex.split(command["undo_command"]))
+    for step in plan["plan"]["steps"]:
+        netns.run(*step["undo"]["argv"])
     assert save(netns, backend) == before
     assert netns.unban("remove", "203.0.113.4").returncode == 0
     assert save(netns, backend) == by_hand

@@ -14,16 +14,16 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
 
 import unban
 from unban import fail2ban
+from unban.contract import error_document
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.model import as_json
 from unban.progress import Progress, stderr_is_terminal
 from unban.reverter import DEFAULT_STATE_DIR
 
@@ -92,11 +92,45 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return [*head, command, *moved_after, *tail]
 
 
+def current_context() -> Any:
+    """The click context of the running command (None outside one)."""
+    try:  # typer >= 0.24 vendors click; 0.23 (Python 3.9, Debian 11) runs on click itself
+        from typer._click.globals import get_current_context  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.globals import get_current_context  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return get_current_context(silent=True)
+
+
+def usage_error() -> Any:
+    """click's UsageError class (vendored by typer >= 0.24)."""
+    try:
+        from typer._click.exceptions import UsageError  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.exceptions import UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return UsageError
+
+
 class UnbanGroup(TyperGroup):
     """The top-level group: global options are accepted after the command too."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        hoisted = hoist_global_options(args)
+        words = hoisted[: hoisted.index("--")] if "--" in hoisted else hoisted
+        ctx.meta["unban.json"] = "--json" in words
+        return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: Any) -> Any:
+        """A command's usage error (an unknown option, a missing argument) with --json: also
+        the error document on stdout, exit 2 as always."""
+        try:
+            return super().invoke(ctx)
+        except usage_error() as exc:
+            if not ctx.meta.get("unban.json"):
+                raise
+            exc.show()
+            name = exc.ctx.info_name if exc.ctx is not None else ""
+            write_json(error_document(name, printable(exc.format_message()), "UsageError", 2))
+            raise typer.Exit(int(ExitStatus.USAGE)) from None
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The rescue commands first: panels in PANELS order, commands as registered."""
@@ -193,28 +227,49 @@ def _root(
 
 
 def guarded(body: Callable[[], int]) -> None:
-    """Run a command body; turn every error into one line on stderr and its exit code."""
+    """Run a command body; turn every error into one line on stderr and its exit code (with
+    --json also the error document on stdout)."""
     try:
         code = body()
     except UnbanError as exc:
         if Options.debug:
             raise
-        error_line(str(exc))
-        raise typer.Exit(int(exc.exit_status)) from None
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, str(exc), int(exc.exit_status))
+    except KeyboardInterrupt as exc:
+        failed(exc, "interrupted", int(ExitStatus.FAILED))
     except OSError as exc:
         if Options.debug:
             raise
-        error_line(os_error_text(exc))
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, os_error_text(exc), int(ExitStatus.FAILED))
     except Exception as exc:
         if Options.debug:
             raise
-        error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        message = f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
+        failed(exc, message, int(ExitStatus.FAILED))
     raise typer.Exit(code)
+
+
+def failed(exc: BaseException, message: str, code: int) -> NoReturn:
+    """The error edge: the line on stderr; with --json the error document on stdout (and
+    nothing else there); exit `code`."""
+    from unban.contract import error_kind
+
+    error_line(message)
+    ctx = current_context()
+    if ctx is not None and ctx.params.get("json_output"):
+        document = error_document(
+            ctx.info_name or "",
+            printable(message),
+            error_kind(exc),
+            code,
+            dry_run=bool(ctx.params.get("dry_run")),
+        )
+        write_json(document)
+    raise typer.Exit(code) from None
+
+
+def write_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def error_line(message: str) -> None:
@@ -242,20 +297,21 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
         yield
 
 
-def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
+def emit(as_json_output: bool, document: Any, lines: Iterable[str]) -> None:
+    """`document` (unban.contract's, for --json) or the text `lines`."""
     if as_json_output:
-        sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
+        write_json(document)
     else:
         for line in lines:
             typer.echo(line)
 
 
 def emit_for_people(
-    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+    as_json_output: bool, document: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
 ) -> None:
     """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
     if as_json_output or not stdout_is_terminal():
-        emit(as_json_output, data, lines)
+        emit(as_json_output, document, lines)
         return
     from rich.console import Console
 

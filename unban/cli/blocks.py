@@ -1,12 +1,13 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from unban import engine, tables
-from unban.address import Network, family_of, parse_target
+from unban.address import Network, family_of, parse_target, show
 from unban.cli.base import (
     BLOCKS,
     DryRunOption,
@@ -21,9 +22,10 @@ from unban.cli.base import (
     helptext,
     progress,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
 from unban.layers import ListQuery
-from unban.model import Plan, Report
+from unban.model import Finding, Plan, Report
 from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.system import require_root
@@ -54,13 +56,18 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         target = parse_target(address)
         require_root()
+        layers = engine.default_layers()
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            report = engine.find(target, engine.default_layers())
+            report = engine.find(target, layers)
+        code = ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
         emit_for_people(
-            json_output, report, report_text(report), lambda: tables.report_tables(report)
+            json_output,
+            contract.find(report, _refusals(report, report.findings, layers), code),
+            report_text(report),
+            lambda: tables.report_tables(report),
         )
-        return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
+        return code
 
     guarded(body)
 
@@ -93,7 +100,7 @@ def list_(
             statuses = [status for layer in layers for status in layer.status()]
         emit_for_people(
             json_output,
-            {"listings": listings, "layers": statuses},
+            contract.listing(listings, statuses),
             [*listing_text(listings), *absent_lines(statuses)],
             lambda: tables.listing_tables(listings, statuses),
         )
@@ -127,9 +134,17 @@ def remove(
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             with changing(changes=not dry_run):
-                plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+                before = engine.find(target, layers)
+                plan = engine.plan(before, layers, broad=broad)
                 return _execute(
-                    plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+                    plan,
+                    target,
+                    "remove",
+                    layers,
+                    shown,
+                    before=before,
+                    dry_run=dry_run,
+                    json_output=json_output,
                 )
 
     guarded(body)
@@ -192,6 +207,7 @@ def delete(
                     "delete",
                     [xtables],
                     shown,
+                    before=None,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
@@ -206,22 +222,30 @@ def _execute(
     layers: list[Any],
     shown: Progress,
     *,
+    before: Optional[Report],
     dry_run: bool,
     json_output: bool,
 ) -> int:
-    """Print the plan; unless dry-run, apply it as one change set and find the address again."""
+    """Print the plan; unless dry-run, apply it as one change set and find the address again.
+    `before`: what `find` read for the plan (None for `delete`, which reads one rule)."""
     from unban import me
 
     shown.idle()
+    address = show(target) if target is not None else None
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
     if dry_run or plan.is_empty():
+        refused = _refusals(Report(plan.target, plan.skipped), plan.skipped, layers)
+        code = ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        document = contract.remove(
+            kind, plan, code, address=address, dry_run=dry_run, refused=refused, report=before
+        )
         emit_for_people(
             json_output,
-            {"dry_run": dry_run, "plan": plan},
+            document,
             [*plan_text(plan), *dry_note],
             lambda: [*tables.plan_tables(plan), *dry_note],
         )
-        return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        return code
     applying = "applying the plan"
     if not json_output:
         emit_for_people(False, None, plan_text(plan), lambda: tables.plan_tables(plan))
@@ -231,7 +255,7 @@ def _execute(
         if not json_output:
             shown.echo(line, applying)
 
-    applied, change_set = me.apply_recorded(
+    _applied, change_set = me.apply_recorded(
         plan,
         layers,
         kind=kind,
@@ -241,23 +265,39 @@ def _execute(
         on_event=echo,
     )
     remaining: Optional[Report] = None
+    refused = []
     if target is not None:
         shown.step("checking again")
         remaining = engine.find(target, engine.default_layers())
+        refused = _refusals(remaining, remaining.findings, layers)
     shown.idle()
+    code = ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    document = contract.remove(
+        kind,
+        plan,
+        code,
+        address=address,
+        dry_run=False,
+        refused=refused,
+        report=remaining,
+        change_set=change_set,
+    )
     emit(
         json_output,
-        {
-            "dry_run": False,
-            "plan": plan,
-            "applied": applied,
-            "change_set": change_set,
-            "remaining": remaining,
-        },
+        document,
         [f"change set {change_set}: `unban undo {change_set}` puts it back"]
         + _remaining_text(remaining),
     )
-    return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    return code
+
+
+def _refusals(report: Report, findings: Sequence[Finding], layers: list[Any]) -> list[Any]:
+    """What refuses the address, each with the fix (me.refusals), and the ways to sshd that
+    are not open though no finding says why."""
+    from unban import me
+
+    refused = me.refusals(report, findings, layers)
+    return refused + me.path_refusals(report, refused)
 
 
 def _remaining_text(remaining: Optional[Report]) -> list[str]:

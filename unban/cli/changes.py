@@ -19,15 +19,16 @@ from unban.errors import ExitStatus
 from unban.system import require_root
 
 
-def history_body(json_output: bool) -> int:
+def history_body(json_output: bool, command: str) -> int:
     from unban import history, tables
+    from unban.contract import commands as contract
     from unban.reverter import Reverter
 
     require_root()
     found = history.entries(Reverter(Options.state_dir))
     emit_for_people(
         json_output,
-        {"change_sets": [e.to_json() for e in found]},
+        contract.history(command, found),
         history.history_lines(found),
         lambda: tables.history_table(found),
     )
@@ -44,7 +45,7 @@ def history_body(json_output: bool) -> int:
     ),
 )
 def history(*, json_output: JsonOption = False) -> None:
-    guarded(lambda: history_body(json_output))
+    guarded(lambda: history_body(json_output, "history"))
 
 
 @app.command(
@@ -62,6 +63,6 @@ def rollback(
     json_output: JsonOption = False,
 ) -> None:
     if list_:
-        guarded(lambda: history_body(json_output))
+        guarded(lambda: history_body(json_output, "rollback"))
     else:
-        guarded(lambda: undo_body(change_id, dry_run, json_output))
+        guarded(lambda: undo_body(change_id, dry_run, json_output, "rollback"))

@@ -21,6 +21,7 @@ from unban.cli.base import (
     helptext,
     progress,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.reverter import DEFAULT_STATE_DIR
@@ -106,18 +107,48 @@ def heal(
         if uninstall:
             removal = schedule.plan_uninstall(places)
             if dry_run:
-                emit(json_output, {"dry_run": True, "plan": removal}, removal.lines())
+                document = contract.schedule(
+                    "uninstall",
+                    dry_run=True,
+                    files=removal.present,
+                    commands=[f"systemctl disable --now {schedule.TIMER}"]
+                    if removal.units_present
+                    else [],
+                )
+                emit(json_output, document, removal.lines())
                 return ExitStatus.OK
             removed = schedule.apply_uninstall(removal, places)
-            emit(json_output, removed, removed.lines())
+            document = contract.schedule(
+                "uninstall",
+                dry_run=False,
+                files=removed.removed,
+                commands=removed.ran,
+                todo=removed.todo,
+            )
+            emit(json_output, document, removed.lines())
             return ExitStatus.OK
         kind = install.value if install is not None else ""
         plan = schedule.plan_schedule(kind, every, config, places, global_args=_global_args())
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines())
+            document = contract.schedule(
+                "install",
+                dry_run=True,
+                files=[path for path, _text in plan.writes],
+                commands=plan.systemctl,
+                how=plan,
+            )
+            emit(json_output, document, plan.lines())
             return ExitStatus.OK
         done = schedule.apply_install(plan, places)
-        emit(json_output, done, done.lines())
+        document = contract.schedule(
+            "install",
+            dry_run=False,
+            files=done.written,
+            commands=done.ran,
+            todo=done.todo,
+            how=done,
+        )
+        emit(json_output, document, done.lines())
         return ExitStatus.OK
 
     guarded(body)
@@ -134,7 +165,7 @@ def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> i
             state_dir=Options.state_dir,
         )
     if json_output:
-        emit(True, heal_mod.as_json(report), [])
+        emit(True, contract.heal(report), [])
     else:
         for line in heal_mod.output_lines(report):
             typer.echo(line)

@@ -71,6 +71,7 @@ def _ignore_command(
     dry_run: bool,
     as_json: bool,
 ) -> int:
+    from unban.contract import commands as contract
     from unban.fail2ban import ignoreip
     from unban.layers.fail2ban import Fail2banLayer
     from unban.reverter import Reverter
@@ -88,18 +89,14 @@ def _ignore_command(
     banned = []
     if operation == "ignore":
         banned = [f for f in Fail2banLayer(confdir, Options.state_dir).find(target) if f.targeted]
-    emit(
-        as_json,
-        {
-            "dry_run": dry_run,
-            "plan": plan,
-            "diffs": {edit.path: edit.diff() for edit in plan.edits},
-            "change_set": result.change_set if result else None,
-            "verified": result.verified if result else "",
-            "still_banned": banned,
-        },
-        _ignore_lines(plan, result, dry_run, banned),
+    document = contract.ignore(
+        plan,
+        dry_run=dry_run,
+        change_set=result.change_set if result else None,
+        verified=result.verified if result else "",
+        still_banned=banned,
     )
+    emit(as_json, document, _ignore_lines(plan, result, dry_run, banned))
     return ExitStatus.OK
 
 

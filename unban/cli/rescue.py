@@ -18,8 +18,8 @@ from unban.cli.base import (
     helptext,
     progress,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
-from unban.model import as_json
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -128,21 +128,13 @@ def me(
                     confdir=Options.fail2ban_conf,
                     state_dir=Options.state_dir,
                 )
-        data = {
-            **as_json(result),
-            "source": source or None,
-            "status": int(result.status),
-            "blocked": result.blocked,
-            "changed": result.changed,
-            "summary": result.summary,
-        }
-        emit(json_output, data, me_mod.text_lines(result))
+        emit(json_output, contract.me(result, source), me_mod.text_lines(result))
         return result.status
 
     guarded(body)
 
 
-def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int:
+def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool, command: str) -> int:
     """`unban undo` (and its alias `unban rollback`): the plan, then, unless dry-run, undo it."""
     from unban import history
     from unban.reverter import Reverter
@@ -151,12 +143,14 @@ def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int
     with changing(changes=not dry_run, recover=False):  # a run cut short is what undo takes
         plan = history.undo_plan(Reverter(Options.state_dir), change_id)
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
+            document = contract.undo(command, plan, dry_run=True)
+            emit(json_output, document, plan.lines(done=False))
             return ExitStatus.OK
         with progress(json_output) as shown:
             shown.step(f"putting back change set {plan.change_set}")
             result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
-    emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
+    document = contract.undo(command, plan, dry_run=False, result=result)
+    emit(json_output, document, plan.lines(done=True))
     return ExitStatus.OK
 
 
@@ -177,7 +171,7 @@ def undo(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: undo_body(change_id, dry_run, json_output))
+    guarded(lambda: undo_body(change_id, dry_run, json_output, "undo"))
 
 
 @app.command(
@@ -226,13 +220,14 @@ def doctor(
         with progress(json_output) as shown:
             shown.step("checking fail2ban, the packet filters, sshd and the logs")
             diagnosis = doctor_mod.diagnose(address, options)
+        code = ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
         if json_output:
-            emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
+            emit(True, contract.doctor(diagnosis, code), [])
         else:
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+        return code
 
     guarded(body)
 
@@ -273,7 +268,8 @@ def probe(
             except UnicodeError:
                 raise InputError(f"'{host}' is not a host name or an address") from None
             report = probe_mod.probe(host, port, count=count, timeout=timeout)
-        emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
-        return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        code = ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        emit(json_output, contract.probe(report, code), probe_mod.text_lines(report))
+        return code
 
     guarded(body)

@@ -61,6 +61,8 @@ class Ban:
     actions: tuple[str, ...]
     ignored_by: Optional[str]  # the ignoreip entry that already covers the target, if any
     clears: tuple[str, ...]
+    banned_at: Optional[float] = None  # epoch seconds; None: unknown
+    expires_at: Optional[float] = None  # None: unknown, or never (`until` says "forever")
 
 
 def parse_with_time(line: str) -> Optional[tuple[str, str, str]]:
@@ -101,6 +103,9 @@ def to_finding(ban: Ban, target: Network, backend: str) -> Finding:
         network=str(ban.network),
         targeted=is_targeted(ban.network, target),
         clears=ban.clears,
+        banned_at=ban.banned_at,
+        expires_at=ban.expires_at,
+        permanent=ban.until == "forever",
     )
 
 
@@ -303,6 +308,8 @@ class Fail2banLayer:
                     actions,
                     ignored,
                     clears_of(actions, ()),
+                    banned_at=float(row.timeofban),
+                    expires_at=None if row.until is None else float(row.until),
                 )
             )
         return bans
@@ -473,7 +480,20 @@ def _describe(client: Client, jail: str, ip: str, network: Network, since: str, 
         actions,
         covering(live_ignore, network),
         clears_of(actions, unbans),
+        banned_at=local_epoch(since),
+        expires_at=local_epoch(until),
     )
+
+
+def local_epoch(text: str) -> Optional[float]:
+    """`2026-12-01 07:30:21` in this host's time zone (as fail2ban and format_time write it)
+    as epoch seconds; None for "forever", "(unknown)" or anything else."""
+    import time
+
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _jail_list(status: Any) -> list[str]:
