@@ -161,6 +161,37 @@ def test_playbook_lifts_every_block_then_undo_restores(fleet: Fleet, tmp_path: P
         assert undone["already_undone"] is True, undone
 
 
+def test_still_blocked_is_a_result_and_errors_fail_with_unbans_message(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    host = next(host for host in fleet.hosts if host.name == "ruled")
+    broad = ["INPUT", "-s", "203.0.113.0/24", "-p", "tcp", "--dport", "22", "-j", "REJECT"]
+    host.sshd.run("iptables", "-I", *broad)
+    try:
+        run = fleet.playbook(
+            PLAYBOOKS / "edges.yml", "--limit", host.name,
+            extra={"client": CLIENT4, "report_dir": str(tmp_path)},
+        )  # fmt: skip
+        assert run.returncode == 0, run.output()  # the failures were ignored, nothing else failed
+        assert run.recap[host.name]["failed"] == 0 and "...ignoring" in run.stdout, run.output()
+        results = _results(tmp_path)[host.name]
+        soft, hard, bad = (results[key] for key in ("soft", "hard", "bad"))
+        assert isinstance(soft, dict) and isinstance(hard, dict) and isinstance(bad, dict)
+        assert soft["still_blocked"] is True and soft["exit_code"] == 3, soft
+        assert soft.get("failed") is not True and soft["open"] is False, soft
+        refused = soft["still_refused"]
+        assert isinstance(refused, list) and refused, soft
+        assert any("203.0.113.0/24" in item["detail"] for item in refused), refused
+        assert hard["failed"] is True and hard["still_blocked"] is True, hard
+        assert f"{CLIENT4} is still refused" in str(hard["msg"]), hard
+        assert bad["failed"] is True and bad["rc"] == 2, bad
+        assert "unban failed (exit 2, " in str(bad["msg"]), bad
+        assert "203.0.113.999" in str(bad["msg"]) and bad["unban"]["error"]["message"], bad
+        assert not host.banner()[0], "the broad rule should still refuse the client"
+    finally:
+        host.sshd.run("iptables", "-D", *broad)
+
+
 def test_role_writes_the_heal_config_and_schedules_heal(fleet: Fleet) -> None:
     run = fleet.playbook(PLAYBOOKS / "role.yml", extra={"client": CLIENT4})
     assert run.returncode == 0, run.output()
