@@ -193,6 +193,11 @@ def test_still_blocked_is_a_result_and_errors_fail_with_unbans_message(
 
 
 def test_role_writes_the_heal_config_and_schedules_heal(fleet: Fleet) -> None:
+    run = fleet.playbook(PLAYBOOKS / "role.yml", "--check", extra={"client": CLIENT4})
+    assert run.returncode == 0, run.output()
+    for host in fleet.hosts:
+        assert run.recap[host.name]["changed"] >= 1, run.output()
+        assert not (host.upper / "unban").exists() and not (host.upper / "cron.d").exists()
     run = fleet.playbook(PLAYBOOKS / "role.yml", extra={"client": CLIENT4})
     assert run.returncode == 0, run.output()
     for host in fleet.hosts:
