@@ -256,3 +256,13 @@ def test_the_schema_ships_with_the_package() -> None:
     loaded = schema()
     assert loaded["properties"]["schema_version"]["const"] == SCHEMA_VERSION
     assert json.loads(json.dumps(loaded)) == loaded
+
+
+def test_the_readme_s_examples_are_valid() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### JSON output", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"```json\n(.*?)```", section, re.S)
+    assert len(examples) == 2
+    dry, failed = (validated(text) for text in examples)
+    assert dry["plan"]["changes"] == len(dry["plan"]["steps"]) and dry["would_change"] is True
+    assert failed["error"]["exit_code"] == failed["exit_code"] == 2

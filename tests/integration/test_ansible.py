@@ -92,6 +92,7 @@ def test_playbook_lifts_every_block_then_undo_restores(fleet: Fleet, tmp_path: P
         facts = results[host.name]["facts"]
         assert isinstance(lifted, dict) and isinstance(facts, dict)
         assert lifted["changed"] is True and lifted["change_set"] is None, lifted
+        assert lifted["open"] is False and lifted["would_open"] is True, lifted
         assert lifted["plan"]["changes"] == len(lifted["plan"]["steps"]) > 0, lifted
         assert facts["blocked"] is True and facts["findings"], facts
     banned = results["banned"]["lifted"]

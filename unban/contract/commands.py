@@ -15,13 +15,23 @@ from unban.model import Finding, Plan, Report
 
 
 def _open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bool]:
-    """The final verdict: nothing refuses the address and every judged way to sshd is open;
-    None when nothing could be judged (a network, not one address)."""
+    """The verdict on `report`: nothing refuses the address (`refused`: what does, with the
+    fixes) and every judged way to sshd is open; None when it could not be judged (a network,
+    not one address, with no way to sshd judged)."""
+    if refused or (report is not None and report.refused):
+        return False
+    if report is None or (not report.reach and "/" in report.target):
+        return None
+    return True
+
+
+def _would_open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bool]:
+    """A dry run's verdict after the plan: `refused` is what the plan would leave."""
     if refused:
         return False
     if report is None or (not report.reach and "/" in report.target):
         return None
-    return not report.refused
+    return True
 
 
 def find(report: Report, refused: Sequence[Any], exit_code: int) -> Json:
@@ -77,13 +87,9 @@ def me(result: Any, address_source: Optional[str]) -> Json:
     planned = core.plan(plan, step_text, ignore_steps(result.ignore))
     report = result.after if result.after is not None else result.before
     refused = list(result.still_refused)
-    if result.dry_run:
-        is_open = False if result.before.refused else _open(report, refused)
-    else:
-        is_open = _open(report, refused)
     fields: Json = {}
     if result.dry_run:
-        fields["would_open"] = _open(report, refused) if not refused else False
+        fields["would_open"] = _would_open(report, refused)
     return core.envelope(
         "me",
         int(result.status),
@@ -93,10 +99,10 @@ def me(result: Any, address_source: Optional[str]) -> Json:
         change_set=result.change_set,
         address=result.target,
         address_source=address_source or None,
-        open=is_open,
+        open=_open(report, refused),
         **fields,
         still_refused=[core.refusal(r) for r in refused],
-        findings=core.findings_with_fixes(core.plan_findings(plan), ()),
+        findings=core.planned_findings(plan),
         left_alone=core.findings_with_fixes([*plan.skipped, *plan.aside], refused),
         plan=planned,
         reach=[core.way(w) for w in report.reach],
@@ -123,6 +129,9 @@ def remove(
     from unban.me import step_text
 
     planned = core.plan(plan, step_text)
+    fields: Json = {}
+    if dry_run:
+        fields["would_open"] = _would_open(report, refused) if address is not None else None
     return core.envelope(
         command,
         exit_code,
@@ -132,8 +141,9 @@ def remove(
         change_set=change_set,
         address=address,
         open=_open(report, refused) if address is not None else None,
+        **fields,
         still_refused=[core.refusal(r) for r in refused],
-        findings=core.findings_with_fixes(core.plan_findings(plan), ()),
+        findings=core.planned_findings(plan),
         left_alone=core.findings_with_fixes([*plan.skipped, *plan.aside], refused),
         plan=planned,
         reach=[core.way(w) for w in report.reach] if report is not None else [],

@@ -306,6 +306,10 @@ def plan(value: Plan, what: Any, extra: Sequence[Json] = ()) -> Json:
     return {"changes": len(steps), "steps": steps}
 
 
-def plan_findings(value: Plan) -> list[Finding]:
-    """The findings the plan acts on, once each, in plan order."""
-    return list(dict.fromkeys(s.finding for s in value.steps))
+def planned_findings(value: Plan) -> list[Json]:
+    """The findings the plan lifts, once each, in plan order, each with its step's command
+    as the fix."""
+    first: dict[Finding, Step] = {}
+    for s in value.steps:
+        first.setdefault(s.finding, s)
+    return [finding(f, command(s.command)) for f, s in first.items()]

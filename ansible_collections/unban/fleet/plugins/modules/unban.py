@@ -120,9 +120,15 @@ still_blocked:
   type: bool
 open:
   description:
-    - The final verdict, read afresh after the run; a new SYN from the address reaches sshd.
-    - C(null) when it was not judged (check mode).
+    - The verdict read afresh after the run; nothing refuses the address and a new SYN from it
+      reaches sshd. In check mode, the verdict as it is now.
+    - C(null) when it could not be judged.
   returned: always
+  type: bool
+would_open:
+  description:
+    - In check mode, the verdict once the plan is applied (what C(still_refused) says would be left).
+  returned: check mode
   type: bool
 findings:
   description: What refused the address and the plan acted on (unban's finding objects).
@@ -144,7 +150,9 @@ findings:
         argv: [unban, me, 203.0.113.4]
         text: unban me 203.0.113.4
 still_refused:
-  description: What still refuses the address after the run, each with the command that would clear it.
+  description:
+    - What still refuses the address after the run (in check mode, what would be left after the
+      plan), each with the command that would clear it.
   returned: always
   type: list
   elements: dict
@@ -234,6 +242,8 @@ def main():
         exit_code=result.rc,
         cmd=result.argv,
     )
+    if module.check_mode:
+        output["would_open"] = data.get("would_open")
     if module._diff and changed:
         output["diff"] = plan_diff(plan, module.params["address"])
     if still_blocked and module.params["fail_if_still_blocked"]:
