@@ -33,7 +33,6 @@ from typing import Any, Callable, Optional
 
 from unban import engine, render
 from unban.address import Network, parse_network, show
-from unban.engine import DeferredSignals
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
 from unban.journal import ME_BATCH, ChangeSetJournal, rebuild
 from unban.layers import Layer
@@ -49,6 +48,7 @@ from unban.reverter import (
     Reverter,
 )
 from unban.shellwords import argv_of
+from unban.signals import DeferredSignals
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -816,8 +816,10 @@ def sshd_checks(
     """
     import ipaddress
 
-    from unban import doctor
     from unban import sshd as sshd_mod
+    from unban import sshd_runtime
+    from unban.checks.sshd import maxstartups_check, users_check
+    from unban.path.model import BLOCKS, MAY_BLOCK
 
     try:
         binary = sshd_mod.sshd_binary()
@@ -826,17 +828,19 @@ def sshd_checks(
         notes.append(f"sshd not checked: {exc}")
         return []
     port = config.ports[0] if config.ports else 22
-    checks = [doctor.users_check(doctor._user_access(config, user, address), user)]
+    checks = [users_check(sshd_runtime.user_access(config, user, address), user)]
     try:
-        load = doctor._load(port, ipaddress.ip_address(address), config.per_source_netblock)
-        checks.append(doctor.maxstartups_check(config, load, address, (), port))
+        load = sshd_runtime.startup_load(
+            port, ipaddress.ip_address(address), config.per_source_netblock
+        )
+        checks.append(maxstartups_check(config, load, address, (), port))
     except LayerError as exc:
         notes.append(f"MaxStartups not checked: {exc}")
     out = []
     for check in checks:
-        if check.verdict == doctor.BLOCKS:
+        if check.verdict == BLOCKS:
             out.append(Refusal(check.key, check.summary, check.fix[0] if check.fix else ""))
-        elif check.verdict == doctor.MAY_BLOCK:
+        elif check.verdict == MAY_BLOCK:
             notes.append(f"{check.title}: {check.summary}")
     return out
 

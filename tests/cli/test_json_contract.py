@@ -266,3 +266,26 @@ def test_the_readme_s_examples_are_valid() -> None:
     dry, failed = (validated(text) for text in examples)
     assert dry["plan"]["changes"] == len(dry["plan"]["steps"]) and dry["would_change"] is True
     assert failed["error"]["exit_code"] == failed["exit_code"] == 2
+
+
+def test_doctor_s_document_maps_a_check_s_findings() -> None:
+    from unban.checks import Check, Diagnosis
+    from unban.contract import commands as contract
+    from unban.path.model import BLOCKS
+
+    ban = Finding("fail2ban", "server", "ipv4", "", "sshd", None, None, "banned", "ban",
+                  "fail2ban:sshd", f"{IP}/32", True)  # fmt: skip
+    check = Check(
+        "fail2ban",
+        "fail2ban",
+        BLOCKS,
+        "banned in jail sshd",
+        ("banned",),
+        (f"unban me {IP}", "sshd -t  (shows what is wrong)"),
+        data={"findings": [ban]},
+    )
+    data = validated(json.dumps(contract.doctor(Diagnosis(IP, 22, None, None, (check,)), 3)), 3)
+    (shaped,) = data["checks"]
+    assert shaped["data"]["findings"][0]["jail"] == "sshd"
+    assert [f["argv"] for f in shaped["fix"]] == [["unban", "me", IP], None]
+    assert data["open"] is False and data["cause"]["key"] == "fail2ban"

@@ -11,6 +11,7 @@ import pytest
 from tests.contract import owner_of
 from tests.integration.conftest import Netns
 from unban import engine
+from unban._sandbox import json_document
 from unban.address import parse_target
 from unban.errors import ApplyError, RuleChangedError
 from unban.layers.xtables import XtablesLayer, build_batches
@@ -193,6 +194,9 @@ def test_delete_asks_which_backend_when_both_have_the_chain(netns: Netns) -> Non
     assert "--backend nft|legacy" in proc.stderr
     proc = netns.unban("delete", "f2b-sshd", "1", "--backend", "nft", "--json")
     assert proc.returncode == 0, proc.stderr
+    done = json_document(proc)
+    assert (done["command"], done["changed"], done["plan"]["changes"]) == ("delete", True, 1)
+    assert done["change_set"] and done["address"] is None and done["open"] is None
     assert len(chain_rules(netns, "nft", "f2b-sshd")) == 1
     assert len(chain_rules(netns, "legacy", "f2b-sshd")) == 2
 
@@ -262,6 +266,7 @@ def test_concurrent_bans_are_never_lost_and_the_right_rules_go(netns: Netns, bac
     out, err = inserter.communicate(timeout=120)
     assert inserter.returncode == 0, err
     assert removed.returncode == 0, removed.stderr
+    assert json_document(removed)["changed"] is True
 
     rules = chain_rules(netns, backend, "f2b-sshd")
     sources = [r.split()[3].split("/")[0] for r in rules]

@@ -20,6 +20,7 @@ from unban.cli.base import (
 )
 from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
+from unban.path.model import BLOCKS
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -220,7 +221,7 @@ def doctor(
         with progress(json_output) as shown:
             shown.step("checking fail2ban, the packet filters, sshd and the logs")
             diagnosis = doctor_mod.diagnose(address, options)
-        code = ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+        code = ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
         if json_output:
             emit(True, contract.doctor(diagnosis, code), [])
         else:

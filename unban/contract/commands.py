@@ -14,24 +14,25 @@ from unban.contract.core import Json
 from unban.model import Finding, Plan, Report
 
 
-def _open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bool]:
-    """The verdict on `report`: nothing refuses the address (`refused`: what does, with the
-    fixes) and every judged way to sshd is open; None when it could not be judged (a network,
-    not one address, with no way to sshd judged)."""
-    if refused or (report is not None and report.refused):
-        return False
+def _judged(report: Optional[Report]) -> Optional[bool]:
+    """True, or None when nothing could be judged (a network, not one address, and no way to
+    sshd judged)."""
     if report is None or (not report.reach and "/" in report.target):
         return None
     return True
+
+
+def _open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bool]:
+    """The verdict on `report`: nothing refuses the address (`refused`: what does, with the
+    fixes) and every judged way to sshd is open."""
+    if refused or (report is not None and report.refused):
+        return False
+    return _judged(report)
 
 
 def _would_open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bool]:
-    """A dry run's verdict after the plan: `refused` is what the plan would leave."""
-    if refused:
-        return False
-    if report is None or (not report.reach and "/" in report.target):
-        return None
-    return True
+    """A dry run's verdict once the plan is applied: `refused` is what the plan would leave."""
+    return False if refused else _judged(report)
 
 
 def find(report: Report, refused: Sequence[Any], exit_code: int) -> Json:
@@ -61,7 +62,10 @@ def listing(listings: Sequence[Any], statuses: Sequence[Any]) -> Json:
 
 
 def _plain(value: Any) -> Any:
-    """A layer's listing data (dicts, lists, tuples of plain values) as JSON values."""
+    """A layer's listing data or a check's data (dicts, lists, tuples of plain values, and
+    findings) as JSON values."""
+    if isinstance(value, Finding):
+        return core.finding(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

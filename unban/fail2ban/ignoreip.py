@@ -43,6 +43,7 @@ from unban.fail2ban.config import (
     splitwords,
 )
 from unban.reverter import ChangeSet, Reverter
+from unban.signals import DeferredSignals
 from unban.system import which
 
 IGNORE_KIND = "fail2ban-ignoreip"
@@ -687,7 +688,6 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
     result = IgnoreResult(plan_)
     if plan_.is_empty():
         return result
-    from unban.engine import DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
 
     change_set = reverter.begin(
         f"{plan_.operation} {plan_.address} (fail2ban ignoreip)", kind=plan_.operation
