@@ -71,6 +71,7 @@ class Host:
             "unban_fail2ban_conf": str(self.fail2ban.confdir),
             "unban_state_dir": str(self.fail2ban.state_dir),
             "unban_sshd_config": str(self.sshd.config_path),
+            "unban_sshd_log": str(self.sshd.log_path),
         }
 
     def banner(self) -> tuple[bool, str]:

@@ -95,6 +95,9 @@ def test_playbook_lifts_every_block_then_undo_restores(fleet: Fleet, tmp_path: P
         assert lifted["open"] is False and lifted["would_open"] is True, lifted
         assert lifted["plan"]["changes"] == len(lifted["plan"]["steps"]) > 0, lifted
         assert facts["blocked"] is True and facts["findings"], facts
+        doctor = facts["doctor"]
+        assert isinstance(doctor, dict) and doctor["verdict"] == "blocks", doctor
+        assert doctor["open"] is False and doctor["checks"], doctor
     banned = results["banned"]["lifted"]
     assert isinstance(banned, dict)
     layers = {finding["layer"] for finding in banned["findings"]}
