@@ -79,7 +79,7 @@ def test_a_client_over_a_ufw_limit_is_cleared_and_the_limit_stays(owners_box: Bo
     assert code == 0, result
     layers = [s["finding"]["layer"] for s in result["plan"]["steps"]]
     assert layers == ["xt_recent"]
-    (status,) = [s for s in result["before"]["layers"] if s["layer"] == "ufw"]
+    (status,) = [s for s in result["layers"] if s["layer"] == "ufw"]
     assert "`ufw limit` rule(s) stay" in status["detail"]
     assert box.reachable(SERVER4)
     assert "22/tcp                     LIMIT" in box.run("ufw", "status").stdout

@@ -110,6 +110,7 @@ def me(result: Any, address_source: Optional[str]) -> Json:
         left_alone=core.findings_with_fixes([*plan.skipped, *plan.aside], refused),
         plan=planned,
         reach=[core.way(w) for w in report.reach],
+        layers=[core.layer_status(s) for s in result.before.layers],
         blocked=result.blocked,
         summary=result.summary,
         notes=list(result.notes),
