@@ -168,8 +168,9 @@ def put_back_lines(info: ChangeSetInfo) -> list[str]:
 
 
 def _action_put_back(action: Mapping[str, Any]) -> list[str]:
+    from unban.exemptions.stage import STAGE
     from unban.fail2ban.ignoreip import IGNORE_KIND
-    from unban.me import IGNORE_LAYER, ME_BATCH, rebuild
+    from unban.me import ME_BATCH, rebuild
 
     if action.get("kind") == IGNORE_KIND:
         jail, ip = action.get("jail"), action.get("ip")
@@ -179,8 +180,8 @@ def _action_put_back(action: Mapping[str, Any]) -> list[str]:
     if action.get("kind") != ME_BATCH:
         return [f"undo {action.get('summary') or action.get('kind')}"]
     layer = action.get("layer")
-    if layer == IGNORE_LAYER:
-        return []  # its files and its live changes (IGNORE_KIND actions) are listed themselves
+    if layer == STAGE:
+        return []  # its files and live changes (IGNORE_KIND, EXEMPTION_KIND) are listed
     if layer == "fail2ban" and action.get("scope") == "server":
         return [
             f"put back the ban of {ban[2]} in fail2ban jail {ban[1]}"

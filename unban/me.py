@@ -16,15 +16,16 @@ exit status either way.
 
 Order of the changes, each a batch of the engine's plan: fail2ban (unban in every jail, or its
 database when the server is stopped), the packet filters (targeted findings; broad ones only
-with `broad`), /etc/hosts.allow and /etc/hosts.deny, then fail2ban's ignoreip (unless
-`ignore=False`). One reverter change set holds everything: the backups of every file changed
-(hosts files, fail2ban's database, jail.local...) and, as JSON actions, every other batch with
-its undo data, so `unban undo` can put it all back in a later process (`undo`).
+with `broad`), /etc/hosts.allow and /etc/hosts.deny, the owners (sshguard's blacklist file,
+CrowdSec's decisions), then the exemptions of every ban source here (fail2ban's ignoreip,
+sshguard's whitelist, CrowdSec's whitelist: unban.exemptions; not with `ignore=False`). One
+reverter change set holds everything: the backups of every file changed (hosts files,
+fail2ban's database, jail.local...) and, as JSON actions, every other batch with its undo data,
+so `unban undo` can put it all back in a later process (`undo`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,9 +35,14 @@ from typing import Any, Callable, Optional
 from unban import engine, render
 from unban.address import Network, parse_network, show
 from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
+from unban.exemptions import IGNORE, Exemption, ExemptionPlan
+from unban.exemptions import default_exemptions as _default_exemptions
+from unban.exemptions import plans as exemption_plans
+from unban.exemptions.stage import STAGE, ExemptionStage
+from unban.exemptions.stage import notes as exemption_notes
 from unban.journal import ME_BATCH, ChangeSetJournal, rebuild
 from unban.layers import Layer
-from unban.model import Batch, Finding, LayerStatus, Plan, Report, Step, as_json
+from unban.model import Batch, Finding, Plan, Report, Step, as_json
 from unban.recovery import default_layers
 from unban.reverter import (
     APPLIED,
@@ -55,14 +61,23 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
-    "owners": ("ufw", "firewalld", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
+    "owners": (
+        "ufw",
+        "firewalld",
+        "netfilter-persistent",
+        "ipset-persistent",
+        "nftables.conf",
+        "sshguard",
+        "crowdsec",
+    ),
     "sshd": ("sshd",),  # PerSourcePenalties (OpenSSH 9.8+)
 }
 
 Event = Callable[[str], None]
-IGNORE_LAYER = "ignoreip"
-FILE_LAYERS = ("hosts", IGNORE_LAYER)
+FILE_LAYERS = ("hosts", "sshguard", STAGE)
 LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
+# Exemptions of the ban sources each LAYER_GROUPS group holds (heal's `layers`).
+EXEMPTION_GROUPS = {"fail2ban": ("fail2ban",), "owners": ("sshguard", "crowdsec")}
 
 
 def _quiet(_line: str) -> None:
@@ -88,9 +103,9 @@ class MeResult:
     dry_run: bool
     before: Report
     plan: Plan
-    ignore: Any = None  # fail2ban.ignoreip.IgnorePlan, or None with ignore=False / no fail2ban
+    exemptions: tuple[ExemptionPlan, ...] = ()  # every present ban source's (none: ignore=False)
     applied: tuple[Batch, ...] = ()
-    ignored: tuple[str, ...] = ()  # what the ignoreip step did, one line each
+    ignored: tuple[str, ...] = ()  # what the exemption steps did, one line each
     change_set: Optional[str] = None
     after: Optional[Report] = None
     still_refused: tuple[Refusal, ...] = ()
@@ -127,7 +142,7 @@ class UndoResult:
 
 
 def summary_line(result: MeResult) -> str:
-    changes = planned_changes(result.plan, result.ignore)
+    changes = planned_changes(result.plan, result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)
@@ -158,18 +173,21 @@ def run_me(
     keep_sshd_exempt: bool = False,
     on_event: Event = _quiet,
     layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
     confdir: Optional[str] = None,
     state_dir: Optional[str] = None,
     change_kind: str = "me",
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
-    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts"; None: all).
-    `ignore`: also put the address into fail2ban's ignoreip. `check_sshd`: also ask sshd
-    (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
-    "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
-    `keep_sshd_exempt`: put the address into sshd's PerSourcePenaltyExemptList even without an
-    active penalty (heal keeps protected addresses there).
+    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners", "sshd"; None:
+    all), and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
+    address in every ban source present (`exemptions`, default: unban.exemptions').
+    `check_sshd`: also ask sshd (AllowUsers/DenyUsers for `user`, MaxStartups) what still
+    refuses it. `on_event` gets each "what it did" line as it happens (the CLI prints them;
+    heal passes nothing: quiet). `keep_sshd_exempt`: put the address into sshd's
+    PerSourcePenaltyExemptList even without an active penalty (heal keeps protected addresses
+    there).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
@@ -183,8 +201,9 @@ def run_me(
             default_layers(confdir, state_dir, sshd_config, keep_sshd_exempt), groups
         )
     layers = list(layers)
-    if groups is not None and "fail2ban" not in groups:
-        ignore = False
+    chosen = select_exemptions(
+        _default_exemptions(confdir) if exemptions is None else exemptions, groups
+    )
     shown = show(target)
     notes: list[str] = []
     if target.num_addresses != 1:
@@ -194,14 +213,15 @@ def run_me(
         )
     before = engine.find(target, layers)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
-    ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
-    for line in plan_lines(plan, ignore_plan):
+    exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
+    notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
+    for line in plan_lines(plan, exempting):
         on_event(line)
     sshd_refusals: list[Refusal] = []
     if check_sshd and target.num_addresses == 1:
         sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
-    base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
-    nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
+    base = MeResult(shown, dry_run, before, plan, exempting, notes=tuple(notes))
+    nothing = plan.is_empty() and not stage_changes(exempting)
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
         if nothing:
@@ -215,15 +235,15 @@ def run_me(
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = _transaction(
-        target, plan, ignore_plan, layers, reverter, confdir, event, change_kind
+        plan, exempting, layers, chosen, reverter, confdir, event, change_kind
     )
     after = engine.find(target, layers)  # layers read the system again after a change
-    stale = fail2ban_leftovers(after, applied, target)
-    deadline = time.monotonic() + LEFTOVER_WAIT
+    stale = leftovers(after, applied, target)
+    deadline = time.monotonic() + settle_time(applied, layers)
     while stale and time.monotonic() < deadline:
-        time.sleep(0.25)  # fail2ban may still be running its ban or unban actions: let them end
+        time.sleep(0.25)  # fail2ban's actions or a bouncer's poll may still be on their way
         after = engine.find(target, layers)
-        stale = fail2ban_leftovers(after, applied, target)
+        stale = leftovers(after, applied, target)
     if stale:
         applied += _sweep(stale, applied, target, layers, change_set, reverter, confdir, event)
         after = engine.find(target, layers)
@@ -256,118 +276,63 @@ def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) ->
     return [layer for layer in layers if layer.name in names]
 
 
-# ---------------------------------------------------------------- ignoreip
+# ---------------------------------------------------------------- exemptions
 
 
-def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
-    """fail2ban.ignoreip's plan to ignore `target` in every enabled jail, or None (with a note
-    saying why) when there is no fail2ban here or its config cannot be changed."""
-    from unban.fail2ban import ignoreip
-    from unban.fail2ban.config import ConfigError
-
-    if not os.path.isfile(os.path.join(confdir, "jail.conf")) and not os.path.isfile(
-        os.path.join(confdir, "jail.local")
-    ):
-        return None
-    try:
-        ignoreip.check_range(target, force=False)
-        return ignoreip.plan("ignore", confdir, target, [])
-    except (UnbanError, ConfigError) as exc:
-        notes.append(f"fail2ban's ignoreip is left as it is: {exc}")
-        return None
+def select_exemptions(
+    exemptions: Sequence[Exemption], groups: Optional[Collection[str]]
+) -> list[Exemption]:
+    """The exemptions of the ban sources in these LAYER_GROUPS (None: all)."""
+    if groups is None:
+        return list(exemptions)
+    names = {name for group in groups for name in EXEMPTION_GROUPS.get(group, ())}
+    return [e for e in exemptions if e.name in names]
 
 
-def planned_changes(plan: Plan, ignore_plan: Any) -> int:
-    """The plan's changes, each a step of the JSON plan: the layers' steps, then the ignoreip
-    step's file writes and live additions."""
-    if ignore_plan is None:
-        return len(plan.steps)
-    return len(plan.steps) + len(ignore_plan.edits) + len(ignore_plan.live)
+def stage_changes(plans: Sequence[ExemptionPlan]) -> bool:
+    """Some exemption plan changes something."""
+    return any(not p.is_empty() for p in plans)
 
 
-def _changes_ignoreip(ignore_plan: Any) -> bool:
-    """`_ignore_plan`'s plan has something to change (it is None without fail2ban)."""
-    return ignore_plan is not None and not ignore_plan.is_empty()
+def planned_changes(plan: Plan, exempting: Sequence[ExemptionPlan]) -> int:
+    """The plan's changes, each a step of the JSON plan: the layers' steps, then each
+    exemption's file writes and commands."""
+    from unban.exemptions.stage import changes as exemption_changes
 
-
-class IgnoreStage:
-    """fail2ban's ignoreip as the engine's last batch, so it rolls back with the rest.
-
-    Its file edits go into the run's change set (restored from there); its live
-    `addignoreip` calls are recorded there as IGNORE_KIND actions, which `revert` undoes.
-    """
-
-    name = IGNORE_LAYER
-
-    def __init__(self, change_set: ChangeSet, target: Optional[Network]) -> None:
-        self.change_set = change_set
-        self.target = target
-        self.result: Any = None
-        self._live: list[dict[str, Any]] = []
-
-    def status(self) -> list[LayerStatus]:
-        return []
-
-    def listings(self, query: Any) -> list[Any]:
-        return []
-
-    def find(self, target: Network) -> list[Finding]:
-        return []
-
-    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
-        return []
-
-    def apply(self, batch: Batch) -> None:
-        from unban.fail2ban import ignoreip
-
-        if self.target is None:
-            raise UnbanError("fail2ban ignoreip: this change has no address to ignore")
-        first = len(self.change_set.info.actions)
-        try:
-            self.result = ignoreip.apply_into(batch.payload[0], self.change_set, self.target)
-        finally:
-            self._live = [dict(a) for a in self.change_set.info.actions[first:]]
-
-    def revert(self, batch: Batch) -> None:
-        from unban.fail2ban.ignoreip import undo_live
-
-        for action in reversed(self._live):
-            undo_live(action)
-        self._live = []
+    return len(plan.steps) + exemption_changes(exempting)
 
 
 # ---------------------------------------------------------------- the transaction
 
 
 def _transaction(
-    target: Optional[Network],
     plan: Plan,
-    ignore_plan: Any,
+    exempting: Sequence[ExemptionPlan],
     layers: Sequence[Layer],
+    exemptions: Sequence[Exemption],
     reverter: Reverter,
     confdir: str,
     event: Event,
     kind: str = "me",
 ) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
-    """Apply every batch (and ignoreip) with one change set named `kind` (the command); on a
-    failure put everything back.
+    """Apply every batch (the exemptions last) with one change set named `kind` (the
+    command); on a failure put everything back.
 
     The change set is the run's write-ahead journal (`unban.journal`): each batch is written
     down with its undo before it is applied, so a run killed anywhere is put back by the next
     command (`unban.recovery`). Returns (the plan's batches applied, the change set, what the
-    ignoreip step did).
+    exemption steps did).
     """
+    from unban.exemptions.stage import batches as exemption_batches
+
     change_set = reverter.begin(f"unban {kind} {plan.target}", kind=kind)
     by_name = {layer.name: layer for layer in layers}
-    stage = IgnoreStage(change_set, target)
-    batches = list(plan.batches)
-    if _changes_ignoreip(ignore_plan):
-        batches.append(Batch(IGNORE_LAYER, ignore_plan.confdir, (), (ignore_plan,), ()))
-    full = replace(plan, batches=tuple(batches))
+    stage = ExemptionStage(change_set, exemptions)
+    full = replace(plan, batches=(*plan.batches, *exemption_batches(exempting)))
     journal = ChangeSetJournal(
         change_set,
         lambda batch: batch_record(batch, by_name.get(batch.layer, stage)),
-        lambda cause: _put_back(cause, change_set, reverter, confdir, layers),
+        lambda cause: _put_back(cause, change_set, reverter, confdir, layers, exemptions),
     )
 
     def done(batch: Batch) -> None:
@@ -383,10 +348,8 @@ def _transaction(
         outcome = engine.apply(full, [*layers, stage], on_batch=done, journal=journal)
         change_set.finalize()
         signals.received = None  # everything is applied and recorded: nothing to stop
-    applied = tuple(b for b in outcome.applied if b.layer != IGNORE_LAYER)
-    ignored: tuple[str, ...] = ()
-    if stage.result is not None:
-        ignored = tuple(ignore_lines(ignore_plan, stage.result))
+    applied = tuple(b for b in outcome.applied if b.layer != STAGE)
+    ignored = tuple(line for lines in stage.done.values() for line in lines)
     return applied, change_set, ignored
 
 
@@ -395,7 +358,6 @@ def apply_recorded(
     layers: Sequence[Layer],
     *,
     kind: str,
-    target: Optional[Network] = None,
     state_dir: Optional[str] = None,
     confdir: Optional[str] = None,
     on_event: Event = _quiet,
@@ -408,9 +370,7 @@ def apply_recorded(
     current = fail2ban.settings()
     confdir = confdir or current.confdir
     reverter = Reverter(state_dir or current.state_dir)
-    applied, change_set, _ = _transaction(
-        target, plan, None, layers, reverter, confdir, on_event, kind
-    )
+    applied, change_set, _ = _transaction(plan, (), layers, (), reverter, confdir, on_event, kind)
     return applied, change_set.id
 
 
@@ -422,12 +382,10 @@ def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[
     from unban.layers.hosts import HostsLayer
     from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.owners.files import FileOwner
+    from unban.owners.sshguard import SshguardOwner
 
-    recording = [
-        layer
-        for layer in layers
-        if isinstance(layer, (Fail2banLayer, HostsLayer, FileOwner, SshdPenaltyLayer))
-    ]
+    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner, SshdPenaltyLayer)
+    recording = [layer for layer in layers if isinstance(layer, kinds)]
     for layer in recording:
         layer.change_set = change_set
     try:
@@ -467,6 +425,42 @@ def fail2ban_leftovers(after: Report, applied: Sequence[Batch], target: Network)
     return found
 
 
+def owner_leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
+    """Kernel entries a live owner's lift in this run (CrowdSec's deleted decision) should have
+    taken away, but are still there: its bouncer follows at its next poll."""
+    lifted = {
+        (step.finding.owner, parse_network(step.finding.network))
+        for batch in applied
+        for step in batch.steps
+        if step.finding.lifts_own
+    }
+    return [
+        finding
+        for finding in after.findings
+        if not finding.lifts_own
+        and finding.targeted
+        and parse_network(finding.network) == target
+        and (finding.owner, target) in lifted
+    ]
+
+
+def leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
+    """What fail2ban's unban or a live owner's lift left behind (so far)."""
+    return [*fail2ban_leftovers(after, applied, target), *owner_leftovers(after, applied, target)]
+
+
+def settle_time(applied: Sequence[Batch], layers: Sequence[Layer]) -> float:
+    """How long to wait for those: fail2ban's LEFTOVER_WAIT, or an owner's own bound (the
+    CrowdSec bouncer's poll interval) when one of its lifts was applied."""
+    wait = LEFTOVER_WAIT
+    by_name = {layer.name: layer for layer in layers}
+    for batch in applied:
+        settle = getattr(by_name.get(batch.layer), "settle_seconds", None)
+        if settle is not None and any(step.finding.lifts_own for step in batch.steps):
+            wait = max(wait, float(settle()))
+    return wait
+
+
 def _sweep(
     stale: Sequence[Finding],
     applied_before: Sequence[Batch],
@@ -477,8 +471,9 @@ def _sweep(
     confdir: str,
     event: Event,
 ) -> tuple[Batch, ...]:
-    """Remove fail2ban's leftovers as part of the same run (same change set). Their undo is
-    fail2ban's own ban again (`unban undo` bans again), so they are recorded `by_fail2ban`.
+    """Remove what fail2ban or a live owner left behind, as part of the same run (same change
+    set). Their undo is that owner's own ban again (`unban undo` bans again in fail2ban, adds the
+    CrowdSec decision again), so they are recorded `by_fail2ban`.
     On a failure the whole run is undone, as `unban undo` would."""
     others = [layer for layer in layers if layer.name != "fail2ban"]
     plan = engine.plan(Report(show(target), tuple(stale)), others)
@@ -501,11 +496,11 @@ def _sweep(
                     journal.applied(batch)
                     done.append(batch)
                     for line in describe_batch(batch):
-                        event(f"{line} (left behind by fail2ban's unban)")
+                        event(f"{line} (left behind by {_lifted_by(batch)})")
                     signals.check()
         except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
-            if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
-                return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
+            if not leftovers(engine.find(target, layers), applied_before, target):
+                return tuple(done)  # their owner lifted them meanwhile: nothing is left to do
             try:
                 undo(
                     change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers
@@ -521,6 +516,13 @@ def _sweep(
                 rollback_failed=False,
             ) from exc
     return tuple(done)
+
+
+def _lifted_by(batch: Batch) -> str:
+    owners = {step.finding.owner for step in batch.steps}
+    if all(owner.startswith("fail2ban") for owner in owners):
+        return "fail2ban's unban"
+    return f"{', '.join(sorted(owners))} (its own lift had not reached the kernel yet)"
 
 
 def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> None:
@@ -550,6 +552,7 @@ def _put_back(
     reverter: Reverter,
     confdir: str,
     layers: Sequence[Layer],
+    exemptions: Optional[Sequence[Exemption]] = None,
 ) -> ApplyError:
     """After a failure: undo the change set from its journal, as `unban undo` would (every
     applied or pending batch reverted, unban's own file edits taken out, files it never wrote
@@ -561,7 +564,7 @@ def _put_back(
     try:
         reverter.rollback(
             change_set.id,
-            handlers=undo_handlers(confdir, str(reverter.state_dir), layers),
+            handlers=undo_handlers(confdir, str(reverter.state_dir), layers, exemptions),
             check=undo_check(confdir),
             status=FAILED,
         )
@@ -626,10 +629,10 @@ def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
 
 def record_summary(batch: Batch) -> str:
     """One line for `unban history` and `unban undo`."""
-    if batch.layer == IGNORE_LAYER:
+    if batch.layer == STAGE:
         plan_ = batch.payload[0]
         files = ", ".join(edit.path for edit in plan_.edits) or "no file"
-        return f"fail2ban ignoreip: {plan_.address} added ({files})"
+        return f"{plan_.source} exemption: {plan_.address} added ({files})"
     texts = [step_text(step) for step in batch.steps]
     if len(texts) > 3:
         texts = [*texts[:3], f"and {len(texts) - 3} more"]
@@ -642,16 +645,20 @@ def undo(
     state_dir: Optional[str] = None,
     confdir: Optional[str] = None,
     layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
 ) -> UndoResult:
     """Put back a change set (of any command): the last one not undone yet, or `change_id`
     (a run that was cut short too: what it did, or may have done, is put back).
 
     Its batches are reverted newest-first (rules and set elements added back, routes and
-    xt_recent entries back, fail2ban bans again, fail2ban's database rows inserted again), its
-    live ignoreip additions taken out, then unban's own edits taken out of its files (a file
-    changed since keeps the other changes; one whose unban lines changed is refused, naming
-    them, before anything is touched). Refuses (InputError, nothing changed) when a later
-    change set, not rolled back, changed one of the same files: undo that one first.
+    xt_recent entries back, fail2ban bans again, fail2ban's database rows inserted again,
+    CrowdSec decisions added again), its live exemptions taken out (ignoreip entries; sshguard
+    restarted with its old whitelist, CrowdSec reloaded), then unban's own edits taken out of
+    its files (hosts files, jail.local, sshguard's blacklist and whitelist, CrowdSec's
+    whitelist parser: a file changed since keeps the other changes; one whose unban lines
+    changed is refused, naming them, before anything is touched). Refuses (InputError, nothing
+    changed) when a later change set, not rolled back, changed one of the same files: undo
+    that one first.
     """
     from unban import fail2ban
     from unban.recovery import undo_check, undo_handlers
@@ -684,7 +691,7 @@ def undo(
 
     done = reverter.rollback(
         info.id,
-        handlers=undo_handlers(confdir, str(reverter.state_dir), layers),
+        handlers=undo_handlers(confdir, str(reverter.state_dir), layers, exemptions),
         check=check,
     )
     undone = [a for a in reversed(done.actions) if a.get("state") != NOT_APPLIED]
@@ -745,6 +752,16 @@ def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:
         )
     if layers & {"iptables", "nftables"}:
         notes.append("rules put back start with zero packet and byte counters")
+    if "crowdsec" in layers:
+        notes.append(
+            "CrowdSec's decisions come back as new ones (new ids, origin cscli) with the time "
+            "they had left; their alerts are not restored"
+        )
+    if any(a.get("layer") == "sshguard" for a in actions):
+        notes.append(
+            "sshguard blocks the address again from its blacklist at its next start; a block "
+            "put back into the kernel stays until sshguard restarts (it does not know of it)"
+        )
     return notes
 
 
@@ -854,6 +871,10 @@ def step_text(step: Step) -> str:
     if finding.layer == "fail2ban":
         where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
         return f"unban {_shown(finding.network)} in fail2ban jail {finding.chain}{where}"
+    if finding.layer == "sshguard":
+        return f"take it out of sshguard's blacklist {finding.table} line {finding.line}"
+    if finding.layer == "crowdsec":
+        return f"delete CrowdSec decision {finding.handle} ({finding.rule})"
     if finding.layer == "sshd":
         from unban.layers.sshd_penalty import step_text as sshd_step
 
@@ -880,10 +901,12 @@ def _shown(network: str) -> str:
     return show(parsed) if parsed is not None else network
 
 
-def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
+def plan_lines(plan: Plan, exempting: Sequence[ExemptionPlan] = ()) -> list[str]:
     """The plan as `unban me` prints it before applying it."""
-    changes = planned_changes(plan, ignore_plan)
-    if plan.is_empty() and not _changes_ignoreip(ignore_plan):
+    from unban.exemptions.stage import plan_text
+
+    changes = planned_changes(plan, exempting)
+    if plan.is_empty() and not stage_changes(exempting):
         lines = [f"nothing to change for {plan.target}"]
     else:
         lines = [f"plan for {plan.target}: {changes} change(s), in this order:"]
@@ -892,24 +915,16 @@ def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
         for step in batch.steps:
             lines.append(f"    {step_text(step)}")
             lines.append(f"      $ {step.command}")
-    if _changes_ignoreip(ignore_plan):
-        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
-        for state in ignore_plan.jails:
-            if state.status == "added":
-                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
-        for edit in ignore_plan.edits:
-            lines.append(f"      write {edit.path}")
-        for change in ignore_plan.live:
-            lines.append(f"      $ {change.shell}")
+    lines.extend(plan_text(exempting))
     lines.extend(render.left_alone_lines(plan, remove="lift"))
     return lines
 
 
-def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[str]:
+def describe_batch(batch: Batch, stage: Optional[ExemptionStage] = None) -> list[str]:
     """What one applied batch did, one line per change."""
-    if batch.layer == IGNORE_LAYER:
-        result = stage.result if stage is not None else None
-        return [f"done: {line}" for line in ignore_lines(batch.payload[0], result)]
+    if batch.layer == STAGE:
+        done = stage.done.get(batch.scope, []) if stage is not None else []
+        return [f"done: {line}" for line in done]
     lines = []
     for step in batch.steps:
         finding = step.finding
@@ -936,20 +951,6 @@ def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[st
             )
         else:
             lines.append(f"done: removed {finding.location()}: {finding.rule}")
-    return lines
-
-
-def ignore_lines(plan_: Any, result: Any) -> list[str]:
-    lines = []
-    for state in plan_.jails:
-        if state.status == "added":
-            lines.append(f"fail2ban ignoreip: {plan_.address} {state.detail} ({state.jail})")
-    for edit in plan_.edits:
-        lines.append(f"fail2ban ignoreip: wrote {edit.path}")
-    for change in plan_.live:
-        lines.append(f"fail2ban ignoreip: live, $ {change.shell}")
-    if result is not None and result.verified:
-        lines.append(f"fail2ban ignoreip: {result.verified}")
     return lines
 
 

@@ -289,3 +289,29 @@ def test_doctor_s_document_maps_a_check_s_findings() -> None:
     assert shaped["data"]["findings"][0]["jail"] == "sshd"
     assert [f["argv"] for f in shaped["fix"]] == [["unban", "me", IP], None]
     assert data["open"] is False and data["cause"]["key"] == "fail2ban"
+
+
+def test_sshguard_s_exemption_is_a_plan_step_too(
+    box: Box, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 10's ban sources: sshguard's whitelist edit is a step like fail2ban's ignoreip."""
+    from unban.exemptions.sshguard import SshguardExemption
+
+    whitelist = tmp_path / "whitelist"
+    whitelist.write_text("127.0.0.0/8\n")
+    conf = tmp_path / "sshguard.conf"
+    conf.write_text(f"BACKEND=/x/sshg-fw-nft-sets\nWHITELIST_FILE={whitelist}\n")
+    sshguard = SshguardExemption(str(conf), proc=str(tmp_path / "p"), require_running=False)
+    monkeypatch.setattr(me, "_default_exemptions", lambda confdir: [sshguard])
+    text = box.run("me", IP, "--dry-run").stdout
+    data = box.json("me", IP, "--dry-run")
+    steps = data["plan"]["steps"]
+    assert [(s["layer"], s["scope"], s["action"]) for s in steps] == [
+        ("iptables", "filter", "remove"),
+        ("exemption", "sshguard", "write"),
+    ]
+    assert steps[1]["file"]["after"] == f"127.0.0.0/8\n{IP}\n"
+    assert _planned(text) == data["plan"]["changes"] == 2 and data["would_change"] is True
+    done = box.json("me", IP)
+    assert done["plan"]["changes"] == 2 and done["changed"] is True
+    assert whitelist.read_text() == f"127.0.0.0/8\n{IP}\n"

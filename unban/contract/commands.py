@@ -6,6 +6,7 @@ system. Every document starts with core.envelope.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -46,6 +47,7 @@ def find(report: Report, refused: Sequence[Any], exit_code: int) -> Json:
         findings=core.findings_with_fixes(report.findings, refused),
         reach=[core.way(w) for w in report.reach],
         layers=[core.layer_status(s) for s in report.layers],
+        exemptions=[exemption_state(s) for s in report.exemptions],
     )
 
 
@@ -73,14 +75,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def ignore_steps(ignore_plan: Any) -> list[Json]:
-    """fail2ban's ignoreip plan (fail2ban.ignoreip.IgnorePlan) as exemption steps."""
-    if ignore_plan is None:
-        return []
+def exemption_steps(plans: Sequence[Any]) -> list[Json]:
+    """Each ban source's exemption plan (exemptions.ExemptionPlan) as plan steps, in the order
+    they are applied; fail2ban's live commands are socket calls, so their text and undo are
+    fail2ban-client's (its IgnorePlan is the payload)."""
     from unban.fail2ban.client import client_command
 
-    runs = [(c.shell, client_command(c.undo, ignore_plan.confdir)) for c in ignore_plan.live]
-    return core.exemption_steps("fail2ban", ignore_plan.edits, runs)
+    steps: list[Json] = []
+    for plan in plans:
+        if plan.source == "fail2ban" and plan.payload is not None:
+            ignore = plan.payload
+            runs = [(c.shell, client_command(c.undo, ignore.confdir)) for c in ignore.live]
+            steps += core.exemption_steps(plan.source, ignore.edits, runs)
+        else:
+            runs = [(c.shell, shlex.join(c.undo) if c.undo else "") for c in plan.commands]
+            steps += core.exemption_steps(plan.source, plan.edits, runs)
+    return steps
+
+
+def exemption_state(state: Any) -> Json:
+    """One ban source's answer (exemptions.ExemptionState): is the address exempt there."""
+    return {
+        "source": state.source,
+        "present": state.present,
+        "exempt": state.exempt,
+        "detail": state.detail,
+    }
 
 
 def me(result: Any, address_source: Optional[str]) -> Json:
@@ -88,7 +108,7 @@ def me(result: Any, address_source: Optional[str]) -> Json:
     from unban.me import step_text
 
     plan: Plan = result.plan
-    planned = core.plan(plan, step_text, ignore_steps(result.ignore))
+    planned = core.plan(plan, step_text, exemption_steps(result.exemptions))
     report = result.after if result.after is not None else result.before
     refused = list(result.still_refused)
     fields: Json = {}
@@ -156,26 +176,32 @@ def remove(
 
 
 def ignore(
-    plan: Any,
+    operation: str,
+    address: str,
+    plans: Sequence[Any],
     *,
+    fail2ban_plan: Any,
     dry_run: bool,
     change_set: Optional[str],
     verified: str,
     still_banned: Sequence[Finding],
 ) -> Json:
-    """`unban ignore` and `unban unignore` from fail2ban.ignoreip's plan."""
-    steps = ignore_steps(plan)
+    """`unban ignore` and `unban unignore`: every ban source's exemption plan as steps, and
+    fail2ban's jails (`fail2ban_plan`: its ignoreip.IgnorePlan, None without fail2ban)."""
+    steps = exemption_steps(plans)
+    jails = fail2ban_plan.jails if fail2ban_plan is not None else ()
     return core.envelope(
-        plan.operation,
+        operation,
         0,
         dry_run=dry_run,
         changed=change_set is not None,
         would_change=bool(steps),
         change_set=change_set,
-        address=plan.address,
+        address=address,
         plan={"changes": len(steps), "steps": steps},
-        jails=[{"jail": j.jail, "status": j.status, "detail": j.detail} for j in plan.jails],
-        notes=list(plan.notes),
+        sources=[p.source for p in plans],
+        jails=[{"jail": j.jail, "status": j.status, "detail": j.detail} for j in jails],
+        notes=[f"{p.source}: {note}" for p in plans for note in p.notes],
         verified=verified or None,
         still_banned=[core.finding(f) for f in still_banned],
     )

@@ -119,6 +119,8 @@ def _kind(finding: Finding) -> str:
         "hosts": "hosts-entry",
         "route": "route",
         "xt_recent": "recent-entry",
+        "sshguard": "ban",
+        "crowdsec": "ban",
     }
     if finding.layer in by_layer:
         return by_layer[finding.layer]
@@ -171,6 +173,7 @@ def finding(value: Finding, fix: Optional[Json] = None) -> Json:
         "element": value.element,
         "lift": value.lift or None,
         "clears": list(value.clears),
+        "lifts_own": value.lifts_own,
     }
 
 
