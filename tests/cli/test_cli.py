@@ -17,7 +17,7 @@ runner = make_runner()
 @pytest.fixture
 def layer(monkeypatch: pytest.MonkeyPatch) -> MemoryLayer:
     memory = MemoryLayer("memory", [("a", "203.0.113.4/32"), ("a", "203.0.113.0/24")])
-    monkeypatch.setattr(engine, "default_layers", lambda: [memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     return memory
 

@@ -36,7 +36,7 @@ class Box:
 @pytest.fixture
 def box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Box:
     made = Box(tmp_path)
-    monkeypatch.setattr(engine, "default_layers", lambda: [made.memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [made.memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     monkeypatch.setattr(me, "sshd_checks", lambda *args: [])
     return made
@@ -355,7 +355,7 @@ from typer.testing import CliRunner
 from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, system
-engine.default_layers = lambda: [MemoryLayer("iptables", [("filter", "{IP}/32")])]
+engine.default_layers = lambda *_a, **_k: [MemoryLayer("iptables", [("filter", "{IP}/32")])]
 system.os.geteuid = lambda: 0
 result = CliRunner().invoke(cli.app, ["--state-dir", "{tmp_path}", "find", "{IP}"])
 assert result.exit_code == 3, result.output

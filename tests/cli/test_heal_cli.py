@@ -29,7 +29,7 @@ class FakeMe:
         self.calls: list[str] = []
         self.configs: list[HealConfig] = []
 
-    def __call__(self, target: Network, config: HealConfig) -> Healed:
+    def __call__(self, target: Network, config: HealConfig, **options: object) -> Healed:
         address = show(target)
         self.calls.append(address)
         self.configs.append(config)

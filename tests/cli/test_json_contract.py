@@ -44,7 +44,7 @@ class Box:
 
 def _box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, confdir: Path) -> Box:
     box = Box(tmp_path, confdir)
-    monkeypatch.setattr(engine, "default_layers", lambda: [box.memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [box.memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     monkeypatch.setattr(me, "sshd_checks", lambda *args: [])
     return box
@@ -170,7 +170,7 @@ def test_a_failed_apply_is_exit_1_with_nothing_changed(
     box: Box, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failing = MemoryLayer("route", [("main", f"{IP}/32")], fail_on="main")
-    monkeypatch.setattr(engine, "default_layers", lambda: [box.memory, failing])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [box.memory, failing])
     result = box.run("me", IP, "--json")
     data = validated(result.stdout, 1)
     assert data["error"]["kind"] == "ApplyError" and data["changed"] is False

@@ -485,7 +485,10 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
 
     monkeypatch.setattr(me, "run_me", run_me)
     config = HealConfig(Path("c"), (), (), ("firewall", "hosts"), False)
-    assert heal.heal_address(ipaddress.ip_network("203.0.113.4"), config).status == CLEAR
+    healed = heal.heal_address(
+        ipaddress.ip_network("203.0.113.4"), config, confdir="/conf", state_dir="/state"
+    )
+    assert healed.status == CLEAR
     assert calls == [
         {
             "target": "203.0.113.4",
@@ -496,5 +499,7 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
             "broad": False,
             "dry_run": False,
             "change_kind": "heal",
+            "confdir": "/conf",
+            "state_dir": "/state",
         }
     ]

@@ -20,12 +20,12 @@ import typer
 from typer.core import TyperGroup
 
 import unban
-from unban import fail2ban
 from unban.contract import error_document
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.progress import Progress, stderr_is_terminal
 from unban.reverter import DEFAULT_STATE_DIR
+from unban.settings import Settings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done or nothing to do; 1 failed, changes put back; 2 bad usage or input, "
@@ -90,15 +90,6 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
             tail.append(arg)
         index += 1
     return [*head, command, *moved_after, *tail]
-
-
-def current_context() -> Any:
-    """The click context of the running command (None outside one)."""
-    try:  # typer >= 0.24 vendors click; 0.23 (Python 3.9, Debian 11) runs on click itself
-        from typer._click.globals import get_current_context  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        from click.globals import get_current_context  # type: ignore[no-redef, import-not-found, unused-ignore]
-    return get_current_context(silent=True)
 
 
 def usage_error() -> Any:
@@ -178,12 +169,11 @@ app = typer.Typer(
 )
 
 
-class Options:
-    """The global options of this run."""
-
-    debug = False
-    fail2ban_conf = DEFAULT_CONFDIR
-    state_dir = DEFAULT_STATE_DIR
+def settings(ctx: typer.Context) -> Settings:
+    """This run's global options: the Settings the root callback put into the context (every
+    command's context inherits it)."""
+    found = ctx.find_object(Settings)
+    return found if found is not None else Settings()
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")]
@@ -200,6 +190,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     fail2ban_conf: Annotated[
         str, typer.Option("--fail2ban-conf", metavar="DIR", help="fail2ban's config dir.")
@@ -220,43 +211,40 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    Options.debug = debug
-    Options.fail2ban_conf = fail2ban_conf
-    Options.state_dir = state_dir
-    fail2ban.configure(fail2ban.Settings(confdir=fail2ban_conf, state_dir=state_dir))
+    ctx.obj = Settings(fail2ban_conf=fail2ban_conf, state_dir=state_dir, debug=debug)
 
 
-def guarded(body: Callable[[], int]) -> None:
+def guarded(body: Callable[[], int], ctx: typer.Context) -> None:
     """Run a command body; turn every error into one line on stderr and its exit code (with
-    --json also the error document on stdout)."""
+    --json also the error document on stdout; tracebacks only with --debug)."""
+    debug = settings(ctx).debug
     try:
         code = body()
     except UnbanError as exc:
-        if Options.debug:
+        if debug:
             raise
-        failed(exc, str(exc), int(exc.exit_status))
+        failed(exc, str(exc), int(exc.exit_status), ctx)
     except KeyboardInterrupt as exc:
-        failed(exc, "interrupted", int(ExitStatus.FAILED))
+        failed(exc, "interrupted", int(ExitStatus.FAILED), ctx)
     except OSError as exc:
-        if Options.debug:
+        if debug:
             raise
-        failed(exc, os_error_text(exc), int(ExitStatus.FAILED))
+        failed(exc, os_error_text(exc), int(ExitStatus.FAILED), ctx)
     except Exception as exc:
-        if Options.debug:
+        if debug:
             raise
         message = f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
-        failed(exc, message, int(ExitStatus.FAILED))
+        failed(exc, message, int(ExitStatus.FAILED), ctx)
     raise typer.Exit(code)
 
 
-def failed(exc: BaseException, message: str, code: int) -> NoReturn:
+def failed(exc: BaseException, message: str, code: int, ctx: typer.Context) -> NoReturn:
     """The error edge: the line on stderr; with --json the error document on stdout (and
-    nothing else there); exit `code`."""
+    nothing else there); exit `code`. `ctx`: the command's."""
     from unban.contract import error_kind
 
     error_line(message)
-    ctx = current_context()
-    if ctx is not None and ctx.params.get("json_output"):
+    if ctx.params.get("json_output"):
         document = error_document(
             ctx.info_name or "",
             printable(message),
@@ -280,7 +268,7 @@ def error_line(message: str) -> None:
 
 
 @contextmanager
-def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
+def changing(run: Settings, *, changes: bool = True, recover: bool = True) -> Iterator[None]:
     """Around every command that changes the host (`changes`: not a dry run): one at a time
     (waiting up to 30 s, and saying so), and first putting back what a killed unban left
     half-done."""
@@ -290,9 +278,9 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
     if not changes:
         yield
         return
-    with CommandLock(Options.state_dir, say=error_line):
+    with CommandLock(run.state_dir, say=error_line):
         if recover:
-            for line in recovery.recover(Options.state_dir, Options.fail2ban_conf):
+            for line in recovery.recover(run.state_dir, run.fail2ban_conf):
                 error_line(line)
         yield
 

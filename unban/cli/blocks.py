@@ -14,7 +14,6 @@ from unban.cli.base import (
     BLOCKS,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
@@ -23,6 +22,7 @@ from unban.cli.base import (
     guarded,
     helptext,
     progress,
+    settings,
 )
 from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
@@ -30,6 +30,7 @@ from unban.layers import ListQuery
 from unban.model import Batch, Finding, Plan, Report
 from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
+from unban.settings import Settings
 from unban.system import require_root
 
 AddressArgument = Annotated[
@@ -56,15 +57,15 @@ class Backend(str, Enum):
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
     ),
 )
-def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
+def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         target = parse_target(address)
         require_root()
-        layers = engine.default_layers()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report = engine.find(target, layers)
-            report = replace(report, exemptions=tuple(_exemption_states(target)))
+            report = replace(report, exemptions=tuple(_exemption_states(target, settings(ctx))))
         code = ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
         emit_for_people(
             json_output,
@@ -74,14 +75,14 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
         )
         return code
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def _exemption_states(target: Network) -> list[Any]:
+def _exemption_states(target: Network, run: Settings) -> list[Any]:
     """find's "exempt from future bans" answer for each ban source here."""
     from unban import exemptions
 
-    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
+    return exemptions.states(exemptions.default_exemptions(run.fail2ban_conf), target)
 
 
 @app.command(
@@ -95,6 +96,7 @@ def _exemption_states(target: Network) -> list[Any]:
     ),
 )
 def list_(
+    ctx: typer.Context,
     *,
     table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this table.")] = None,
     chain: Annotated[Optional[str], typer.Option("--chain", help="Only this chain.")] = None,
@@ -105,7 +107,7 @@ def list_(
     def body() -> int:
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
-        layers = engine.default_layers()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step("reading every layer")
             listings = [listing for layer in layers for listing in layer.listings(query)]
@@ -118,7 +120,7 @@ def list_(
         )
         return ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -131,6 +133,7 @@ def list_(
     ),
 )
 def remove(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     broad: Annotated[
@@ -142,10 +145,11 @@ def remove(
     def body() -> int:
         target = parse_target(address)
         require_root()
-        layers = engine.default_layers()
+        run = settings(ctx)
+        layers = engine.default_layers(run)
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            with changing(changes=not dry_run):
+            with changing(run, changes=not dry_run):
                 before = engine.find(target, layers)
                 plan = engine.plan(before, layers, broad=broad)
                 return _execute(
@@ -154,12 +158,13 @@ def remove(
                     "remove",
                     layers,
                     shown,
+                    run,
                     before=before,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -174,6 +179,7 @@ def remove(
     ),
 )
 def delete(
+    ctx: typer.Context,
     chain: Annotated[
         str, typer.Argument(metavar="CHAIN", help="Chain name, e.g. f2b-sshd or INPUT.")
     ],
@@ -200,7 +206,7 @@ def delete(
         if expected is not None and family_of(expected) != rule_family:
             raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
         require_root()
-        with changing(changes=not dry_run):
+        with changing(settings(ctx), changes=not dry_run):
             xtables = XtablesLayer()
             finding = xtables.resolve(
                 table,
@@ -219,12 +225,13 @@ def delete(
                     "delete",
                     [xtables],
                     shown,
+                    settings(ctx),
                     before=None,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 def _execute(
@@ -233,6 +240,7 @@ def _execute(
     kind: str,
     layers: list[Any],
     shown: Progress,
+    run: Settings,
     *,
     before: Optional[Report],
     dry_run: bool,
@@ -240,7 +248,7 @@ def _execute(
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again.
     `before`: what `find` read for the plan (None for `delete`, which reads one rule)."""
-    from unban import me
+    from unban import transaction
 
     shown.idle()
     address = show(target) if target is not None else None
@@ -267,19 +275,19 @@ def _execute(
         if not json_output:
             shown.echo(line, applying)
 
-    applied, change_set = me.apply_recorded(
+    applied, change_set = transaction.apply_recorded(
         plan,
         layers,
         kind=kind,
-        state_dir=Options.state_dir,
-        confdir=Options.fail2ban_conf,
+        state_dir=run.state_dir,
+        confdir=run.fail2ban_conf,
         on_event=echo,
     )
     remaining: Optional[Report] = None
     refused = []
     if target is not None:
         shown.step("checking again")
-        remaining = _settled(target, applied, layers)
+        remaining = _settled(target, applied, layers, run)
         refused = _refusals(remaining, remaining.findings, layers)
     shown.idle()
     code = ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
@@ -303,22 +311,24 @@ def _execute(
 
 
 def _refusals(report: Report, findings: Sequence[Finding], layers: list[Any]) -> list[Any]:
-    """What refuses the address, each with the fix (me.refusals), and the ways to sshd that
-    are not open though no finding says why."""
-    from unban import me
+    """What refuses the address, each with the fix (refusals.refusals), and the ways to sshd
+    that are not open though no finding says why."""
+    from unban.refusals import path_refusals, refusals
 
-    refused = me.refusals(report, findings, layers)
-    return refused + me.path_refusals(report, refused)
+    refused = refusals(report, findings, layers)
+    return refused + path_refusals(report, refused)
 
 
-def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
+def _settled(
+    target: Network, applied: Sequence[Batch], layers: Sequence[Any], run: Settings
+) -> Report:
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
-    from unban.me import owner_leftovers, settle_time
+    from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
     while True:
-        remaining = engine.find(target, engine.default_layers())
+        remaining = engine.find(target, engine.default_layers(run))
         if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
             return remaining
         time.sleep(0.25)

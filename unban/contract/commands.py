@@ -37,7 +37,7 @@ def _would_open(report: Optional[Report], refused: Sequence[Any]) -> Optional[bo
 
 
 def find(report: Report, refused: Sequence[Any], exit_code: int) -> Json:
-    """`refused`: me.refusals (and path_refusals) of the report: what refuses it, with fixes."""
+    """`refused`: refusals.refusals (and path_refusals) of the report: what refuses it, with fixes."""
     return core.envelope(
         "find",
         exit_code,
@@ -105,7 +105,7 @@ def exemption_state(state: Any) -> Json:
 
 def me(result: Any, address_source: Optional[str]) -> Json:
     """`unban me` from its me.MeResult."""
-    from unban.me import step_text
+    from unban.steptext import step_text
 
     plan: Plan = result.plan
     planned = core.plan(plan, step_text, exemption_steps(result.exemptions))
@@ -151,7 +151,7 @@ def remove(
 ) -> Json:
     """`unban remove` and `unban delete`: the plan, and after applying it what still refuses
     the address (`report`: found again after the run, or before it on a dry run)."""
-    from unban.me import step_text
+    from unban.steptext import step_text
 
     planned = core.plan(plan, step_text)
     fields: Json = {}

@@ -27,6 +27,11 @@ def batches(plans: Sequence[ExemptionPlan]) -> list[Batch]:
     return [Batch(STAGE, p.source, (), (p,), ()) for p in plans if not p.is_empty()]
 
 
+def any_changes(plans: Sequence[ExemptionPlan]) -> bool:
+    """Some exemption plan changes something."""
+    return any(not p.is_empty() for p in plans)
+
+
 def changes(plans: Sequence[ExemptionPlan]) -> int:
     return sum(p.change_count() for p in plans)
 

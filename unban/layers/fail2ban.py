@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network
 from unban.errors import LayerError
-from unban.fail2ban import DEFAULT_CONFDIR, LAYER, settings
+from unban.fail2ban import DEFAULT_CONFDIR, LAYER
 from unban.fail2ban import database as db
 from unban.fail2ban.client import Client, ServerError, ServerNotRunning, client_command
 from unban.fail2ban.config import (
@@ -180,11 +180,6 @@ class Fail2banLayer:
         # `unban me` passes its change set: the database backup goes there, not in one of ours.
         self.change_set: Optional[ChangeSet] = None
         self._db_rows: dict[Batch, tuple[str, dict[str, Any]]] = {}
-
-    @classmethod
-    def from_settings(cls) -> Fail2banLayer:
-        current = settings()
-        return cls(current.confdir, current.state_dir)
 
     # -- reading
 
