@@ -104,12 +104,12 @@ def _ignore_command(
     from unban.exemptions.crowdsec import CrowdsecExemption
     from unban.exemptions.fail2ban import Fail2banExemption, installed
     from unban.exemptions.sshguard import SshguardExemption
-    from unban.fail2ban import ignoreip
+    from unban.fail2ban import ignorelist
     from unban.layers.fail2ban import Fail2banLayer
 
-    target = ignoreip.parse_ignore_target(address, force=force)
+    target = ignorelist.parse_ignore_target(address, force=force)
     if operation == "ignore":
-        ignoreip.check_range(target, force=force)
+        ignorelist.check_range(target, force=force)
     require_root()
     confdir = run.fail2ban_conf
     with changing(run, changes=not dry_run):

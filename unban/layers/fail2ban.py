@@ -29,7 +29,8 @@ from unban.fail2ban.config import (
     read_tree,
     server_paths,
 )
-from unban.fail2ban.ignoreip import covering, rollback_check, spelling
+from unban.fail2ban.ignoreip import rollback_check
+from unban.fail2ban.ignorelist import covering, spelling
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
