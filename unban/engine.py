@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from functools import partial
+from threading import Event
+from typing import Any, Callable, Optional, Protocol
 
 from unban.address import Network, parse_network, show
 from unban.errors import ApplyError
@@ -14,6 +16,7 @@ from unban.path.evaluate import Reach, summary
 from unban.path.model import Packet
 from unban.settings import Settings
 from unban.signals import DeferredSignals
+from unban.system import concurrently, shared_reads
 
 
 def default_layers(
@@ -68,20 +71,49 @@ def judged(
     target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]] = None
 ) -> tuple[Report, list[Reach]]:
     """`find`, and the evaluator's whole answer for each packet (doctor shows every way)."""
+    with shared_reads():
+        return _judged(target, layers, packets)
+
+
+def _judged(
+    target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]]
+) -> tuple[Report, list[Reach]]:
+    """The layers read at once, each in its own thread, beside `sshd -T` and the route the
+    evaluator's packets need; a layer that reads through another (ipset and xt_recent read the
+    rules the iptables layer read) starts when that one is done."""
     from unban import verdict
 
+    single = target.num_addresses == 1
+    done: dict[int, Event] = {id(layer): Event() for layer in layers}
+
+    def read(layer: Layer) -> tuple[Sequence[LayerStatus], Sequence[Finding]]:
+        try:
+            before = getattr(layer, "reads_after", None)
+            if before is not None and id(before) in done:
+                done[id(before)].wait()
+            return layer.status(), layer.find(target)
+        finally:
+            done[id(layer)].set()
+
+    def packets_now() -> Optional[Sequence[Packet]]:
+        if packets is not None or not single:
+            return packets
+        return list(verdict.system_packets(target.network_address))
+
+    jobs: list[Callable[[], Any]] = [packets_now, *(partial(read, layer) for layer in layers)]
+    first, *reads = concurrently(jobs)
     findings: list[Finding] = []
     statuses: list[LayerStatus] = []
-    for layer in layers:
-        statuses.extend(layer.status())
-        findings.extend(layer.find(target))
+    for status, found in reads:
+        statuses.extend(status)
+        findings.extend(found)
     sources = [layer for layer in layers if isinstance(layer, verdict.PathSource)]
-    if not sources or target.num_addresses != 1:
+    if not sources or not single:
         return Report(show(target), tuple(findings), tuple(statuses)), []
     from unban.path.lookups import SystemLookups
 
-    if packets is None:
-        packets = verdict.system_packets(target.network_address)
+    packets = first
+    assert packets is not None
     lookups = SystemLookups()
     reaches = verdict.judge(packets, sources, lookups)
     met = verdict.judge(packets, sources, lookups, see_through=True)

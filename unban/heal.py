@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from unban import healconfig, recovery
+from unban import defaults, healconfig, recovery
 from unban.address import Network, show
 from unban.errors import ExitStatus, UnbanError
 from unban.fail2ban import DEFAULT_CONFDIR
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from unban.me import MeResult
 
 DEFAULT_CONFIG = str(healconfig.DEFAULT_PATH)
-DEFAULT_LOCK = "/run/unban-heal.lock"
+DEFAULT_LOCK = defaults.HEAL_LOCK
 LOCK_TIMEOUT = 5.0
 
 # Syslog priorities (the stdlib module's values; kept here so pure code need not import it).

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unban import defaults
 from unban.address import Network, parse_target, width
 from unban.errors import InputError
 
@@ -34,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.9 and 3.10
     import tomli as tomllib
 
-DEFAULT_PATH = Path("/etc/unban/unban.toml")
+DEFAULT_PATH = Path(defaults.HEAL_CONFIG)
 LAYERS = ("firewall", "fail2ban", "hosts", "owners", "sshd")
 WIDEST = {4: 16, 6: 48}
 

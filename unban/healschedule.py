@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from unban import healconfig
+from unban import defaults, healconfig
 from unban.errors import InputError, UnbanError
 from unban.reverter import atomic_write
 
 DEFAULT_EVERY = "5m"
-CRON_DIR = "/etc/cron.d"
-SYSTEMD_DIR = "/etc/systemd/system"
+CRON_DIR = defaults.CRON_DIR
+SYSTEMD_DIR = defaults.SYSTEMD_DIR
 CRON_FILE = "unban"
 SERVICE = "unban-heal.service"
 TIMER = "unban-heal.timer"

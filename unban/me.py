@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Optional
 
 from unban import engine
@@ -47,6 +48,7 @@ from unban.reverter import (
 )
 from unban.settings import Settings
 from unban.steptext import plan_lines, planned_changes
+from unban.system import both
 from unban.transaction import (
     Event,
     apply_as_change_set,
@@ -186,15 +188,21 @@ def run_me(
             "hosts.allow/hosts.deny are evaluated for single addresses only: "
             f"not checked for {shown}"
         )
-    before = engine.find(target, layers)
+    sshd_notes: list[str] = []
+
+    def ask_sshd() -> list[Refusal]:
+        if not check_sshd or target.num_addresses != 1:
+            return []
+        return sshd_checks(shown, user, sshd_config, sshd_notes)
+
+    # sshd is asked while the layers are read
+    before, sshd_refusals = both(partial(engine.find, target, layers), ask_sshd)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
     exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
     notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
     for line in plan_lines(plan, exempting):
         on_event(line)
-    sshd_refusals: list[Refusal] = []
-    if check_sshd and target.num_addresses == 1:
-        sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
+    notes += sshd_notes
     base = MeResult(shown, dry_run, before, plan, exempting, notes=tuple(notes))
     nothing = plan.is_empty() and not any_changes(exempting)
     if dry_run or nothing:

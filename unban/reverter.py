@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from unban.atomic import TEMP_SUFFIX, Rebase, atomic_write, fsync_dir, remove_temp_files
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import InputError, ReverterError
 from unban.fileputback import FileRecord, file_put_back, restore_file
 from unban.locking import FileLock
 
-DEFAULT_STATE_DIR = "/var/lib/unban"
 MANIFEST = "manifest.json"
 IN_PROGRESS, DONE, FAILED, ROLLED_BACK = "in-progress", "done", "failed", "rolled-back"
 PENDING, APPLIED, REVERTED, NOT_APPLIED = "pending", "applied", "reverted", "not-applied"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.reverter import DEFAULT_STATE_DIR
 
 
 @dataclass(frozen=True)

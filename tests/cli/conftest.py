@@ -16,6 +16,15 @@ def private_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def no_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find and me start the host's rule dumps before importing the layers; these tests'
+    layers live in memory, so nothing of the host is read."""
+    from unban import readahead
+
+    monkeypatch.setattr(readahead, "start_rule_dumps", lambda: None)
+
+
+@pytest.fixture(autouse=True)
 def json_is_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every `--json` run through typer's runner in these tests prints one document that the
     shipped schema accepts, carrying the exit code the run returned."""

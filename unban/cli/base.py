@@ -9,7 +9,6 @@ string annotation there loses every option's names, help and callbacks. Their an
 therefore evaluate at import time on Python 3.9 (`Optional[...]`, no `X | Y`).
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,11 +19,10 @@ import typer
 from typer.core import TyperGroup
 
 import unban
-from unban.contract import error_document
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.progress import Progress, stderr_is_terminal
-from unban.reverter import DEFAULT_STATE_DIR
 from unban.settings import Settings
 
 EXIT_CODES_HELP = (
@@ -113,6 +111,8 @@ class UnbanGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         """A command's usage error (an unknown option, a missing argument) with --json: also
         the error document on stdout, exit 2 as always."""
+        from unban.contract import error_document
+
         try:
             return super().invoke(ctx)
         except usage_error() as exc:
@@ -241,7 +241,7 @@ def guarded(body: Callable[[], int], ctx: typer.Context) -> None:
 def failed(exc: BaseException, message: str, code: int, ctx: typer.Context) -> NoReturn:
     """The error edge: the line on stderr; with --json the error document on stdout (and
     nothing else there); exit `code`. `ctx`: the command's."""
-    from unban.contract import error_kind
+    from unban.contract import error_document, error_kind
 
     error_line(message)
     if ctx.params.get("json_output"):
@@ -257,6 +257,8 @@ def failed(exc: BaseException, message: str, code: int, ctx: typer.Context) -> N
 
 
 def write_json(document: Any) -> None:
+    import json  # here: `unban --help` does not need it
+
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 

@@ -4,12 +4,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
-from typing import Annotated, Any, Optional
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from unban import engine, tables
-from unban.address import Network, family_of, parse_target, show
 from unban.cli.base import (
     BLOCKS,
     DryRunOption,
@@ -24,14 +23,14 @@ from unban.cli.base import (
     progress,
     settings,
 )
-from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
-from unban.layers import ListQuery
-from unban.model import Batch, Finding, Plan, Report
-from unban.progress import Progress
-from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.settings import Settings
-from unban.system import require_root
+from unban.system import both, require_root
+
+if TYPE_CHECKING:  # the commands import what they use: `unban --help` stays quick
+    from unban.address import Network
+    from unban.model import Batch, Finding, Plan, Report
+    from unban.progress import Progress
 
 AddressArgument = Annotated[
     str, typer.Argument(metavar="ADDRESS", help="IPv4/IPv6 address or CIDR.")
@@ -59,13 +58,24 @@ class Backend(str, Enum):
 )
 def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
+        from unban.address import parse_target
+        from unban.contract import commands as contract
+        from unban.readahead import start_rule_dumps
+
         target = parse_target(address)
         require_root()
+        start_rule_dumps()  # while the layers are imported
+        from unban import engine, tables
+        from unban.render import report_text
+
         layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            report = engine.find(target, layers)
-            report = replace(report, exemptions=tuple(_exemption_states(target, settings(ctx))))
+            report, states = both(  # the ban sources' exemptions are read meanwhile
+                partial(engine.find, target, layers),
+                partial(_exemption_states, target, settings(ctx)),
+            )
+            report = replace(report, exemptions=tuple(states))
         code = ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
         emit_for_people(
             json_output,
@@ -78,7 +88,7 @@ def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOptio
     guarded(body, ctx)
 
 
-def _exemption_states(target: Network, run: Settings) -> list[Any]:
+def _exemption_states(target: "Network", run: Settings) -> list[Any]:
     """find's "exempt from future bans" answer for each ban source here."""
     from unban import exemptions
 
@@ -105,6 +115,11 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban import engine, tables
+        from unban.contract import commands as contract
+        from unban.layers import ListQuery
+        from unban.render import absent_lines, listing_text
+
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
         layers = engine.default_layers(settings(ctx))
@@ -143,6 +158,9 @@ def remove(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban import engine
+        from unban.address import parse_target
+
         target = parse_target(address)
         require_root()
         run = settings(ctx)
@@ -199,7 +217,9 @@ def delete(
     json_output: JsonOption = False,
 ) -> None:
     def body() -> int:
+        from unban.address import family_of, parse_target
         from unban.layers.xtables import XtablesLayer, build_batches
+        from unban.model import Plan
 
         expected = parse_target(expect) if expect is not None else None
         rule_family = "ipv6" if ipv6 else "ipv4"
@@ -235,20 +255,24 @@ def delete(
 
 
 def _execute(
-    plan: Plan,
-    target: Optional[Network],
+    plan: "Plan",
+    target: "Optional[Network]",
     kind: str,
     layers: list[Any],
-    shown: Progress,
+    shown: "Progress",
     run: Settings,
     *,
-    before: Optional[Report],
+    before: "Optional[Report]",
     dry_run: bool,
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again.
     `before`: what `find` read for the plan (None for `delete`, which reads one rule)."""
-    from unban import transaction
+    from unban import tables, transaction
+    from unban.address import show
+    from unban.contract import commands as contract
+    from unban.model import Report
+    from unban.render import plan_text
 
     shown.idle()
     address = show(target) if target is not None else None
@@ -310,7 +334,7 @@ def _execute(
     return code
 
 
-def _refusals(report: Report, findings: Sequence[Finding], layers: list[Any]) -> list[Any]:
+def _refusals(report: "Report", findings: "Sequence[Finding]", layers: list[Any]) -> list[Any]:
     """What refuses the address, each with the fix (refusals.refusals), and the ways to sshd
     that are not open though no finding says why."""
     from unban.refusals import path_refusals, refusals
@@ -320,10 +344,11 @@ def _refusals(report: Report, findings: Sequence[Finding], layers: list[Any]) ->
 
 
 def _settled(
-    target: Network, applied: Sequence[Batch], layers: Sequence[Any], run: Settings
-) -> Report:
+    target: "Network", applied: "Sequence[Batch]", layers: Sequence[Any], run: Settings
+) -> "Report":
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
+    from unban import engine
     from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
@@ -334,7 +359,9 @@ def _settled(
         time.sleep(0.25)
 
 
-def _remaining_text(remaining: Optional[Report]) -> list[str]:
+def _remaining_text(remaining: "Optional[Report]") -> list[str]:
+    from unban.render import report_text
+
     if remaining is None:
         return []
     if not remaining.findings:

@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from unban import heal as heal_mod
-from unban import healschedule as schedule
+from unban import defaults
 from unban.cli.base import (
     GUARD,
     DryRunOption,
@@ -21,10 +20,9 @@ from unban.cli.base import (
     progress,
     settings,
 )
-from unban.contract import commands as contract
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import ExitStatus, InputError, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.reverter import DEFAULT_STATE_DIR
 from unban.settings import Settings
 from unban.system import require_root
 
@@ -75,7 +73,7 @@ def heal(
     *,
     config: Annotated[
         str, typer.Option("--config", metavar="FILE", help="The protected addresses.")
-    ] = heal_mod.DEFAULT_CONFIG,
+    ] = defaults.HEAL_CONFIG,
     install: Annotated[
         Optional[ScheduleKind],
         typer.Option(
@@ -93,11 +91,13 @@ def heal(
     ] = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
-    lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = heal_mod.DEFAULT_LOCK,
-    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = schedule.CRON_DIR,
-    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = schedule.SYSTEMD_DIR,
+    lock_file: Annotated[str, typer.Option("--lock-file", hidden=True)] = defaults.HEAL_LOCK,
+    cron_dir: Annotated[str, typer.Option("--cron-dir", hidden=True)] = defaults.CRON_DIR,
+    systemd_dir: Annotated[str, typer.Option("--systemd-dir", hidden=True)] = defaults.SYSTEMD_DIR,
 ) -> None:
     def body() -> int:
+        from unban.contract import commands as contract
+
         if install is not None and uninstall:
             raise InputError("--install and --uninstall: give one of them")
         if every is not None and install is None:
@@ -107,6 +107,8 @@ def heal(
             return _run(
                 Path(config), lock_file, settings(ctx), dry_run=dry_run, json_output=json_output
             )
+        from unban import healschedule as schedule
+
         places = schedule.Places(cron_dir, systemd_dir)
         places = dataclasses.replace(places, systemctl=schedule.host_systemctl(places))
         if uninstall:
@@ -162,6 +164,9 @@ def heal(
 
 
 def _run(config: Path, lock_file: str, run: Settings, *, dry_run: bool, json_output: bool) -> int:
+    from unban import heal as heal_mod
+    from unban.contract import commands as contract
+
     with progress(json_output) as shown:
         shown.step("healing the protected addresses")
         report = heal_mod.run(

@@ -4,12 +4,10 @@ fail2ban's config dir and the state dir are the global --fail2ban-conf / --state
 because `find` and `remove` read fail2ban too."""
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from unban import engine
-from unban.address import Network, show
 from unban.cli.base import (
     EXEMPTIONS,
     DryRunOption,
@@ -22,10 +20,13 @@ from unban.cli.base import (
     settings,
 )
 from unban.errors import ExitStatus, UnbanError
-from unban.exemptions import Exemption, ExemptionPlan
-from unban.reverter import Reverter
 from unban.settings import Settings
 from unban.system import require_root
+
+if TYPE_CHECKING:  # imported where used: `unban --help` stays quick
+    from unban.address import Network
+    from unban.exemptions import Exemption, ExemptionPlan
+    from unban.reverter import Reverter
 
 AddressArgument = Annotated[
     str, typer.Argument(metavar="ADDRESS", help="IPv4/IPv6 address or CIDR.")
@@ -100,12 +101,14 @@ def _ignore_command(
     run: Settings,
 ) -> int:
     from unban import exemptions
+    from unban.address import show
     from unban.contract import commands as contract
     from unban.exemptions.crowdsec import CrowdsecExemption
     from unban.exemptions.fail2ban import Fail2banExemption, installed
     from unban.exemptions.sshguard import SshguardExemption
     from unban.fail2ban import ignorelist
     from unban.layers.fail2ban import Fail2banLayer
+    from unban.reverter import Reverter
 
     target = ignorelist.parse_ignore_target(address, force=force)
     if operation == "ignore":
@@ -169,15 +172,17 @@ def _ignore_command(
 
 
 def _apply_exemptions(
-    planned: Sequence[ExemptionPlan],
-    chosen: Sequence[Exemption],
-    reverter: Reverter,
-    target: Network,
+    planned: "Sequence[ExemptionPlan]",
+    chosen: "Sequence[Exemption]",
+    reverter: "Reverter",
+    target: "Network",
     confdir: str,
 ) -> str:
     """Apply the plans in one change set named by the operation (`unban history`), each batch
     journaled before it is applied (a killed run is put back by the next command); on a
     failure put everything back. Its id."""
+    from unban import engine
+    from unban.address import show
     from unban.errors import ApplyError
     from unban.exemptions.stage import ExemptionStage, batches
     from unban.journal import ChangeSetJournal

@@ -5,7 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from unban.address import parse_target, show
 from unban.cli.base import (
     RESCUE,
     DryRunOption,
@@ -18,9 +17,7 @@ from unban.cli.base import (
     progress,
     settings,
 )
-from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
-from unban.path.model import BLOCKS
 from unban.settings import Settings
 from unban.system import require_root
 
@@ -95,6 +92,8 @@ def me(
 ) -> None:
     def body() -> int:
         from unban import me as me_mod
+        from unban.address import parse_target, show
+        from unban.contract import commands as contract
         from unban.session import find_origin
 
         text = address
@@ -126,6 +125,9 @@ def me(
 
             shown.step(f"reading every layer for {show(target)}")
             with changing(settings(ctx), changes=not dry_run):
+                from unban.readahead import start_rule_dumps
+
+                start_rule_dumps()  # after the lock and recovery: nothing changes before
                 result = me_mod.run_me(
                     target,
                     broad=broad,
@@ -149,6 +151,7 @@ def undo_body(
 ) -> int:
     """`unban undo` (and its alias `unban rollback`): the plan, then, unless dry-run, undo it."""
     from unban import history
+    from unban.contract import commands as contract
     from unban.reverter import Reverter
 
     require_root()
@@ -224,6 +227,9 @@ def doctor(
 ) -> None:
     def body() -> int:
         from unban import doctor as doctor_mod
+        from unban.address import parse_target
+        from unban.contract import commands as contract
+        from unban.path.model import BLOCKS
 
         parse_target(address)
         if port is not None and not 0 < port < 65536:
@@ -280,6 +286,7 @@ def probe(
 ) -> None:
     def body() -> int:
         from unban import probe as probe_mod
+        from unban.contract import commands as contract
 
         with progress(json_output) as shown:
             shown.step(f"connecting to {host} port {port}")

@@ -21,10 +21,7 @@ import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
-
-from configupdater import ConfigUpdater
-from configupdater.option import Option
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from unban.address import Network
 from unban.errors import InputError, UnbanError
@@ -51,6 +48,10 @@ from unban.fail2ban.ignorelist import (
 from unban.reverter import ChangeSet, Reverter
 from unban.signals import DeferredSignals
 from unban.system import which
+
+if TYPE_CHECKING:
+    from configupdater import ConfigUpdater
+    from configupdater.option import Option
 
 IGNORE_KIND = "fail2ban-ignoreip"
 
@@ -131,6 +132,8 @@ class _Editor:
 
     def doc(self, path: str) -> ConfigUpdater:
         if path not in self.docs:
+            from configupdater import ConfigUpdater  # only an edit needs it (slow to import)
+
             updater = ConfigUpdater()
             text = self.texts.get(path)
             if text is None and os.path.isfile(path):
@@ -147,6 +150,8 @@ class _Editor:
         return self.docs[path]
 
     def option(self, path: str, section: str) -> Option:
+        from configupdater.option import Option
+
         section_block = self.doc(path)[section]
         option = section_block.get("ignoreip")
         assert isinstance(option, Option)
@@ -166,6 +171,8 @@ class _Editor:
         return removed
 
     def set_new(self, path: str, section: str, value: str) -> None:
+        from configupdater import ConfigUpdater
+
         doc = self.doc(path)
         if not doc.has_section(section):
             text = str(doc)

@@ -237,6 +237,8 @@ class IpsetLayer:
 
     def __init__(self, xtables: XtablesLayer) -> None:
         self.xtables = xtables
+        # engine reads this layer once the iptables layer has read the rules it scans
+        self.reads_after = xtables
         # The `ipset save` line of each element `find` reported, for the plan's undo.
         self._add_lines: dict[tuple[str, str], str] = {}
 

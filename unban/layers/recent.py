@@ -119,6 +119,8 @@ class RecentLayer:
 
     def __init__(self, xtables: XtablesLayer, proc_dir: Union[str, os.PathLike[str]] = PROC_DIR):
         self.xtables = xtables
+        # engine reads this layer once the iptables layer has read the rules it scans
+        self.reads_after = xtables
         self.proc_dir = Path(proc_dir)
 
     def status(self) -> list[LayerStatus]:

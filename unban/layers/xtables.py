@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network, show
@@ -29,11 +30,12 @@ from unban.path.iptables import (
     Table,
     option_value,
     parse_save,
+    rules_naming,
     split_spec,
     walk_ruleset,
 )
 from unban.path.model import ChainWalk, Lookups, Packet
-from unban.system import first_line, run, which
+from unban.system import concurrently, first_line, run, which
 
 LAYER = "iptables"
 BACKENDS = ("legacy", "nft")
@@ -144,6 +146,9 @@ def dropped_by(rules: Sequence[RuleRef]) -> str:
     )
 
 
+PREFILTER_FROM = 100  # rules in a chain from which one regex over the chain finds the candidates
+
+
 def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
     """Rules whose `-s` network overlaps the target and whose verdict blocks."""
     if (target.version == 4) != (ruleset.family == "ipv4"):
@@ -156,7 +161,11 @@ def find_in_ruleset(ruleset: Ruleset, target: Network) -> Iterator[Finding]:
         only = frozenset(str(target.supernet(new_prefix=p)) for p in range(1, 33))
     for table in ruleset.tables.values():
         for chain in table.chains.values():
-            for index, spec in enumerate(chain.rules):
+            indices: Iterable[int] = range(len(chain.rules))
+            if only is not None and len(chain.rules) > PREFILTER_FROM:
+                indices = rules_naming("\n".join(chain.rules), only)
+            for index in indices:
+                spec = chain.rules[index]
                 pos = spec.find("-s ")
                 if pos < 0 or (pos and spec[pos - 1] != " ") or spec[pos - 2 : pos] == "! ":
                     continue
@@ -404,6 +413,16 @@ def locate(chains: dict[str, Chain], targets: Sequence[RuleTarget]) -> list[tupl
     return sorted(claimed, key=lambda spot: (spot[0], -spot[1]))
 
 
+def only_copy(read: Optional[Ruleset], table: str, targets: Sequence[RuleTarget]) -> bool:
+    """True when deleting by spec deletes the very rule a find just read: one target, whose
+    spec its chain held exactly once in that read. (With two copies, `-D SPEC` takes the
+    first, which may not be the one found; `_delete_nft` then deletes by handle.) Pure."""
+    if read is None or len(targets) != 1:
+        return False
+    chain = read.tables.get(table, Table(table)).chains.get(targets[0].chain)
+    return chain is not None and chain.rules.count(targets[0].spec) == 1
+
+
 def clamp_inserts(lines: Sequence[str], chains: dict[str, Chain]) -> list[str]:
     """The undo's `-I CHAIN N spec` lines, each N at most one past the chain's end as it is
     now (rules above it went meanwhile: a restarted fail2ban drops its jump until it bans
@@ -482,7 +501,11 @@ class XtablesLayer:
         return self._cache[key]
 
     def rulesets(self) -> list[Ruleset]:
-        return [self.ruleset(b, f) for b, f in self._pairs()]
+        """Every backend's and family's rules; the ones not read yet are read at once."""
+        pairs = list(self._pairs())
+        missing = [pair for pair in pairs if pair not in self._cache]
+        concurrently([partial(self.ruleset, *pair) for pair in missing])
+        return [self.ruleset(b, f) for b, f in pairs]
 
     def listings(self, query: ListQuery) -> list[Listing]:
         listings = []
@@ -571,16 +594,17 @@ class XtablesLayer:
 
         legacy: hold the xtables lock (fail2ban's `iptables -w` waits for it) from reading the
         table to libiptc's commit, so nothing can move between the check and the delete.
-        nft: map positions to nft handles (never reused) read before and after the check,
-        and delete by handle in one nft transaction.
+        nft: one target whose spec the find's read held once is deleted by spec (the rule
+        equal to it is the one found); otherwise positions are mapped to nft handles (never
+        reused) read before and after the check, and deleted by handle in one transaction.
         """
         backend, family, table = batch.scope.split(" ")[:3]
-        self._cache.pop((backend, family), None)
+        read = self._cache.pop((backend, family), None)
         if backend == "legacy":
             with xtables_lock():
                 spots = locate(self._table_now(backend, family, table), targets)
                 _libiptc_delete(family, table, spots)
-        else:
+        elif not (only_copy(read, table, targets) and _deleted_by_spec(family, table, targets[0])):
             self._delete_nft(family, table, targets)
         self._cache.pop((backend, family), None)
 
@@ -739,6 +763,14 @@ def _nft_handles(nft_family: str, table: str, chain: str) -> list[int]:
         if " # handle " in stripped and not stripped.startswith("chain "):
             handles.append(int(stripped.rsplit(" # handle ", 1)[1].split()[0]))
     return handles
+
+
+def _deleted_by_spec(family: str, table: str, target: RuleTarget) -> bool:
+    """`iptables-nft -D CHAIN SPEC`: the first rule equal to the spec goes, in one transaction,
+    without the two handle listings and the save `_delete_nft` needs (each costs about what
+    this whole `-D` does). False when iptables found no equal rule: nothing was deleted."""
+    argv = [tool("nft", family), "-t", table, "-D", target.chain, *split_spec(target.spec)]
+    return run(LAYER, argv, check=False).returncode == 0
 
 
 def xtables_lock(timeout: float = 10.0) -> FileLock:
