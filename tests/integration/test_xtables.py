@@ -14,7 +14,8 @@ from unban import engine
 from unban._sandbox import json_document
 from unban.address import parse_target
 from unban.errors import ApplyError, RuleChangedError
-from unban.layers.xtables import XtablesLayer, build_batches
+from unban.layers.xtables import XtablesLayer
+from unban.layers.xtables_plan import build_batches
 
 BACKENDS = ["legacy", "nft"]
 

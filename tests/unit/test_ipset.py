@@ -13,7 +13,7 @@ from unban.layers.ipset import (
     parse_headers,
     parse_set_members,
 )
-from unban.layers.xtables import RuleRef
+from unban.layers.xtables_rules import RuleRef
 from unban.model import Finding
 
 LIST_T = """\

@@ -13,7 +13,7 @@ import pytest
 
 from unban.address import parse_target
 from unban.errors import LayerError, RuleChangedError
-from unban.layers.xtables import recent_rules
+from unban.layers.xtables_rules import recent_rules
 from unban.owners.files import apply_edits, edit_command, inverse, line_edits, unsafe_reason
 from unban.owners.firewalld import (
     blocks,

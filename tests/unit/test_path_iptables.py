@@ -13,7 +13,7 @@ import pytest
 
 from unban.address import parse_target
 from unban.checks.firewall import firewall_check
-from unban.layers.xtables import build_batches
+from unban.layers.xtables_plan import build_batches
 from unban.model import Finding
 from unban.path.evaluate import Reach, reach
 from unban.path.iptables import match_rule, parse_save, split_spec, walk_ruleset

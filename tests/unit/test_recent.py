@@ -7,7 +7,9 @@ from pathlib import Path
 from unban.address import parse_target
 from unban.layers import ListQuery
 from unban.layers.recent import RecentLayer, build_batch, mask_prefix, parse_list
-from unban.layers.xtables import RuleRef, Ruleset, XtablesLayer, parse_save
+from unban.layers.xtables import XtablesLayer
+from unban.layers.xtables_rules import RuleRef
+from unban.path.iptables import Ruleset, parse_save
 
 # /proc/net/xt_recent/SSH, captured (kernel 6.1): IPv6 sources are printed in full.
 SSH_LIST = """\

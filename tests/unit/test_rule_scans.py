@@ -9,7 +9,7 @@ import random
 import pytest
 
 from unban.address import parse_target
-from unban.layers import xtables
+from unban.layers import xtables_plan, xtables_rules
 from unban.path.iptables import Chain, Ruleset, SourceTest, Table, parse_save
 
 AWKWARD = [
@@ -89,14 +89,14 @@ def test_find_over_a_big_chain_finds_what_a_rule_by_rule_scan_finds(
         ruleset.tables["filter"] = Table("filter", {"X": Chain("X", "-", rules)})
         return [
             (f.line, f.rule, f.network, f.targeted)
-            for f in xtables.find_in_ruleset(ruleset, target)
+            for f in xtables_rules.find_in_ruleset(ruleset, target)
         ]
 
     for rules in mixes():
         fast = found(rules)
-        monkeypatch.setattr(xtables, "PREFILTER_FROM", 10**9)
+        monkeypatch.setattr(xtables_rules, "PREFILTER_FROM", 10**9)
         assert found(rules) == fast
-        monkeypatch.setattr(xtables, "PREFILTER_FROM", 100)
+        monkeypatch.setattr(xtables_rules, "PREFILTER_FROM", 100)
 
 
 def test_a_lone_rule_is_deleted_by_spec_only_when_the_read_held_it_once() -> None:
@@ -107,9 +107,13 @@ def test_a_lone_rule_is_deleted_by_spec_only_when_the_read_held_it_once() -> Non
         "nft",
         "ipv4",
     )
-    lone = xtables.RuleTarget("f2b-sshd", 2, spec)
-    assert xtables.only_copy(read, "filter", [lone])
-    assert not xtables.only_copy(None, "filter", [lone])  # nothing read in this run: by handle
-    assert not xtables.only_copy(read, "filter", [lone, xtables.RuleTarget("f2b-sshd", 1, "x")])
-    assert not xtables.only_copy(read, "filter", [xtables.RuleTarget("f2b-twice", 1, spec)])
-    assert not xtables.only_copy(read, "nat", [lone])
+    lone = xtables_plan.RuleTarget("f2b-sshd", 2, spec)
+    assert xtables_plan.only_copy(read, "filter", [lone])
+    assert not xtables_plan.only_copy(None, "filter", [lone])  # nothing read in this run: by handle
+    assert not xtables_plan.only_copy(
+        read, "filter", [lone, xtables_plan.RuleTarget("f2b-sshd", 1, "x")]
+    )
+    assert not xtables_plan.only_copy(
+        read, "filter", [xtables_plan.RuleTarget("f2b-twice", 1, spec)]
+    )
+    assert not xtables_plan.only_copy(read, "nat", [lone])

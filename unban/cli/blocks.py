@@ -218,7 +218,8 @@ def delete(
 ) -> None:
     def body() -> int:
         from unban.address import family_of, parse_target
-        from unban.layers.xtables import XtablesLayer, build_batches
+        from unban.layers.xtables import XtablesLayer
+        from unban.layers.xtables_plan import build_batches
         from unban.model import Plan
 
         expected = parse_target(expect) if expect is not None else None

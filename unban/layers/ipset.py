@@ -25,15 +25,15 @@ from typing import Optional
 from unban.address import Network, family_of
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import (
+from unban.layers.xtables import XtablesLayer
+from unban.layers.xtables_plan import run_script
+from unban.layers.xtables_rules import (
     RuleRef,
     SourceMatcher,
-    XtablesLayer,
     by_name,
     distinct_elements,
     dropped_by,
     rules_shown,
-    run_script,
     set_rules,
 )
 from unban.model import Batch, Finding, LayerStatus, Step, as_json

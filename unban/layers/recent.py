@@ -21,9 +21,9 @@ from typing import Union
 from unban.address import Network, family_of, is_targeted, overlaps
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import (
+from unban.layers.xtables import XtablesLayer
+from unban.layers.xtables_rules import (
     RuleRef,
-    XtablesLayer,
     by_name,
     distinct_elements,
     dropped_by,

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery, owner_of
-from unban.layers.xtables import run_script
+from unban.layers.xtables_plan import run_script
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.system import run, which
 

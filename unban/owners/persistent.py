@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from unban.address import Network, family_of, is_targeted, parse_network, show
-from unban.layers.xtables import SourceMatcher, set_rules, verdict_of
+from unban.layers.xtables_rules import SourceMatcher, set_rules, verdict_of
 from unban.owners.files import FileOwner, Hit, read_text
 from unban.path.iptables import option_value, parse_save, split_spec
 from unban.reverter import DEFAULT_STATE_DIR
