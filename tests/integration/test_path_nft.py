@@ -103,8 +103,8 @@ CORPUS = [
      " {saddr} != {addr} tcp dport 22 drop; tcp dport != 22 drop; ct state invalid drop;"
      " {saddr} {addr} tcp dport 2222 drop; }} }}", True),
     ("an accept in one base chain, a drop in a later one",
-     "table inet a {{ chain first {{ type filter hook input priority -10; {saddr} {addr}"
-     " accept; }}\n chain second {{ type filter hook input priority 10; {saddr} {addr} drop; }}"
+     "table inet a {{ chain early {{ type filter hook input priority -10; {saddr} {addr}"
+     " accept; }}\n chain late {{ type filter hook input priority 10; {saddr} {addr} drop; }}"
      " }}", False),
     ("a return from a jumped chain, then the policy",
      "table inet r {{ chain sub {{ {saddr} {addr} return; drop; }}\n chain input {{ type filter"
