@@ -7,8 +7,10 @@ ListenAddress/Port, TCP wrappers (hosts.allow / hosts.deny), MaxStartups against
 unauthenticated connections waiting now, PerSourcePenalties, then who may log in (AllowUsers,
 DenyUsers, ...), and the log lines about ADDRESS.
 
-The evaluation is pure (everything above `# ---- reading the system`): it takes parsed rulesets,
-sshd's effective config, the socket table and log lines, so tests feed it without a system.
+The checks themselves are pure (`unban.checks`): they take the path evaluator's verdict,
+sshd's effective config, the socket table and log lines, so tests feed them without a system.
+This module reads the system (`unban.sshd_runtime`, `unban.logs`, the engine's layers) and
+hands each check what it needs.
 What it cannot evaluate (a `-m limit` match, a host name it did not look up) makes a check
 "may block"; it never guesses.
 
@@ -22,337 +24,28 @@ every sshd process holding it is still a pre-authentication one (title `[accepte
 
 from __future__ import annotations
 
-import datetime
 import io
 import ipaddress
-import os
-import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from unban import penalties, tcpwrappers
 from unban import sshd as sshd_mod
+from unban import sshd_runtime, tcpwrappers
 from unban.address import Network, parse_target, show
-from unban.checks import (
-    SEES_DENIED,
-    SEES_RESET,
-    Check,
-    Diagnosis,
-    ordered,
-)
+from unban.checks import Check, Diagnosis, ordered
 from unban.checks.firewall import KEY as KEY_FIREWALL
 from unban.checks.firewall import TITLE as TITLE_FIREWALL
 from unban.checks.firewall import firewall_check
 from unban.checks.layers import LayerResult, fail2ban_check, route_check
-from unban.checks.sockets import SS_USERS, Load, listen_check, measure_load, parse_ss
+from unban.checks.logs import logs_check
+from unban.checks.sockets import listen_check
+from unban.checks.sshd import maxstartups_check, penalties_check, sshd_error_check, users_check
 from unban.checks.wrappers import tcpwrappers_check
 from unban.errors import InputError, LayerError, UnbanError
 from unban.layers import Layer
-from unban.path.model import BLOCKS as BLOCKS
-from unban.path.model import CLEAR as CLEAR
-from unban.path.model import MAY_BLOCK as MAY_BLOCK
-from unban.path.model import NOT_PRESENT as NOT_PRESENT
-from unban.path.model import IPAddress, Packet
-from unban.sshd import SshdConfig, UserAccess, in_exempt_list
-from unban.system import run, which
+from unban.logs import mtimes, read_logs
+from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT, Packet
 from unban.verdict import route_to
-
-
-def maxstartups_check(
-    config: SshdConfig, load: Load, address: str, hits: Sequence[LogHit], port: int = 22
-) -> Check:
-    title = "MaxStartups (unauthenticated connections)"
-    ms = config.max_startups
-    per_source = config.per_source_max_startups
-    drops = [h for h in hits if h.kind == "maxstartups"]
-    evidence = [
-        f"MaxStartups {ms}" + (f", PerSourceMaxStartups {per_source}" if per_source else "")
-    ]
-    if load.startups is not None:
-        evidence.append(f"{load.startups} unauthenticated connection(s) now ({load.source})")
-    evidence.extend(f"waiting: {c.peer} -> {c.local}" for c in load.preauth[:10])
-    evidence.extend(f"log: {h.line}" for h in drops[-5:])
-    data = {"max_startups": str(ms), "per_source": per_source, "load": load}
-    sees = SEES_RESET + (
-        " (or: Connection closed by remote host; a raw read gets Exceeded MaxStartups, "
-        "OpenSSH 10: Not allowed at this time)"
-    )
-    bigger = f"{ms.start * 2}:{ms.rate}:{max(ms.full * 2, ms.start * 2)}"
-    fixes = (
-        f"raise it in sshd_config, e.g. `MaxStartups {bigger}`, then `sshd -t && systemctl reload ssh`",
-        f"see who holds them: ss -tnp state established '( sport = :{port} )'",
-    )
-    if per_source and load.from_address is not None and load.from_address >= per_source:
-        summary = (
-            f"{load.from_address} unauthenticated connection(s) from {address}'s network already: "
-            f"PerSourceMaxStartups {per_source} refuses more"
-        )
-        return Check("maxstartups", title, BLOCKS, summary, tuple(evidence), fixes, sees, data)
-    if load.startups is None:
-        summary = "the number of unauthenticated connections could not be read"
-        if drops:
-            summary += f"; sshd dropped {address}'s connections recently"
-        return Check("maxstartups", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
-    percent = ms.drop_percent(load.startups)
-    if percent >= 100:
-        summary = (
-            f"{load.startups} unauthenticated connection(s) waiting >= {ms.full}: sshd drops "
-            "every new connection"
-        )
-        return Check("maxstartups", title, BLOCKS, summary, tuple(evidence), fixes, sees, data)
-    if percent > 0:
-        summary = (
-            f"{load.startups} unauthenticated connection(s) waiting: sshd drops {percent}% of new "
-            "connections at random (MaxStartups throttling)"
-        )
-        return Check("maxstartups", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
-    if drops:
-        summary = (
-            f"below MaxStartups now ({load.startups} waiting, throttling from {ms.start}), but sshd "
-            f"dropped connections from {address} recently"
-        )
-        return Check("maxstartups", title, MAY_BLOCK, summary, tuple(evidence), fixes, sees, data)
-    summary = (
-        f"{load.startups} unauthenticated connection(s) waiting, throttling starts at {ms.start}"
-    )
-    return Check("maxstartups", title, CLEAR, summary, tuple(evidence), data=data)
-
-
-def penalties_check(
-    config: SshdConfig,
-    address: str,
-    hits: Sequence[LogHit],
-    version: Optional[tuple[int, int]],
-    *,
-    now: Optional[datetime.datetime] = None,
-    file_times: Optional[Mapping[str, datetime.datetime]] = None,
-) -> Check:
-    """BLOCKS while a penalty on the address is active by the log (`unban.penalties`).
-    `file_times`: the modification time of each log file, the latest its lines without a time
-    stamp (`sshd -E`) can have been written."""
-    title = "PerSourcePenalties"
-    penalty_hits = [h for h in hits if h.kind == "penalty"]
-    if config.per_source_penalties is None:
-        which = f"OpenSSH {version[0]}.{version[1]}" if version else "this sshd"
-        return Check(
-            "penalties", title, NOT_PRESENT, f"{which} has no PerSourcePenalties (new in 9.8)"
-        )
-    value = config.per_source_penalties
-    if value == "no":
-        return Check("penalties", title, CLEAR, "PerSourcePenalties no")
-    if in_exempt_list(config, address):
-        return Check(
-            "penalties",
-            title,
-            CLEAR,
-            f"{address} is in PerSourcePenaltyExemptList ({config.penalty_exempt})",
-        )
-    now = now or datetime.datetime.now()
-    state = penalties.judge(_penalty_lines(hits, now, file_times or {}), now, config.penalty_max)
-    fixes = (
-        f"unban me {address}  (adds it to PerSourcePenaltyExemptList, checks with `sshd -t`, "
-        "reloads sshd; `unban undo` puts it back)",
-        f"or by hand: add {address} to PerSourcePenaltyExemptList in sshd_config, then "
-        "`sshd -t && systemctl reload ssh` (a reload also forgets every penalty)",
-    )
-    evidence = (f"PerSourcePenalties {value}", *(f"log: {h.line}" for h in penalty_hits[-5:]))
-    sees = SEES_RESET + " (a raw read gets: Not allowed at this time)"
-    data = {"active": state.active, "until": state.until.isoformat() if state.until else None}
-    if state.active:
-        summary = f"sshd refuses {address} for a penalty: {state.summary}"
-        return Check("penalties", title, BLOCKS, summary, evidence, fixes, sees, data)
-    if state.active is None:
-        return Check("penalties", title, MAY_BLOCK, state.summary, evidence, fixes, sees, data)
-    summary = (
-        f"no active penalty for {address} in the logs (PerSourcePenalties is on): {state.summary}"
-    )
-    return Check("penalties", title, CLEAR, summary, evidence, data=data)
-
-
-def _penalty_lines(
-    hits: Sequence[LogHit],
-    now: datetime.datetime,
-    file_times: Mapping[str, datetime.datetime],
-) -> list[penalties.LogLine]:
-    lines = []
-    for hit in hits:
-        if hit.kind not in ("penalty", "admitted", "auth-failure"):
-            continue
-        stamp = line_time(hit.line, now)
-        if stamp is not None:
-            lines.append(penalties.LogLine(hit.line, stamp))
-        else:
-            lines.append(penalties.LogLine(hit.line, file_times.get(hit.source), exact=False))
-    return lines
-
-
-def users_check(access: UserAccess, user: Optional[str]) -> Check:
-    title = "AllowUsers / DenyUsers / AllowGroups / DenyGroups"
-    if access.allowed is True:
-        return Check("users", title, CLEAR, access.reason)
-    fix: tuple[str, ...] = ()
-    if access.directive:
-        what = f"'{access.pattern}' from " if access.pattern else f"{user} to "
-        verb = "remove" if access.pattern else "add"
-        fix = (
-            f"{verb} {what}{access.directive} in sshd_config (or the Match block that sets it), "
-            "then `sshd -t && systemctl reload ssh`",
-        )
-    verdict = BLOCKS if access.allowed is False else MAY_BLOCK
-    return Check("users", title, verdict, access.reason, (), fix, SEES_DENIED + " after the banner")
-
-
-def sshd_error_check(message: str) -> Check:
-    fixes = ["sshd -t  (shows what is wrong with the configuration)"]
-    if "privilege separation directory" in message:
-        # systemd creates /run/sshd only while ssh.service runs: sshd is probably stopped
-        fixes = ["systemctl status ssh", "systemctl start ssh"]
-    return Check(
-        "sshd",
-        "sshd's configuration",
-        MAY_BLOCK,
-        f"sshd's effective configuration could not be read: {message}",
-        (),
-        tuple(fixes),
-    )
-
-
-# -- logs
-
-
-@dataclass(frozen=True)
-class LogHit:
-    kind: str  # maxstartups | tcpwrappers | penalty | denied-user | fail2ban-ban | fail2ban-unban | auth-failure | admitted
-    line: str
-    source: str
-
-
-_LOG_PATTERNS = (
-    # 8.x-9.x: "past MaxStartups"; 10: "drop connection #1 from [A]:P on [B]:22 Maxstartups"
-    ("maxstartups", re.compile(r"maxstartups", re.IGNORECASE)),
-    ("tcpwrappers", re.compile(r"refused connect from")),
-    ("penalty", re.compile(r"penalty:|srclimit_penalise")),
-    ("denied-user", re.compile(r"not allowed because")),
-    ("fail2ban-ban", re.compile(r"\]\s+(?:Restore\s+)?Ban\s")),
-    ("fail2ban-unban", re.compile(r"\]\s+Unban\s")),
-    ("auth-failure", re.compile(r"Failed password|Invalid user|authentication failure")),
-    # sshd let a connection in: a penalty logged before it had run out (unban.penalties)
-    ("admitted", re.compile(r"Connection from \S+ port|Accepted \S+ for|closed by authenticating")),
-)
-BLOCKING_LOG_KINDS = ("maxstartups", "tcpwrappers", "penalty", "denied-user", "fail2ban-ban")
-
-
-def address_pattern(address: str) -> re.Pattern[str]:
-    """The address as a whole word in a log line (203.0.113.4 is not 203.0.113.45)."""
-    if ":" in address:
-        return re.compile(rf"(?<![\w:]){re.escape(address)}(?![\w:])", re.IGNORECASE)
-    return re.compile(rf"(?<![\w.]){re.escape(address)}(?!\w|\.\d)")
-
-
-def scan_log(
-    lines: Sequence[str],
-    address: str,
-    source: str,
-    *,
-    now: Optional[datetime.datetime] = None,
-    max_age: datetime.timedelta = datetime.timedelta(hours=24),
-) -> list[LogHit]:
-    """Log lines about `address` that tell why it was refused, oldest first. Lines with a
-    time stamp (syslog, ISO, fail2ban's) older than `max_age` are left out; lines without one
-    (sshd -E) are kept."""
-    wanted = address_pattern(address)
-    now = now or datetime.datetime.now()
-    hits = []
-    for line in lines:
-        if address not in line and ":" not in address:
-            continue
-        if not wanted.search(line):
-            continue
-        stamp = line_time(line, now)
-        if stamp is not None and now - stamp > max_age:
-            continue
-        for kind, pattern in _LOG_PATTERNS:
-            if pattern.search(line):
-                hits.append(LogHit(kind, line.rstrip(), source))
-                break
-    return hits
-
-
-_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})")
-_SYSLOG = re.compile(r"^([A-Z][a-z]{2})\s+(\d{1,2}) (\d{2}:\d{2}:\d{2})")
-
-
-def line_time(line: str, now: datetime.datetime) -> Optional[datetime.datetime]:
-    """The local time a log line starts with, if it starts with one."""
-    iso = _ISO.match(line)
-    if iso:
-        try:
-            return datetime.datetime.strptime(f"{iso.group(1)} {iso.group(2)}", "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            return None
-    classic = _SYSLOG.match(line)
-    if classic:
-        try:
-            stamp = datetime.datetime.strptime(
-                f"{now.year} {classic.group(1)} {classic.group(2)} {classic.group(3)}",
-                "%Y %b %d %H:%M:%S",
-            )
-        except ValueError:
-            return None
-        if stamp - now > datetime.timedelta(days=1):  # December's lines read in January
-            stamp = stamp.replace(year=now.year - 1)
-        return stamp
-    return None
-
-
-def logs_check(hits: Sequence[LogHit], sources: Sequence[str], address: str) -> Check:
-    title = "logs"
-    if not sources:
-        return Check(
-            "logs", title, NOT_PRESENT, "no journal and no auth.log, secure or fail2ban.log found"
-        )
-    banned = [h for h in hits if h.kind in ("fail2ban-ban", "fail2ban-unban")]
-    blocking = [h for h in hits if h.kind in BLOCKING_LOG_KINDS and h.kind != "fail2ban-ban"]
-    if banned and banned[-1].kind == "fail2ban-ban":
-        blocking.append(banned[-1])
-    failures = [h for h in hits if h.kind == "auth-failure"]
-    evidence = [f"{h.line}" for h in hits if h.kind not in ("auth-failure", "admitted")][-12:]
-    if failures:
-        evidence.append(
-            f"{len(failures)} failed login(s) from {address} (what fail2ban counts); last: "
-            f"{failures[-1].line}"
-        )
-    data = {"sources": list(sources), "counts": _counts(hits)}
-    read = f"read {', '.join(sources)}"
-    if not blocking:
-        return Check(
-            "logs",
-            title,
-            CLEAR,
-            f"nothing about refusing {address} ({read})",
-            tuple(evidence),
-            data=data,
-        )
-    kinds = ", ".join(dict.fromkeys(h.kind for h in blocking))
-    return Check(
-        "logs",
-        title,
-        MAY_BLOCK,
-        f"{len(blocking)} line(s) about refusing {address} ({kinds}); {read}",
-        tuple(evidence),
-        data=data,
-    )
-
-
-def _counts(hits: Sequence[LogHit]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for hit in hits:
-        counts[hit.kind] = counts.get(hit.kind, 0) + 1
-    return counts
-
-
-# -- the socket table
 
 
 @dataclass(frozen=True)
@@ -405,7 +98,7 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         if sshd_mod.session_binary(binary, first) != sshd_mod.session_binary(binary):
             libwrap = sshd_mod.uses_libwrap(binary, first)  # the one -T names serves them
         port = options.port or (first.ports[0] if first.ports else 22)
-        laddr, destination_known = _local_address(first, address.version, port, prefsrc)
+        laddr, destination_known = sshd_runtime.local_address(first, address.version, port, prefsrc)
         config = sshd_mod.read_config(
             shown,
             user=options.user,
@@ -418,7 +111,7 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         checks.append(sshd_error_check(str(exc).split(": ", 1)[-1]))
 
     # logs first: several checks use them
-    hits, sources = _read_logs(shown, options.logs)
+    hits, sources = read_logs(shown, options.logs)
     checks.append(logs_check(hits, sources, shown))
 
     # the packet filters
@@ -462,14 +155,16 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
     )
 
     if config is not None:
-        listening = _listening_ports()
+        listening = sshd_runtime.listening_ports()
         checks.append(
             listen_check(config, address, port, laddr if destination_known else None, listening)
         )
-        load = _load(port, address, config.per_source_netblock)
+        load = sshd_runtime.startup_load(port, address, config.per_source_netblock)
         checks.append(maxstartups_check(config, load, shown, hits, port))
-        checks.append(penalties_check(config, shown, hits, version, file_times=_mtimes(sources)))
-        checks.append(users_check(_user_access(config, options.user, shown), options.user))
+        checks.append(penalties_check(config, shown, hits, version, file_times=mtimes(sources)))
+        checks.append(
+            users_check(sshd_runtime.user_access(config, options.user, shown), options.user)
+        )
     return Diagnosis(
         address=shown,
         port=port,
@@ -478,20 +173,6 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         checks=tuple(ordered(checks)),
         notes=tuple(notes),
     )
-
-
-def _local_address(
-    config: SshdConfig, version: int, port: int, prefsrc: Optional[str]
-) -> tuple[Optional[str], bool]:
-    """The server address the client connects to, and whether that is certain: it is when sshd
-    listens on exactly one specific address of that family and port."""
-    specific = {
-        e.host for e in config.listen if e.version == version and e.port == port and not e.wildcard
-    }
-    wildcard = any(e.wildcard for e in config.listen if e.version == version and e.port == port)
-    if len(specific) == 1 and not wildcard:
-        return next(iter(specific)), True
-    return prefsrc, False
 
 
 def _layer_results(network: Network) -> dict[str, LayerResult]:
@@ -554,129 +235,6 @@ def _layer_result(layer: Layer, network: Network) -> LayerResult:
     except Exception:  # noqa: BLE001 - no fix commands then; the findings still show
         pass
     return LayerResult(layer.name, True, detail, findings, tuple(dict.fromkeys(fixes)))
-
-
-def _listening_ports() -> Optional[list[int]]:
-    if which("ss") is None:
-        return None
-    result = run("sshd", ["ss", "-Htln"], check=False, timeout=10)
-    if result.returncode != 0:
-        return None
-    ports = []
-    for line in result.stdout.splitlines():
-        fields = line.split()
-        local = next((f for f in fields if ":" in f), None)
-        if local and local.rsplit(":", 1)[-1].isdigit():
-            ports.append(int(local.rsplit(":", 1)[-1]))
-    return ports
-
-
-def _load(port: int, address: IPAddress, netblock: tuple[int, int]) -> Load:
-    if which("ss") is None:
-        return Load(None, "ss is not installed")
-    listeners = run("sshd", ["ss", "-Htlnp", f"( sport = :{port} )"], check=False, timeout=10)
-    established = run(
-        "sshd",
-        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
-        check=False,
-        timeout=10,
-    )
-    if established.returncode != 0:
-        return Load(None, f"ss failed: {' '.join(established.stderr.split())}")
-    listener_pids = {int(pid) for _n, pid in SS_USERS.findall(listeners.stdout)}
-    listener_titles = [_title(pid) for pid in sorted(listener_pids)]
-    return measure_load(
-        [t for t in listener_titles if t],
-        parse_ss(established.stdout),
-        _title,
-        address,
-        netblock,
-    )
-
-
-def _title(pid: int) -> str:
-    """A process's title (sshd rewrites its argv: `sshd: [accepted]`)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def _user_access(config: SshdConfig, user: Optional[str], address: str) -> UserAccess:
-    if user is None:
-        return sshd_mod.check_user(config, None, address)
-    groups = sshd_mod.user_groups(user)
-    hostname = None
-    if config.use_dns:
-        name = tcpwrappers.resolve_client_name(address)
-        hostname = name if name not in (None, "unknown", "paranoid") else None
-    return sshd_mod.check_user(
-        config, user, address, hostname=hostname, groups=groups, exists=groups is not None
-    )
-
-
-_LOG_FILES = ("/var/log/auth.log", "/var/log/secure", "/var/log/fail2ban.log")
-_TAIL_BYTES = 8 * 1024 * 1024
-
-
-def _read_logs(address: str, files: Sequence[str]) -> tuple[list[LogHit], list[str]]:
-    """Recent lines about the address: the given files, or the journal (last 24 h) and the
-    classic log files (their last 8 MB)."""
-    hits: list[LogHit] = []
-    sources: list[str] = []
-    if not files:
-        journal = _journal_lines()
-        if journal is not None:
-            sources.append("journal (24 h)")
-            hits.extend(scan_log(journal, address, "journal"))
-        files = tuple(f for f in _LOG_FILES if os.path.isfile(f))
-    for path in files:
-        lines = _tail(path)
-        if lines is None:
-            continue
-        sources.append(path)
-        hits.extend(scan_log(lines, address, path))
-    return hits, sources
-
-
-def _journal_lines() -> Optional[list[str]]:
-    if which("journalctl") is None:
-        return None
-    argv = ["journalctl", "--no-pager", "-q", "-o", "short-iso", "--since=-24h"]
-    for ident in ("sshd", "sshd-session", "fail2ban.actions", "fail2ban-server", "fail2ban"):
-        argv += ["-t", ident]
-    try:
-        result = run("logs", argv, check=False, timeout=60)
-    except LayerError:
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.splitlines()
-
-
-def _mtimes(paths: Sequence[str]) -> dict[str, datetime.datetime]:
-    """Each log file's modification time: the latest its lines can have been written."""
-    times = {}
-    for path in paths:
-        try:
-            times[path] = datetime.datetime.fromtimestamp(os.stat(path).st_mtime)
-        except OSError:
-            continue
-    return times
-
-
-def _tail(path: str) -> Optional[list[str]]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - _TAIL_BYTES))
-            data = handle.read()
-    except OSError:
-        return None
-    return data.decode(errors="replace").splitlines()
 
 
 # ---------------------------------------------------------------- presentation (pure)

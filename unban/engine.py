@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Callable, Optional, Protocol
 
 from unban.address import Network, parse_network, show
-from unban.errors import ApplyError, UnbanError
+from unban.errors import ApplyError
 from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report
 from unban.path.evaluate import Reach, summary
 from unban.path.model import Packet
+from unban.signals import DeferredSignals
 
 
 def default_layers() -> list[Layer]:
@@ -157,36 +156,6 @@ def left_to_owner(finding: Finding, chosen: Sequence[Finding]) -> bool:
 class Outcome:
     plan: Plan
     applied: tuple[Batch, ...]
-
-
-class Interrupted(UnbanError):
-    """A signal arrived while changes were being applied."""
-
-
-class DeferredSignals:
-    """Hold SIGTERM/SIGHUP/SIGINT until the running batch ends (never kill a restore midway)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received: Optional[int] = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> DeferredSignals:
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._record)
-        return self
-
-    def _record(self, signum: int, _frame: Optional[FrameType]) -> None:
-        self.received = signum
-
-    def check(self) -> None:
-        if self.received is not None:
-            raise Interrupted(f"stopped by signal {signal.Signals(self.received).name}")
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 class Journal(Protocol):

@@ -57,6 +57,10 @@ class ApplyError(UnbanError):
             self.exit_status = ExitStatus.ROLLBACK_FAILED
 
 
+class Interrupted(UnbanError):
+    """A signal arrived while changes were being applied (they were finished or put back)."""
+
+
 def printable(text: str) -> str:
     """`text` safe for a terminal and a cron mail, on one line: control characters, ANSI
     escapes, line and paragraph separators and bidi controls shown as Python escapes (`\\x1b`,

@@ -13,7 +13,7 @@ addresses' (see `worst`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -40,7 +40,7 @@ Log = Callable[[int, str], None]
 # ---------------------------------------------------------------- one run
 
 
-# healed: a block was lifted; updated: nothing blocked it, but it was added to ignoreip;
+# healed: a block was lifted; updated: nothing blocked it, but it was exempted (ignoreip, ...);
 # clear: nothing to do; still-blocked: something still refuses it; failed: see the error.
 HEALED, UPDATED, CLEAR = "healed", "updated", "clear"
 STILL_BLOCKED, FAILED = "still-blocked", "failed"
@@ -227,11 +227,10 @@ def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) 
 
 def from_me(result: MeResult) -> Healed:
     """heal's view of one `unban me` run: one short phrase per change, what still refuses."""
-    from unban import me
+    from unban import steptext
 
-    changes = [me.step_text(step) for batch in result.applied for step in batch.steps]
-    if result.ignored:
-        changes.append("added to fail2ban's ignoreip")
+    changes = [steptext.step_text(step) for batch in result.applied for step in batch.steps]
+    changes += exempted_phrases(result.ignored)
     if result.changed and not changes:
         changes.append(result.summary)
     remaining = tuple(
@@ -243,10 +242,23 @@ def from_me(result: MeResult) -> Healed:
         status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
     else:
         status, code = CLEAR, int(ExitStatus.OK)
-    plan = tuple(me.plan_lines(result.plan, result.ignore)) if result.dry_run else ()
+    plan = tuple(steptext.plan_lines(result.plan, result.exemptions)) if result.dry_run else ()
     return Healed(
         result.target, status, code, tuple(changes), remaining, "", result.change_set, plan
     )
+
+
+EXEMPTED = (
+    ("fail2ban", "added to fail2ban's ignoreip"),
+    ("sshguard", "added to sshguard's whitelist"),
+    ("crowdsec", "added to CrowdSec's whitelist"),
+)
+
+
+def exempted_phrases(done: Sequence[str]) -> list[str]:
+    """One phrase per ban source an exemption step of the run changed (its lines start with
+    the source's name)."""
+    return [phrase for source, phrase in EXEMPTED if any(line.startswith(source) for line in done)]
 
 
 def _heal_guarded(heal_one: HealOne, target: Network, config: HealConfig) -> Healed:

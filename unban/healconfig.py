@@ -4,9 +4,10 @@
     protect = ["203.0.113.4", "2001:db8::/64", "home.example.net"]
     # Entries wider than /16 (IPv4) or /48 (IPv6) are refused unless listed here too.
     wide_ok = []
-    # Which layers to heal: firewall, fail2ban, hosts (default: all).
-    layers = ["firewall", "fail2ban", "hosts"]
-    # Also add the protected addresses to fail2ban's ignoreip.
+    # Which layers to heal: firewall, fail2ban, hosts, owners, sshd (default: all).
+    layers = ["firewall", "fail2ban", "hosts", "owners", "sshd"]
+    # Also exempt the protected addresses in every ban source of those layers (fail2ban's
+    # ignoreip; sshguard's whitelist and CrowdSec's whitelist with "owners").
     ignoreip = true
 
 Whoever can write this file can exempt any address from every ban, so it must be owned by root

@@ -3,7 +3,7 @@
 Every command that changes something records one change set (unban/reverter.py) named by its
 `kind`: me, heal, remove, delete, ignore, unignore. `undo_plan` says, in put-back words, what
 undoing one would do (`unban undo --dry-run` prints it); `undo` does exactly that, through
-`me.undo`, which reverts every kind of change set.
+`unban.undo.undo`, which reverts every kind of change set.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Entry:
 
 def entries(reverter: Reverter) -> list[Entry]:
     """Every change set, oldest first."""
-    from unban.me import later_overlap
+    from unban.undo import later_overlap
 
     infos = reverter.list()
     result = []
@@ -123,7 +123,7 @@ def undo_plan(reverter: Reverter, change_id: Optional[str] = None) -> UndoPlan:
 
     Raises InputError (nothing changed) when there is none, it was undone already, or a later
     change set changed the same files."""
-    from unban.me import cannot_restore, later_overlap, overlap_message
+    from unban.undo import cannot_restore, later_overlap, overlap_message
 
     infos = reverter.list()
     if change_id is None:
@@ -148,10 +148,10 @@ def undo_plan(reverter: Reverter, change_id: Optional[str] = None) -> UndoPlan:
 
 
 def undo(plan: UndoPlan, *, state_dir: str, confdir: str) -> Any:
-    """Undo the change set of `plan` (me.undo reverts every kind); returns me.UndoResult."""
-    from unban import me
+    """Undo the change set of `plan` (unban.undo reverts every kind); returns an UndoResult."""
+    from unban.undo import undo as undo_change_set
 
-    return me.undo(plan.change_set, state_dir=state_dir, confdir=confdir)
+    return undo_change_set(plan.change_set, state_dir=state_dir, confdir=confdir)
 
 
 def put_back_lines(info: ChangeSetInfo) -> list[str]:
@@ -168,8 +168,9 @@ def put_back_lines(info: ChangeSetInfo) -> list[str]:
 
 
 def _action_put_back(action: Mapping[str, Any]) -> list[str]:
+    from unban.exemptions.stage import STAGE
     from unban.fail2ban.ignoreip import IGNORE_KIND
-    from unban.me import IGNORE_LAYER, ME_BATCH, rebuild
+    from unban.journal import ME_BATCH, rebuild
 
     if action.get("kind") == IGNORE_KIND:
         jail, ip = action.get("jail"), action.get("ip")
@@ -179,8 +180,8 @@ def _action_put_back(action: Mapping[str, Any]) -> list[str]:
     if action.get("kind") != ME_BATCH:
         return [f"undo {action.get('summary') or action.get('kind')}"]
     layer = action.get("layer")
-    if layer == IGNORE_LAYER:
-        return []  # its files and its live changes (IGNORE_KIND actions) are listed themselves
+    if layer == STAGE:
+        return []  # its files and live changes (IGNORE_KIND, EXEMPTION_KIND) are listed
     if layer == "fail2ban" and action.get("scope") == "server":
         return [
             f"put back the ban of {ban[2]} in fail2ban jail {ban[1]}"

@@ -30,7 +30,7 @@ IDEMPOTENT_REVERT = ("fail2ban", "ipset", "route", "xt_recent")
 class ChangeSetJournal:
     """`engine.Journal` over a change set: one ME_BATCH action per batch (see the module doc).
 
-    `record_of(batch)` is the batch as JSON (`unban.me.batch_record`); it is recorded again once
+    `record_of(batch)` is the batch as JSON (`unban.undo.batch_record`); it is recorded again once
     the batch is applied, when a layer knows its undo better (the bans fail2ban really lifted).
     `put_back(cause)` undoes the change set after a failure and returns the error to raise.
     """

@@ -16,37 +16,44 @@ exit status either way.
 
 Order of the changes, each a batch of the engine's plan: fail2ban (unban in every jail, or its
 database when the server is stopped), the packet filters (targeted findings; broad ones only
-with `broad`), /etc/hosts.allow and /etc/hosts.deny, then fail2ban's ignoreip (unless
-`ignore=False`). One reverter change set holds everything: the backups of every file changed
-(hosts files, fail2ban's database, jail.local...) and, as JSON actions, every other batch with
-its undo data, so `unban undo` can put it all back in a later process (`undo`).
+with `broad`), /etc/hosts.allow and /etc/hosts.deny, the owners (sshguard's blacklist file,
+CrowdSec's decisions), then the exemptions of every ban source here (fail2ban's ignoreip,
+sshguard's whitelist, CrowdSec's whitelist: unban.exemptions; not with `ignore=False`). One
+reverter change set holds everything: the backups of every file changed (hosts files,
+fail2ban's database, jail.local...) and, as JSON actions, every other batch with its undo data,
+so `unban undo` can put it all back in a later process (`undo`).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Optional
 
-from unban import engine, render
-from unban.address import Network, parse_network, show
-from unban.engine import DeferredSignals
-from unban.errors import ApplyError, ExitStatus, InputError, LayerError, UnbanError
-from unban.journal import ME_BATCH, ChangeSetJournal, rebuild
+from unban import engine
+from unban.address import Network, show
+from unban.errors import ExitStatus, InputError
+from unban.exemptions import IGNORE, Exemption, ExemptionPlan
+from unban.exemptions import default_exemptions as _default_exemptions
+from unban.exemptions import plans as exemption_plans
+from unban.exemptions.stage import any_changes
+from unban.exemptions.stage import notes as exemption_notes
 from unban.layers import Layer
-from unban.model import Batch, Finding, LayerStatus, Plan, Report, Step, as_json
+from unban.model import Batch, Plan, Report
 from unban.recovery import default_layers
+from unban.refusals import Refusal, path_refusals, refusals, sshd_checks
 from unban.reverter import (
-    APPLIED,
-    FAILED,
-    IN_PROGRESS,
-    NOT_APPLIED,
-    ROLLED_BACK,
-    ChangeSet,
     Reverter,
+)
+from unban.steptext import plan_lines
+from unban.transaction import (
+    Event,
+    apply_as_change_set,
+    leftovers,
+    quiet,
+    settle_time,
+    sweep_leftovers,
 )
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
@@ -54,27 +61,21 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "firewall": ("iptables", "nftables", "ipset", "xt_recent", "route"),
     "fail2ban": ("fail2ban",),
     "hosts": ("hosts",),
-    "owners": ("ufw", "firewalld", "netfilter-persistent", "ipset-persistent", "nftables.conf"),
+    "owners": (
+        "ufw",
+        "firewalld",
+        "netfilter-persistent",
+        "ipset-persistent",
+        "nftables.conf",
+        "sshguard",
+        "crowdsec",
+    ),
     "sshd": ("sshd",),  # PerSourcePenalties (OpenSSH 9.8+)
 }
 
-Event = Callable[[str], None]
-IGNORE_LAYER = "ignoreip"
-FILE_LAYERS = ("hosts", IGNORE_LAYER)
-LEFTOVER_WAIT = 5.0  # seconds fail2ban gets to finish the actions of an unban
 
-
-def _quiet(_line: str) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Something that still refuses the address after the run, and how to clear it."""
-
-    key: str  # a layer name (iptables, hosts, ...) or a doctor check key (users, maxstartups)
-    what: str
-    fix: str  # a command a person can run, or what to change
+# Exemptions of the ban sources each LAYER_GROUPS group holds (heal's `layers`).
+EXEMPTION_GROUPS = {"fail2ban": ("fail2ban",), "owners": ("sshguard", "crowdsec")}
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,9 @@ class MeResult:
     dry_run: bool
     before: Report
     plan: Plan
-    ignore: Any = None  # fail2ban.ignoreip.IgnorePlan, or None with ignore=False / no fail2ban
+    exemptions: tuple[ExemptionPlan, ...] = ()  # every present ban source's (none: ignore=False)
     applied: tuple[Batch, ...] = ()
-    ignored: tuple[str, ...] = ()  # what the ignoreip step did, one line each
+    ignored: tuple[str, ...] = ()  # what the exemption steps did, one line each
     change_set: Optional[str] = None
     after: Optional[Report] = None
     still_refused: tuple[Refusal, ...] = ()
@@ -114,17 +115,8 @@ class MeResult:
         return summary_line(self)
 
 
-@dataclass(frozen=True)
-class UndoResult:
-    change_set: str
-    description: str
-    undone: tuple[str, ...]  # the batches and live changes put back, newest first
-    restored: tuple[str, ...]  # the files restored (or removed: they did not exist)
-    cannot: tuple[str, ...]  # what could not be made exactly as it was
-
-
 def summary_line(result: MeResult) -> str:
-    changes = len(result.plan.steps) + len(result.ignored)
+    changes = len(result.plan.steps) + sum(p.change_count() for p in result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)
@@ -153,20 +145,23 @@ def run_me(
     sshd_config: Optional[str] = None,
     check_sshd: bool = True,
     keep_sshd_exempt: bool = False,
-    on_event: Event = _quiet,
+    on_event: Event = quiet,
     layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
     confdir: Optional[str] = None,
     state_dir: Optional[str] = None,
     change_kind: str = "me",
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
 
-    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts"; None: all).
-    `ignore`: also put the address into fail2ban's ignoreip. `check_sshd`: also ask sshd
-    (AllowUsers/DenyUsers for `user`, MaxStartups) what still refuses it. `on_event` gets each
-    "what it did" line as it happens (the CLI prints them; heal passes nothing: quiet).
-    `keep_sshd_exempt`: put the address into sshd's PerSourcePenaltyExemptList even without an
-    active penalty (heal keeps protected addresses there).
+    `groups`: only these LAYER_GROUPS ("firewall", "fail2ban", "hosts", "owners", "sshd"; None:
+    all), and the exemptions of their ban sources (EXEMPTION_GROUPS). `ignore`: also exempt the
+    address in every ban source present (`exemptions`, default: unban.exemptions').
+    `check_sshd`: also ask sshd (AllowUsers/DenyUsers for `user`, MaxStartups) what still
+    refuses it. `on_event` gets each "what it did" line as it happens (the CLI prints them;
+    heal passes nothing: quiet). `keep_sshd_exempt`: put the address into sshd's
+    PerSourcePenaltyExemptList even without an active penalty (heal keeps protected addresses
+    there).
     `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
@@ -180,8 +175,9 @@ def run_me(
             default_layers(confdir, state_dir, sshd_config, keep_sshd_exempt), groups
         )
     layers = list(layers)
-    if groups is not None and "fail2ban" not in groups:
-        ignore = False
+    chosen = select_exemptions(
+        _default_exemptions(confdir) if exemptions is None else exemptions, groups
+    )
     shown = show(target)
     notes: list[str] = []
     if target.num_addresses != 1:
@@ -191,14 +187,15 @@ def run_me(
         )
     before = engine.find(target, layers)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
-    ignore_plan = _ignore_plan(target, confdir, notes) if ignore else None
-    for line in plan_lines(plan, ignore_plan):
+    exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
+    notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
+    for line in plan_lines(plan, exempting):
         on_event(line)
     sshd_refusals: list[Refusal] = []
     if check_sshd and target.num_addresses == 1:
         sshd_refusals = sshd_checks(shown, user, sshd_config, notes)
-    base = MeResult(shown, dry_run, before, plan, ignore_plan, notes=tuple(notes))
-    nothing = plan.is_empty() and not _changes_ignoreip(ignore_plan)
+    base = MeResult(shown, dry_run, before, plan, exempting, notes=tuple(notes))
+    nothing = plan.is_empty() and not any_changes(exempting)
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
         if nothing:
@@ -211,18 +208,20 @@ def run_me(
         on_event(line)
 
     reverter = Reverter(state_dir)
-    applied, change_set, ignored = _transaction(
-        target, plan, ignore_plan, layers, reverter, confdir, event, change_kind
+    applied, change_set, ignored = apply_as_change_set(
+        plan, exempting, layers, chosen, reverter, confdir, event, change_kind
     )
     after = engine.find(target, layers)  # layers read the system again after a change
-    stale = fail2ban_leftovers(after, applied, target)
-    deadline = time.monotonic() + LEFTOVER_WAIT
+    stale = leftovers(after, applied, target)
+    deadline = time.monotonic() + settle_time(applied, layers)
     while stale and time.monotonic() < deadline:
-        time.sleep(0.25)  # fail2ban may still be running its ban or unban actions: let them end
+        time.sleep(0.25)  # fail2ban's actions or a bouncer's poll may still be on their way
         after = engine.find(target, layers)
-        stale = fail2ban_leftovers(after, applied, target)
+        stale = leftovers(after, applied, target)
     if stale:
-        applied += _sweep(stale, applied, target, layers, change_set, reverter, confdir, event)
+        applied += sweep_leftovers(
+            stale, applied, target, layers, change_set, reverter, confdir, event
+        )
         after = engine.find(target, layers)
     refused = refusals(after, after.findings, layers)
     refused += path_refusals(after, refused)
@@ -235,9 +234,6 @@ def run_me(
         still_refused=tuple(refused + sshd_refusals),
         events=tuple(events),
     )
-
-
-# ---------------------------------------------------------------- layers
 
 
 def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) -> list[Layer]:
@@ -253,684 +249,14 @@ def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) ->
     return [layer for layer in layers if layer.name in names]
 
 
-# ---------------------------------------------------------------- ignoreip
-
-
-def _ignore_plan(target: Network, confdir: str, notes: list[str]) -> Any:
-    """fail2ban.ignoreip's plan to ignore `target` in every enabled jail, or None (with a note
-    saying why) when there is no fail2ban here or its config cannot be changed."""
-    from unban.fail2ban import ignoreip
-    from unban.fail2ban.config import ConfigError
-
-    if not os.path.isfile(os.path.join(confdir, "jail.conf")) and not os.path.isfile(
-        os.path.join(confdir, "jail.local")
-    ):
-        return None
-    try:
-        ignoreip.check_range(target, force=False)
-        return ignoreip.plan("ignore", confdir, target, [])
-    except (UnbanError, ConfigError) as exc:
-        notes.append(f"fail2ban's ignoreip is left as it is: {exc}")
-        return None
-
-
-def _changes_ignoreip(ignore_plan: Any) -> bool:
-    """`_ignore_plan`'s plan has something to change (it is None without fail2ban)."""
-    return ignore_plan is not None and not ignore_plan.is_empty()
-
-
-class IgnoreStage:
-    """fail2ban's ignoreip as the engine's last batch, so it rolls back with the rest.
-
-    Its file edits go into the run's change set (restored from there); its live
-    `addignoreip` calls are recorded there as IGNORE_KIND actions, which `revert` undoes.
-    """
-
-    name = IGNORE_LAYER
-
-    def __init__(self, change_set: ChangeSet, target: Optional[Network]) -> None:
-        self.change_set = change_set
-        self.target = target
-        self.result: Any = None
-        self._live: list[dict[str, Any]] = []
-
-    def status(self) -> list[LayerStatus]:
-        return []
-
-    def listings(self, query: Any) -> list[Any]:
-        return []
-
-    def find(self, target: Network) -> list[Finding]:
-        return []
-
-    def plan(self, findings: Sequence[Finding]) -> list[Batch]:
-        return []
-
-    def apply(self, batch: Batch) -> None:
-        from unban.fail2ban import ignoreip
-
-        if self.target is None:
-            raise UnbanError("fail2ban ignoreip: this change has no address to ignore")
-        first = len(self.change_set.info.actions)
-        try:
-            self.result = ignoreip.apply_into(batch.payload[0], self.change_set, self.target)
-        finally:
-            self._live = [dict(a) for a in self.change_set.info.actions[first:]]
-
-    def revert(self, batch: Batch) -> None:
-        from unban.fail2ban.ignoreip import undo_live
-
-        for action in reversed(self._live):
-            undo_live(action)
-        self._live = []
-
-
-# ---------------------------------------------------------------- the transaction
-
-
-def _transaction(
-    target: Optional[Network],
-    plan: Plan,
-    ignore_plan: Any,
-    layers: Sequence[Layer],
-    reverter: Reverter,
-    confdir: str,
-    event: Event,
-    kind: str = "me",
-) -> tuple[tuple[Batch, ...], ChangeSet, tuple[str, ...]]:
-    """Apply every batch (and ignoreip) with one change set named `kind` (the command); on a
-    failure put everything back.
-
-    The change set is the run's write-ahead journal (`unban.journal`): each batch is written
-    down with its undo before it is applied, so a run killed anywhere is put back by the next
-    command (`unban.recovery`). Returns (the plan's batches applied, the change set, what the
-    ignoreip step did).
-    """
-    change_set = reverter.begin(f"unban {kind} {plan.target}", kind=kind)
-    by_name = {layer.name: layer for layer in layers}
-    stage = IgnoreStage(change_set, target)
-    batches = list(plan.batches)
-    if _changes_ignoreip(ignore_plan):
-        batches.append(Batch(IGNORE_LAYER, ignore_plan.confdir, (), (ignore_plan,), ()))
-    full = replace(plan, batches=tuple(batches))
-    journal = ChangeSetJournal(
-        change_set,
-        lambda batch: batch_record(batch, by_name.get(batch.layer, stage)),
-        lambda cause: _put_back(cause, change_set, reverter, confdir, layers),
-    )
-
-    def done(batch: Batch) -> None:
-        for line in describe_batch(batch, stage):
-            event(line)
-
-    with _recording_into(change_set, layers), DeferredSignals() as signals:
-        try:
-            _preregister(change_set, plan, layers)
-            signals.check()
-        except Exception as exc:  # noqa: BLE001 - nothing applied yet
-            raise journal.put_back(exc) from exc
-        outcome = engine.apply(full, [*layers, stage], on_batch=done, journal=journal)
-        change_set.finalize()
-        signals.received = None  # everything is applied and recorded: nothing to stop
-    applied = tuple(b for b in outcome.applied if b.layer != IGNORE_LAYER)
-    ignored: tuple[str, ...] = ()
-    if stage.result is not None:
-        ignored = tuple(ignore_lines(ignore_plan, stage.result))
-    return applied, change_set, ignored
-
-
-def apply_recorded(
-    plan: Plan,
-    layers: Sequence[Layer],
-    *,
-    kind: str,
-    target: Optional[Network] = None,
-    state_dir: Optional[str] = None,
-    confdir: Optional[str] = None,
-    on_event: Event = _quiet,
-) -> tuple[tuple[Batch, ...], str]:
-    """Apply `plan` as one change set named `kind` (`unban remove`, `unban delete`), the way
-    `unban me` applies its own: files backed up first, everything put back on a failure, and
-    `unban undo` puts it back later. Returns (the batches applied, the change set's id)."""
-    from unban import fail2ban
-
-    current = fail2ban.settings()
-    confdir = confdir or current.confdir
-    reverter = Reverter(state_dir or current.state_dir)
-    applied, change_set, _ = _transaction(
-        target, plan, None, layers, reverter, confdir, on_event, kind
-    )
-    return applied, change_set.id
-
-
-@contextmanager
-def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[None]:
-    """The layers that change files (fail2ban's database, the hosts files, the owners' rules
-    files, sshd's config) back them up into `change_set` while this is open."""
-    from unban.layers.fail2ban import Fail2banLayer
-    from unban.layers.hosts import HostsLayer
-    from unban.layers.sshd_penalty import SshdPenaltyLayer
-    from unban.owners.files import FileOwner
-
-    recording = [
-        layer
-        for layer in layers
-        if isinstance(layer, (Fail2banLayer, HostsLayer, FileOwner, SshdPenaltyLayer))
-    ]
-    for layer in recording:
-        layer.change_set = change_set
-    try:
-        yield
-    finally:
-        for layer in recording:
-            layer.change_set = None
-
-
-def fail2ban_leftovers(after: Report, applied: Sequence[Batch], target: Network) -> list[Finding]:
-    """Blocks fail2ban should have lifted with this run's unban, but are still there.
-
-    fail2ban lists a ban a moment before its ban action has run; an unban that lands in between
-    runs the action's unban first, and the ban action then still makes its rule (or set element,
-    route, hostsdeny line). What is left is owned by a jail that no longer holds the address.
-    """
-    jails = set()
-    clears: set[str] = set()
-    for batch in applied:
-        if batch.layer == "fail2ban" and batch.scope == "server":
-            for step in batch.steps:
-                jails.add(f"fail2ban:{step.finding.chain}")
-                clears.update(step.finding.clears)
-    if not jails:
-        return []
-    found = []
-    for finding in after.findings:
-        if finding.layer == "fail2ban" or not finding.targeted:
-            continue
-        if parse_network(finding.network) != target:
-            continue
-        by_fail2ban = finding.layer in clears and (
-            finding.layer != "hosts" or finding.owner.startswith("fail2ban")
-        )
-        if finding.owner in jails or by_fail2ban:
-            found.append(finding)
-    return found
-
-
-def _sweep(
-    stale: Sequence[Finding],
-    applied_before: Sequence[Batch],
-    target: Network,
-    layers: Sequence[Layer],
-    change_set: ChangeSet,
-    reverter: Reverter,
-    confdir: str,
-    event: Event,
-) -> tuple[Batch, ...]:
-    """Remove fail2ban's leftovers as part of the same run (same change set). Their undo is
-    fail2ban's own ban again (`unban undo` bans again), so they are recorded `by_fail2ban`.
-    On a failure the whole run is undone, as `unban undo` would."""
-    others = [layer for layer in layers if layer.name != "fail2ban"]
-    plan = engine.plan(Report(show(target), tuple(stale)), others)
-    done: list[Batch] = []
-    by_name = {layer.name: layer for layer in others}
-
-    def unused(cause: Exception) -> ApplyError:
-        raise AssertionError("the sweep undoes the whole run itself") from cause
-
-    journal = ChangeSetJournal(
-        change_set, lambda b: batch_record(b, by_name[b.layer]), unused, by_fail2ban=True
-    )
-    with _recording_into(change_set, others):
-        try:
-            with DeferredSignals() as signals:
-                for batch in plan.batches:
-                    layer = next(x for x in others if x.name == batch.layer)
-                    journal.intent(batch)
-                    layer.apply(batch)
-                    journal.applied(batch)
-                    done.append(batch)
-                    for line in describe_batch(batch):
-                        event(f"{line} (left behind by fail2ban's unban)")
-                    signals.check()
-        except Exception as exc:  # noqa: BLE001 - any failure undoes the whole run
-            if not fail2ban_leftovers(engine.find(target, layers), applied_before, target):
-                return tuple(done)  # fail2ban lifted them meanwhile: nothing is left to do
-            try:
-                undo(
-                    change_set.id, state_dir=str(reverter.state_dir), confdir=confdir, layers=layers
-                )
-            except UnbanError as again:
-                raise ApplyError(
-                    f"{exc}; undoing this run failed too: {again}. "
-                    f"Backups are in {change_set.path}",
-                    rollback_failed=True,
-                ) from exc
-            raise ApplyError(
-                f"{exc}; the whole run was undone (change set {change_set.id})",
-                rollback_failed=False,
-            ) from exc
-    return tuple(done)
-
-
-def _preregister(change_set: ChangeSet, plan: Plan, layers: Sequence[Layer]) -> None:
-    """Back up the hosts files before the first change when this run may change them: fail2ban's
-    hostsdeny action edits hosts.deny itself, so its backup must be taken before fail2ban's
-    unban (undo bans again, then puts the file back byte for byte)."""
-    from unban.layers.hosts import HostsLayer
-
-    hosts = next((layer for layer in layers if isinstance(layer, HostsLayer)), None)
-    if hosts is None:
-        return
-    paths = [b.scope for b in plan.batches if b.layer == hosts.name]
-    if any(
-        hosts.name in step.finding.clears
-        for b in plan.batches
-        if b.layer == "fail2ban"
-        for step in b.steps
-    ):
-        paths.append(hosts.deny_path)
-    for path in dict.fromkeys(paths):
-        change_set.register(path, kind="hosts")
-
-
-def _put_back(
-    cause: Exception,
-    change_set: ChangeSet,
-    reverter: Reverter,
-    confdir: str,
-    layers: Sequence[Layer],
-) -> ApplyError:
-    """After a failure: undo the change set from its journal, as `unban undo` would (every
-    applied or pending batch reverted, unban's own file edits taken out, files it never wrote
-    left alone), and mark it failed, so nothing is undone twice. The error to raise."""
-    from unban.recovery import undo_check, undo_handlers
-
-    reason = _reason(cause)
-    applied = sum(1 for a in change_set.info.actions if a.get("state") == APPLIED)
-    try:
-        reverter.rollback(
-            change_set.id,
-            handlers=undo_handlers(confdir, str(reverter.state_dir), layers),
-            check=undo_check(confdir),
-            status=FAILED,
-        )
-    except UnbanError as exc:
-        return ApplyError(
-            f"{reason}; putting back the earlier changes failed too: {exc}. The next unban "
-            f"command (or `unban undo {change_set.id}`) tries again; backups are in "
-            f"{change_set.path}",
-            rollback_failed=True,
-        )
-    undone = f"; the {applied} batch(es) already applied were put back" if applied else ""
-    return ApplyError(
-        f"{reason}{undone}; nothing is changed (change set {change_set.id} rolled back, marked failed)",
-        rollback_failed=False,
-    )
-
-
-def _reason(cause: Exception) -> str:
-    """One line for what failed: a file system error says which file and why."""
-    from unban.errors import os_error_text
-
-    if isinstance(cause, OSError):
-        return os_error_text(cause)
-    return str(cause)
-
-
-# ---------------------------------------------------------------- records for `unban undo`
-
-
-def batch_record(batch: Batch, layer: Any) -> dict[str, Any]:
-    """A batch as JSON for the change set: enough for `rebuild` + layer.revert later.
-
-    Batches whose changes are files (hosts, fail2ban's database, ignoreip's config) are marked
-    `by_file`: the change set's file backups undo them. fail2ban's server batch keeps only the
-    bans this run really lifted (one that expired meanwhile is not banned again).
-    """
-    from unban.layers.fail2ban import Fail2banLayer
-
-    undo_payload: tuple[Any, ...] = batch.undo_payload
-    if isinstance(layer, Fail2banLayer) and batch.scope == "server":
-        done = layer.unbanned(batch) or [(str(p[1]), str(p[2])) for p in batch.payload]
-        undo_payload = tuple(("banip", jail, ip) for jail, ip in done)
-    # fail2ban's database batch: its rows are a change set action of their own (ROWS_KIND)
-    by_file = batch.layer in FILE_LAYERS or (batch.layer == "fail2ban" and batch.scope != "server")
-    return {
-        "layer": batch.layer,
-        "scope": batch.scope,
-        "by_file": by_file,
-        "steps": [
-            {
-                "finding": as_json(step.finding),
-                "command": step.command,
-                "undo_command": step.undo_command,
-            }
-            for step in batch.steps
-        ],
-        "payload": [] if by_file else as_json(batch.payload),
-        "undo_payload": as_json(undo_payload),
-        "summary": record_summary(batch),
-    }
-
-
-def record_summary(batch: Batch) -> str:
-    """One line for `unban history` and `unban undo`."""
-    if batch.layer == IGNORE_LAYER:
-        plan_ = batch.payload[0]
-        files = ", ".join(edit.path for edit in plan_.edits) or "no file"
-        return f"fail2ban ignoreip: {plan_.address} added ({files})"
-    texts = [step_text(step) for step in batch.steps]
-    if len(texts) > 3:
-        texts = [*texts[:3], f"and {len(texts) - 3} more"]
-    return f"{batch.layer} {batch.scope}: " + "; ".join(texts)
-
-
-def undo(
-    change_id: Optional[str] = None,
-    *,
-    state_dir: Optional[str] = None,
-    confdir: Optional[str] = None,
-    layers: Optional[Sequence[Layer]] = None,
-) -> UndoResult:
-    """Put back a change set (of any command): the last one not undone yet, or `change_id`
-    (a run that was cut short too: what it did, or may have done, is put back).
-
-    Its batches are reverted newest-first (rules and set elements added back, routes and
-    xt_recent entries back, fail2ban bans again, fail2ban's database rows inserted again), its
-    live ignoreip additions taken out, then unban's own edits taken out of its files (a file
-    changed since keeps the other changes; one whose unban lines changed is refused, naming
-    them, before anything is touched). Refuses (InputError, nothing changed) when a later
-    change set, not rolled back, changed one of the same files: undo that one first.
-    """
-    from unban import fail2ban
-    from unban.recovery import undo_check, undo_handlers
-
-    current = fail2ban.settings()
-    confdir = confdir or current.confdir
-    reverter = Reverter(state_dir or current.state_dir)
-    infos = reverter.list()
-    if change_id is None:
-        pending = [i for i in infos if not i.finished]
-        if not pending:
-            raise InputError(f"no change set to undo in {reverter.changes_dir}")
-        info = pending[-1]
-    else:
-        info = reverter.get(change_id)
-    if info.status == FAILED:
-        raise InputError(
-            f"change set {info.id} ({info.description}) failed and was put back: nothing to undo"
-        )
-    if info.status == ROLLED_BACK:
-        raise InputError(f"change set {info.id} ({info.description}) was undone already")
-    if info.status == IN_PROGRESS and info not in reverter.incomplete():
-        raise InputError(f"change set {info.id} is still being made (process {info.owner[0]})")
-    cut_short = info.status == IN_PROGRESS
-    db_check = undo_check(confdir)
-
-    def check(found: Any) -> None:
-        _refuse_if_later(found, reverter.list())
-        db_check(found)
-
-    done = reverter.rollback(
-        info.id,
-        handlers=undo_handlers(confdir, str(reverter.state_dir), layers),
-        check=check,
-    )
-    undone = [a for a in reversed(done.actions) if a.get("state") != NOT_APPLIED]
-    return UndoResult(
-        change_set=done.id,
-        description=done.description + (" (cut short)" if cut_short else ""),
-        undone=tuple(str(a.get("summary") or a.get("kind")) for a in undone),
-        restored=tuple(
-            f"{'restored' if r.existed else 'removed'} {r.path}"
-            for r in reversed(done.files)
-            if r.written
-        ),
-        cannot=tuple(cannot_restore(done.actions)),
-    )
-
-
-def later_overlap(info: Any, infos: Sequence[Any]) -> Any:
-    """A later change set, not undone, that changed one of the same files (undo it first)."""
-    mine = {r.path for r in info.files}
-    for other in infos:
-        if int(other.id) <= int(info.id) or other.status == "rolled-back":
-            continue
-        if mine & {r.path for r in other.files}:
-            return other
-    return None
-
-
-def overlap_message(info: Any, other: Any) -> str:
-    shared = sorted({r.path for r in info.files} & {r.path for r in other.files})
-    return (
-        f"change set {other.id} ({other.description}), made later, changed "
-        f"{', '.join(shared)} too: undo it first (`unban undo {other.id}`)"
-    )
-
-
-def _refuse_if_later(info: Any, infos: Sequence[Any]) -> None:
-    other = later_overlap(info, infos)
-    if other is not None:
-        raise InputError(overlap_message(info, other))
-
-
-def cannot_restore(actions: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What putting the batches back cannot make exactly as it was."""
-    notes: list[str] = []
-    layers = {str(a.get("layer")) for a in actions if not a.get("by_file")}
-    for action in actions:
-        if action.get("layer") == "fail2ban" and action.get("scope") == "server":
-            jails = sorted({str(u[1]) for u in action.get("undo_payload", [])})
-            if jails:
-                notes.append(
-                    f"fail2ban bans again in {', '.join(jails)} from now: the bans' start times "
-                    "and remaining ban times are not restored (a ban counts from the undo)"
-                )
-    if "xt_recent" in layers:
-        notes.append(
-            "xt_recent entries come back with one hit at the time of the undo, not their old "
-            "hit times"
-        )
-    if layers & {"iptables", "nftables"}:
-        notes.append("rules put back start with zero packet and byte counters")
-    return notes
-
-
-# ---------------------------------------------------------------- what still refuses it
-
-
-def refusals(
-    report: Report,
-    findings: Sequence[Finding],
-    layers: Optional[Sequence[Layer]] = None,
-) -> list[Refusal]:
-    """Each finding that still refuses the address, with the command that would clear it."""
-    shown = report.target
-    fixes: dict[Finding, str] = {}
-    if layers is not None:
-        for layer in layers:
-            mine = [f for f in findings if f.layer == layer.name]
-            if not mine:
-                continue
-            try:
-                for batch in layer.plan(mine):
-                    for step in batch.steps:
-                        fixes.setdefault(step.finding, step.command)
-            except Exception:  # noqa: BLE001 - no command then; the finding still shows
-                continue
-    out = []
-    for finding in findings:
-        if finding.on_path is False:
-            continue  # it names the address, but a new SYN never meets it: not a refusal
-        fix = fixes.get(finding, "")
-        if not finding.targeted:
-            fix = f"unban me {shown} --broad" + (f"  (or: {fix})" if fix else "")
-        elif not fix:
-            fix = f"unban me {shown}"
-            if finding.owner not in ("manual", "") and not finding.owner.startswith("fail2ban"):
-                fix = f"change it with {finding.owner.split(':')[0]}, which owns it"
-        what = f"{finding.location()}: {finding.rule}"
-        if finding.element:
-            what += f" (element {finding.element})"
-        kind = "broad" if not finding.targeted else "targeted"
-        out.append(Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix))
-    return out
-
-
-def path_refusals(report: Report, already: Sequence[Refusal]) -> list[Refusal]:
-    """The evaluator's verdict, read afresh with `report`: each way to sshd that is not open
-    and that no refusal already names (a stop no layer could make a finding of)."""
-    if any(r.key in ("iptables", "nftables", "xt_recent", "ipset") for r in already):
-        return []
-    return [
-        Refusal("firewall", way.line(), f"unban me {report.target} --broad")
-        for way in report.reach
-        if not way.is_open
-    ]
-
-
-def sshd_checks(
-    address: str, user: Optional[str], sshd_config: Optional[str], notes: list[str]
-) -> list[Refusal]:
-    """sshd's AllowUsers/DenyUsers (for `user`) and MaxStartups, through the doctor's checks.
-
-    Only a check that surely refuses counts; one that only may (no --user given while
-    AllowUsers is set, MaxStartups throttling at random) goes to `notes`.
-    """
-    import ipaddress
-
-    from unban import doctor
-    from unban import sshd as sshd_mod
-
-    try:
-        binary = sshd_mod.sshd_binary()
-        config = sshd_mod.read_config(address, user=user, config_file=sshd_config, sshd=binary)
-    except LayerError as exc:
-        notes.append(f"sshd not checked: {exc}")
-        return []
-    port = config.ports[0] if config.ports else 22
-    checks = [doctor.users_check(doctor._user_access(config, user, address), user)]
-    try:
-        load = doctor._load(port, ipaddress.ip_address(address), config.per_source_netblock)
-        checks.append(doctor.maxstartups_check(config, load, address, (), port))
-    except LayerError as exc:
-        notes.append(f"MaxStartups not checked: {exc}")
-    out = []
-    for check in checks:
-        if check.verdict == doctor.BLOCKS:
-            out.append(Refusal(check.key, check.summary, check.fix[0] if check.fix else ""))
-        elif check.verdict == doctor.MAY_BLOCK:
-            notes.append(f"{check.title}: {check.summary}")
-    return out
-
-
-# ---------------------------------------------------------------- text
-
-
-def step_text(step: Step) -> str:
-    """What one step does, in words."""
-    finding = step.finding
-    if finding.layer == "fail2ban":
-        where = "" if finding.backend == "server" else " (in its database: the server is stopped)"
-        return f"unban {_shown(finding.network)} in fail2ban jail {finding.chain}{where}"
-    if finding.layer == "sshd":
-        from unban.layers.sshd_penalty import step_text as sshd_step
-
-        return sshd_step(finding)
-    if finding.layer == "hosts" and finding.targeted:
-        return f"take it out of {finding.table} line {finding.line}: {finding.rule}"
-    if finding.layer == "hosts":
-        return (
-            f"grant sshd to it at the top of hosts.allow (broad: {finding.table} line "
-            f"{finding.line}: {finding.rule})"
-        )
-    if finding.lift == "admit":
-        return (
-            f"admit {_shown(finding.network)} at the top of {finding.location()} "
-            f"(refused there by: {finding.rule})"
-        )
-    if finding.element:
-        return f"remove {finding.element} from {finding.location()} (dropped by: {finding.rule})"
-    return f"remove {finding.location()}: {finding.rule}"
-
-
-def _shown(network: str) -> str:
-    parsed = parse_network(network)
-    return show(parsed) if parsed is not None else network
-
-
-def plan_lines(plan: Plan, ignore_plan: Any) -> list[str]:
-    """The plan as `unban me` prints it before applying it."""
-    changes = len(plan.steps) + (0 if ignore_plan is None else len(ignore_plan.edits))
-    if plan.is_empty() and not _changes_ignoreip(ignore_plan):
-        lines = [f"nothing to change for {plan.target}"]
-    else:
-        lines = [f"plan for {plan.target}: {changes} change(s), in this order:"]
-    for batch in plan.batches:
-        lines.append(f"  [{batch.layer} {batch.scope}]")
-        for step in batch.steps:
-            lines.append(f"    {step_text(step)}")
-            lines.append(f"      $ {step.command}")
-    if _changes_ignoreip(ignore_plan):
-        lines.append(f"  [fail2ban ignoreip {ignore_plan.confdir}]")
-        for state in ignore_plan.jails:
-            if state.status == "added":
-                lines.append(f"    {state.jail}: add {ignore_plan.address} ({state.detail})")
-        for edit in ignore_plan.edits:
-            lines.append(f"      write {edit.path}")
-        for change in ignore_plan.live:
-            lines.append(f"      $ {change.shell}")
-    lines.extend(render.left_alone_lines(plan, remove="lift"))
-    return lines
-
-
-def describe_batch(batch: Batch, stage: Optional[IgnoreStage] = None) -> list[str]:
-    """What one applied batch did, one line per change."""
-    if batch.layer == IGNORE_LAYER:
-        result = stage.result if stage is not None else None
-        return [f"done: {line}" for line in ignore_lines(batch.payload[0], result)]
-    lines = []
-    for step in batch.steps:
-        finding = step.finding
-        if batch.layer == "fail2ban":
-            where = "" if batch.scope == "server" else f" in its database ({batch.scope})"
-            lines.append(
-                f"done: fail2ban unbanned {_shown(finding.network)} in jail {finding.chain}{where}"
-            )
-        elif batch.layer == "sshd":
-            lines.append(f"done: {step_text(step)}; sshd reloaded")
-        elif batch.layer == "hosts" and finding.targeted:
-            lines.append(
-                f"done: took {finding.network} out of {finding.table} line {finding.line} "
-                f"({finding.rule})"
-            )
-        elif batch.layer == "hosts":
-            lines.append(
-                f"done: granted sshd at the top of {batch.scope} (broad: {finding.table} "
-                f"line {finding.line}: {finding.rule})"
-            )
-        elif finding.element:
-            lines.append(
-                f"done: removed {finding.element} from {finding.location()} ($ {step.command})"
-            )
-        else:
-            lines.append(f"done: removed {finding.location()}: {finding.rule}")
-    return lines
-
-
-def ignore_lines(plan_: Any, result: Any) -> list[str]:
-    lines = []
-    for state in plan_.jails:
-        if state.status == "added":
-            lines.append(f"fail2ban ignoreip: {plan_.address} {state.detail} ({state.jail})")
-    for edit in plan_.edits:
-        lines.append(f"fail2ban ignoreip: wrote {edit.path}")
-    for change in plan_.live:
-        lines.append(f"fail2ban ignoreip: live, $ {change.shell}")
-    if result is not None and result.verified:
-        lines.append(f"fail2ban ignoreip: {result.verified}")
-    return lines
+def select_exemptions(
+    exemptions: Sequence[Exemption], groups: Optional[Collection[str]]
+) -> list[Exemption]:
+    """The exemptions of the ban sources in these LAYER_GROUPS (None: all)."""
+    if groups is None:
+        return list(exemptions)
+    names = {name for group in groups for name in EXEMPTION_GROUPS.get(group, ())}
+    return [e for e in exemptions if e.name in names]
 
 
 def text_lines(result: MeResult) -> list[str]:
@@ -968,17 +294,3 @@ def last_line(result: MeResult) -> str:
     ways = "".join(f"; {way.line()}" for way in report.reach)
     checked = " (checked again)" if result.after is not None else ""
     return f"{target} is now unblocked everywhere unban looks{checked}{ways}"
-
-
-__all__ = [
-    "LAYER_GROUPS",
-    "ME_BATCH",
-    "MeResult",
-    "Refusal",
-    "UndoResult",
-    "default_layers",
-    "rebuild",
-    "run_me",
-    "text_lines",
-    "undo",
-]

@@ -127,6 +127,9 @@ class Report:
     # The path evaluator's verdict for each address and port sshd listens on (unban.path's
     # PathSummary); empty when no packet filter was judged (a network target, no layer).
     reach: tuple[Any, ...] = field(default=())
+    # Whether the target is exempt from future bans in each ban source here
+    # (unban.exemptions.ExemptionState: fail2ban, sshguard, crowdsec); `find` fills it.
+    exemptions: tuple[Any, ...] = field(default=())
 
     @property
     def refused(self) -> bool:

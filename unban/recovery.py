@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from unban import engine
 from unban.errors import UnbanError
+from unban.exemptions import Exemption
 from unban.journal import ME_BATCH, layer_finder, revert_record
 from unban.layers import Layer
 from unban.reverter import FAILED, Reverter, ReverterError, UndoHandler
@@ -29,6 +30,7 @@ def default_layers(
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
     from unban.layers.sshd_penalty import SshdPenaltyLayer
+    from unban.owners.sshguard import SshguardOwner
 
     layers: list[Layer] = []
     for layer in engine.default_layers():
@@ -38,14 +40,21 @@ def default_layers(
             layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
         elif isinstance(layer, SshdPenaltyLayer):
             layer = SshdPenaltyLayer(sshd_config, state_dir, keep_exempt=keep_sshd_exempt)
+        elif isinstance(layer, SshguardOwner):
+            layer = SshguardOwner(layer.conf_path, proc=layer.proc, state_dir=state_dir)
         layers.append(layer)
     return layers
 
 
 def undo_handlers(
-    confdir: str, state_dir: str, layers: Optional[Sequence[Layer]] = None
+    confdir: str,
+    state_dir: str,
+    layers: Optional[Sequence[Layer]] = None,
+    exemptions: Optional[Sequence[Exemption]] = None,
 ) -> dict[str, UndoHandler]:
-    """How to undo each kind of recorded change (the layers are made when first needed)."""
+    """How to undo each kind of recorded change (the layers are made when first needed; the
+    exemptions of every ban source, unban.exemptions', unless given)."""
+    from unban.exemptions import EXEMPTION_KIND, default_exemptions, undo_action
     from unban.fail2ban import database
     from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
 
@@ -56,6 +65,9 @@ def undo_handlers(
         ME_BATCH: lambda action: revert_record(action, layer_named),
         IGNORE_KIND: undo_live,
         database.ROWS_KIND: database.undo_rows,
+        EXEMPTION_KIND: lambda action: undo_action(
+            action, default_exemptions(confdir) if exemptions is None else exemptions
+        ),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from unban.layers import Listing
 from unban.model import Finding, LayerStatus, Plan, Report
@@ -38,8 +39,18 @@ def report_text(report: Report) -> list[str]:
         for finding in aside:
             lines.extend(finding_lines(finding))
     lines.extend(way.line() for way in report.reach)
+    lines.extend(exemption_lines(report.exemptions))
     lines.extend(absent_lines(report.layers))
     return lines
+
+
+def exemption_lines(states: Sequence[Any]) -> list[str]:
+    """One line per ban source here: is the target exempt from its future bans."""
+    present = [s for s in states if s.present]
+    if not present:
+        return []
+    parts = [f"{s.source}: {'yes' if s.exempt else 'no'} ({s.detail})" for s in present]
+    return [f"exempt from future bans: {'; '.join(parts)}"]
 
 
 def absent_lines(statuses: Sequence[LayerStatus]) -> list[str]:

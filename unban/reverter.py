@@ -44,6 +44,10 @@ DEFAULT_STATE_DIR = "/var/lib/unban"
 MANIFEST = "manifest.json"
 IN_PROGRESS, DONE, FAILED, ROLLED_BACK = "in-progress", "done", "failed", "rolled-back"
 PENDING, APPLIED, REVERTED, NOT_APPLIED = "pending", "applied", "reverted", "not-applied"
+# An action may name files (FILES_FIRST: [path, ...]) that are put back right before it is
+# undone: a daemon's restart or reload that must read them as they were again. Every other
+# file is put back after all the actions.
+FILES_FIRST = "files_first"
 StrPath = Union[str, "os.PathLike[str]"]
 UndoHandler = Callable[[Mapping[str, Any]], None]
 
@@ -88,7 +92,8 @@ class FileRecord:
     sha256: str = ""
     kind: str = "file"  # a tag for the caller, e.g. "hosts"
     # unban's own edits, in order: (copy of the file just before, copy of what unban wrote)
-    # inside the change set dir; "" for "the file did not exist". Empty: never written by unban.
+    # inside the change set dir; "" for "the file did not exist" (before) or "unban removed
+    # it" (written). Empty: never written by unban.
     edits: tuple[tuple[str, str], ...] = ()
     reverted: bool = False  # put back already (a rollback that failed later skips it)
 
@@ -290,7 +295,8 @@ class Reverter:
         """Undo a change set: its actions newest-first, then its files (see the module doc).
 
         `handlers` maps an action's `kind` to the function that undoes it (it gets the action,
-        whose `state` may be "pending": done or not, the handler must find out). `check` may
+        whose `state` may be "pending": done or not, the handler must find out); an action's
+        FILES_FIRST files are put back right before it is undone. `check` may
         refuse (raise) before anything is touched; so does a file whose unban lines changed.
         Each action and file is marked reverted as soon as it is, so a rollback that fails
         half-way (ReverterError naming what could not be restored) can be run again. `status`:
@@ -317,10 +323,27 @@ class Reverter:
                 _file_put_back(directory, record)  # raises on a conflict: nothing changed yet
             change_set = ChangeSet(self, directory, info)
             failures: list[str] = []
+
+            def put_file_back(index: int) -> None:
+                record = info.files[index]
+                if record.reverted:
+                    return
+                try:
+                    _put_file_back(directory, record)
+                except (OSError, ReverterError) as exc:
+                    failures.append(f"{record.path}: {_reason(exc)}")
+                    return
+                info.files[index] = replace(record, reverted=True)
+                change_set.save()
+
             for index in reversed(range(len(info.actions))):
                 action = info.actions[index]
                 if action.get("state") in (REVERTED, NOT_APPLIED):
                     continue
+                first = {os.path.realpath(str(p)) for p in action.get(FILES_FIRST) or ()}
+                for at, record in enumerate(info.files):
+                    if record.path in first:
+                        put_file_back(at)
                 try:
                     handlers[action["kind"]](action)
                 except Exception as exc:  # noqa: BLE001 - keep restoring the rest
@@ -328,14 +351,7 @@ class Reverter:
                     continue
                 change_set.update_action(index, state=REVERTED)
             for index in reversed(range(len(info.files))):
-                record = info.files[index]
-                try:
-                    _put_file_back(directory, record)
-                except (OSError, ReverterError) as exc:
-                    failures.append(f"{record.path}: {_reason(exc)}")
-                    continue
-                info.files[index] = replace(record, reverted=True)
-                change_set.save()
+                put_file_back(index)
             if failures:
                 raise ReverterError(
                     f"change set {info.id} was only partly rolled back: {'; '.join(failures)}"
@@ -401,11 +417,16 @@ def _file_put_back(directory: Path, record: FileRecord) -> Optional[_PutBack]:
     content = current
     for before_name, written_name in reversed(record.edits):
         before = (directory / before_name).read_bytes() if before_name else None
-        written = (directory / written_name).read_bytes()
+        written = (directory / written_name).read_bytes() if written_name else None
         if content == written:
             content = before
         elif content == before:
             continue  # this edit is not there (already taken out)
+        elif written is None:
+            raise ReverterError(
+                f"{record.path} was made again since unban removed it: not put back (its backup "
+                f"is {directory / (before_name or record.backup or '')})"
+            )
         elif content is None:
             raise ReverterError(
                 f"{record.path} was removed since unban wrote it: not put back (its backup "
@@ -503,15 +524,15 @@ class ChangeSet:
     def write(
         self,
         path: StrPath,
-        data: bytes,
+        data: Optional[bytes],
         *,
         mode: Optional[int] = None,
         kind: str = "file",
         rebase: Optional[Rebase] = None,
     ) -> None:
-        """The one way unban writes a file it changes: register it (backup), keep what it is
-        about to write in the change set, then replace it atomically (with `rebase`: merging
-        what others append meanwhile, see `atomic_write`)."""
+        """The one way unban writes a file it changes (`data` None: removes it): register it
+        (backup), keep what it is about to write in the change set, then replace it atomically
+        (with `rebase`: merging what others append meanwhile, see `atomic_write`)."""
         record = self.register(path, kind=kind)
         index = self.info.files.index(record)
         stem = f"{index:03d}-{os.path.basename(record.path)}.{len(record.edits) + 1}"
@@ -520,17 +541,27 @@ class ChangeSet:
                 now: Optional[bytes] = handle.read()
         except FileNotFoundError:
             now = None
-        if rebase is not None and now is not None:
+        if data is None and now is None:
+            return  # nothing to remove
+        if rebase is not None and now is not None and data is not None:
             data = rebase(now)  # made again from what the file holds now, the base from here on
         try:
             if now is not None:
                 atomic_write(self.path / f"{stem}.before", now, mode=0o600)
-            atomic_write(self.path / f"{stem}.written", data, mode=0o600)
+            if data is not None:
+                atomic_write(self.path / f"{stem}.written", data, mode=0o600)
         except OSError as exc:
             raise state_dir_error(self.path, exc) from None
-        edit = (f"{stem}.before" if now is not None else "", f"{stem}.written")
+        edit = (
+            f"{stem}.before" if now is not None else "",
+            "" if data is None else f"{stem}.written",
+        )
         self.info.files[index] = replace(record, edits=(*record.edits, edit))
         self.save()
+        if data is None:
+            os.unlink(record.path)
+            fsync_dir(os.path.dirname(record.path) or ".")
+            return
         atomic_write(path, data, mode=mode, base=now, rebase=rebase)
 
     def record_action(self, kind: str, **data: Any) -> int:
@@ -584,6 +615,7 @@ def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:
 
 
 __all__ = [
+    "FILES_FIRST",
     "DEFAULT_STATE_DIR",
     "ChangeSet",
     "ChangeSetInfo",

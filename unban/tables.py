@@ -13,7 +13,7 @@ from typing import Any
 
 from unban.layers import Listing
 from unban.model import Finding, LayerStatus, Plan, Report
-from unban.render import absent_lines
+from unban.render import absent_lines, exemption_lines
 
 _NUMBERED = re.compile(r"^\s*(\d+)\s{2}(.*)$")
 
@@ -64,6 +64,7 @@ def report_tables(report: Report) -> list[Any]:
         title = f"naming {report.target}, but off the way a new connection takes"
         out.append(findings_table(aside, title))
     out.extend(Text(way.line()) for way in report.reach)
+    out.extend(Text(line) for line in exemption_lines(report.exemptions))
     return [*out, *_absent(report.layers)]
 
 

@@ -18,15 +18,18 @@ import re
 import sys
 
 from tests.integration import sshd_fixtures
+from tests.integration.ban_daemons import Host, Sshguard, wait_for
 from tests.integration.sshd_fixtures import CLIENT4, SERVER4
 from tests.integration.test_me import EMPTY_DENY, Server, eventually, server
+from tests.integration.test_sshguard import host
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
-__all__ = ["link", "server", "sshd_factory"]
+__all__ = ["host", "link", "server", "sshd_factory"]
 
 RENAMES = "rename,renameat,renameat2"
 UNRELATED = "198.51.100.200"  # no block anywhere: `remove` of it changes nothing
+WHITELIST = "/etc/sshguard/whitelist"
 
 
 def block_everything(server: Server) -> None:
@@ -121,3 +124,75 @@ def test_killed_at_every_write_the_next_command_puts_everything_back(server: Ser
     assert {c["status"] for c in listed} <= {"failed", "rolled-back"}
     assert listed[-1]["status"] == "rolled-back"
     assert not server.reachable(SERVER4)
+
+
+# ---------------------------------------------------------------- killed mid-exemption
+
+
+def sshguard_state(host: Host, guard: Sshguard) -> dict[str, object]:
+    """sshguard's files byte for byte with mode, owner and mtime, and whether it blocks."""
+    files = {}
+    for path in (WHITELIST, guard.blacklist):
+        stat = host.run("stat", "-c", "%a %u:%g %y", path).stdout
+        files[path] = (host.read(path), stat)
+    return {"files": files, "blocks": guard.blocks()}
+
+
+def killed_me_on(host: Host, when: int) -> tuple[int, str]:
+    """`unban me CLIENT4` in the sshguard host, SIGKILLed at its `when`-th rename (0: never)."""
+    inject = ["-e", f"inject={RENAMES}:signal=SIGKILL:when={when}"] if when else []
+    proc = host.run(
+        "strace", "-qq", "-o", str(host.root / "renames"), "-e", f"trace={RENAMES}", *inject,
+        sys.executable, "-m", "unban", "--fail2ban-conf", str(host.root / "fail2ban-none"),
+        "--state-dir", str(host.state_dir), "me", CLIENT4,
+        "--sshd-config", str(host.sshd.config_path),
+        check=False,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_killed_mid_exemption_the_next_command_restores_sshguards_files(host: Host) -> None:
+    """sshguard (nft sets, BLACKLIST_FILE) bans the client; `unban me` is killed at every
+    rename from the owner's write of the blacklist through the exemption (the restart's record,
+    the whitelist's backup and write, the restart's mark) to the run's last mark: the next
+    command puts both files back exactly (bytes, mode, owner, mtime), restarts sshguard again
+    where unban had restarted it, and the block is back."""
+    guard = Sshguard(host, "sshg-fw-nft-sets", blacklist=True)
+    guard.start()
+    host.fail(4)
+    wait_for("sshguard's block", guard.blocks)
+    before = sshguard_state(host, guard)
+
+    code, out = killed_me_on(host, 0)  # a whole run: where its exemption starts
+    assert code == 0, out
+    traced = (host.root / "renames").read_text().splitlines()
+    renames = [line for line in traced if line.startswith("rename")]  # not signals, exits
+    targets = [line.split('"')[3] if line.count('"') >= 4 else "" for line in renames]
+    blacklist_write = targets.index(guard.blacklist) + 1  # the rename's number, from 1
+    whitelist_write = targets.index(WHITELIST) + 1
+    assert blacklist_write < whitelist_write, targets
+    undone = host.unban("undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    wait_for("the state before", lambda: sshguard_state(host, guard) == before)
+
+    kills = restarts = 0
+    # from the blacklist's write to the marks after the restart (its own, its batch's, the end)
+    for when in range(blacklist_write - 1, whitelist_write + 4):
+        blocker = guard.blocker()
+        code, out = killed_me_on(host, when)
+        assert code in (-9, 137), (when, code, out)
+        kills += 1
+        killed_blocker = guard.blocker()
+        if kills % 2:
+            next_command = host.unban("remove", UNRELATED)
+            assert next_command.returncode == 0, (when, next_command.stderr)
+        else:
+            next_command = host.unban("undo")
+            assert next_command.returncode in (0, 2), (when, next_command.stderr)
+        wait_for(f"the state before (kill {when})", lambda: sshguard_state(host, guard) == before)
+        if killed_blocker != blocker:  # unban's restart happened: undo restarts it again
+            restarts += 1
+            assert guard.blocker() not in (None, killed_blocker), when
+    assert kills >= 6 and restarts >= 1, (kills, restarts)
+    listed = json.loads(host.unban("rollback", "--list", "--json").stdout)["change_sets"]
+    assert {c["status"] for c in listed} <= {"failed", "rolled-back"}

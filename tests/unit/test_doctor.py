@@ -10,6 +10,7 @@ from typing import Optional
 import pytest
 
 from unban.checks import Check, Diagnosis, ordered
+from unban.checks.logs import logs_check
 from unban.checks.sockets import (
     Connection,
     Load,
@@ -18,17 +19,10 @@ from unban.checks.sockets import (
     measure_load,
     parse_ss,
 )
+from unban.checks.sshd import maxstartups_check, penalties_check, sshd_error_check, users_check
 from unban.checks.wrappers import tcpwrappers_check
-from unban.doctor import (
-    LogHit,
-    logs_check,
-    maxstartups_check,
-    penalties_check,
-    scan_log,
-    sshd_error_check,
-    text_lines,
-    users_check,
-)
+from unban.doctor import text_lines
+from unban.logs import LogHit, scan_log
 from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT
 from unban.sshd import UserAccess, parse_dump
 from unban.tcpwrappers import Endpoint, Request, evaluate, parse_table

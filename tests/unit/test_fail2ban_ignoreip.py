@@ -366,6 +366,22 @@ def test_apply_rolls_back_files_when_going_live_fails(tmp_path: Path) -> None:
     assert reverter.list()[-1].status == "failed"  # put back after a failure: nothing left to undo
 
 
+@pytest.mark.parametrize("local", [None, "[DEFAULT]\nbantime = 1h\n"])
+def test_two_jails_nothing_set_share_one_new_default_entry(tmp_path: Path, local: str) -> None:
+    files = {"jail.conf": "[sshd]\nenabled = true\n[recidive]\nenabled = true\n"}
+    if local is not None:
+        files["jail.local"] = local
+    confdir = write(tmp_path, files)
+    texts, states, _notes = plan_edits(
+        read_tree(confdir, "jail"), ["sshd", "recidive"], IP, restricted=False
+    )
+    (text,) = texts.values()
+    assert text.count("203.0.113.4") == 1
+    assert [s.status for s in states] == ["added", "added"]
+    for jail in ("sshd", "recidive"):
+        assert effective(confdir, jail, texts) == ["203.0.113.4"]
+
+
 def test_an_unknown_jail_names_only_the_enabled_ones(tmp_path: Path) -> None:
     from unban.fail2ban import ignoreip
 

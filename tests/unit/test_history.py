@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from unban import history
+from unban.exemptions.stage import STAGE
 from unban.fail2ban.ignoreip import IGNORE_KIND
-from unban.me import IGNORE_LAYER, ME_BATCH
+from unban.journal import ME_BATCH
 from unban.reverter import ChangeSetInfo, FileRecord
 
 IP = "203.0.113.4"
@@ -47,7 +48,7 @@ def test_undo_says_what_it_puts_back_newest_first() -> None:
                                                      chain=None, line=None)]),
         batch("hosts", "/etc/hosts.deny", [finding("hosts", table="/etc/hosts.deny", line=3,
                                                    rule=f"sshd: {IP}")], by_file=True),
-        batch(IGNORE_LAYER, "/etc/fail2ban", []),
+        batch(STAGE, "/etc/fail2ban", []),
         {"kind": IGNORE_KIND, "op": "add", "jail": "sshd", "ip": IP, "socket": "/s"},
     ]  # fmt: skip
     info = ChangeSetInfo(

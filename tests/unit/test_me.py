@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import MemoryLayer
-from unban import me
+from unban import journal, me, transaction, undo
 from unban.errors import ApplyError, ExitStatus, InputError
 from unban.layers.hosts import HostsLayer
 from unban.model import Batch, Finding, Step
@@ -126,7 +126,7 @@ def test_broad_blocks_stay_and_are_said_with_their_fix(box: Box) -> None:
 def test_undo_in_a_later_process_from_the_change_set_alone(box: Box) -> None:
     box.run()
     fresh = [MemoryLayer("iptables"), box.hosts(), MemoryLayer("route")]
-    undone = me.undo(state_dir=str(box.state), confdir=str(box.confdir), layers=fresh)
+    undone = undo.undo(state_dir=str(box.state), confdir=str(box.confdir), layers=fresh)
     assert undone.change_set == "1"
     assert sorted(fresh[0].blocks) == [("filter", f"{IP}/32"), ("raw", f"{IP}/32")]  # type: ignore[attr-defined]
     assert fresh[2].blocks == [("main", f"{IP}/32")]  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ def test_undo_in_a_later_process_from_the_change_set_alone(box: Box) -> None:
     assert undone.restored == (f"restored {box.deny}",)
     assert box.change_sets()[0].status == "rolled-back"
     with pytest.raises(InputError, match="no change set to undo"):
-        me.undo(state_dir=str(box.state), layers=fresh)
+        undo.undo(state_dir=str(box.state), layers=fresh)
 
 
 def test_undo_refuses_when_a_later_change_set_changed_the_same_file(box: Box) -> None:
@@ -143,7 +143,7 @@ def test_undo_refuses_when_a_later_change_set_changed_the_same_file(box: Box) ->
     later.write(box.deny, b"# changed later\n")
     later.finalize()
     with pytest.raises(InputError, match="change set 2 .* made later, changed"):
-        me.undo("1", state_dir=str(box.state), layers=[box.memory, box.hosts(), box.late])
+        undo.undo("1", state_dir=str(box.state), layers=[box.memory, box.hosts(), box.late])
     assert box.deny.read_text() == "# changed later\n"
 
 
@@ -154,10 +154,10 @@ def test_records_rebuild_the_same_batch() -> None:
     )  # fmt: skip
     batch = Batch("fail2ban", "server", (Step(finding, "c", "u"),), (("unbanip", "sshd", IP),),
                   (("banip", "sshd", IP),))  # fmt: skip
-    record = me.batch_record(batch, object())
-    assert me.rebuild(record) == batch
+    record = undo.batch_record(batch, object())
+    assert journal.rebuild(record) == batch
     assert record["summary"] == f"fail2ban server: unban {IP} in fail2ban jail sshd"
-    notes = me.cannot_restore([record])
+    notes = undo.cannot_restore([record])
     assert notes and "start times" in notes[0]
 
 
@@ -200,5 +200,5 @@ def test_fail2ban_leftovers_are_what_its_unban_should_have_lifted() -> None:
     from unban.model import Report
 
     after = Report(IP, (rule, other_jail, route, hand, wide))
-    assert me.fail2ban_leftovers(after, applied, TARGET) == [rule, route]
-    assert me.fail2ban_leftovers(after, [], TARGET) == []
+    assert transaction.fail2ban_leftovers(after, applied, TARGET) == [rule, route]
+    assert transaction.fail2ban_leftovers(after, [], TARGET) == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from unban.errors import InputError
-from unban.reverter import Reverter, ReverterError, atomic_write, describe
+from unban.reverter import FILES_FIRST, Reverter, ReverterError, atomic_write, describe
 
 
 def mode(path: Path) -> int:
@@ -234,6 +234,63 @@ def test_a_failing_undo_still_restores_files_and_says_so(tmp_path: Path) -> None
     with pytest.raises(ReverterError, match="only partly rolled back: live: server gone"):
         reverter.rollback(handlers={"live": boom})
     assert target.read_text() == "a"
+
+
+def test_an_action_s_files_first_are_put_back_right_before_it_is_undone(tmp_path: Path) -> None:
+    """A daemon's restart is undone once its file is back (it must read the old one) and
+    before the older actions (a kernel entry the restart would drop); other files last."""
+    whitelist, blacklist = tmp_path / "whitelist", tmp_path / "blacklist"
+    whitelist.write_text("127.0.0.0/8\n")
+    blacklist.write_text("1|sshd|4|203.0.113.4\n")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(blacklist, b"")
+    change.record_action("live", name="element lifted", state="applied")
+    change.record_action("live", name="restart", state="applied", **{FILES_FIRST: [str(whitelist)]})
+    change.write(whitelist, b"127.0.0.0/8\n203.0.113.4\n")
+    change.record_action("live", name="live entry", state="applied")
+    change.finalize()
+    seen: list[tuple[str, str, str]] = []
+    reverter.rollback(
+        handlers={
+            "live": lambda a: seen.append((a["name"], whitelist.read_text(), blacklist.read_text()))
+        }
+    )
+    assert seen == [
+        ("live entry", "127.0.0.0/8\n203.0.113.4\n", ""),
+        ("restart", "127.0.0.0/8\n", ""),
+        ("element lifted", "127.0.0.0/8\n", ""),
+    ]
+    assert blacklist.read_text() == "1|sshd|4|203.0.113.4\n"
+
+
+def test_a_file_removed_through_the_change_set_comes_back(tmp_path: Path) -> None:
+    target = tmp_path / "unban-whitelists.yaml"
+    target.write_text("whitelist: 203.0.113.4\n")
+    os.chmod(target, 0o640)
+    before = target.stat()
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(target, None)
+    change.write(tmp_path / "never-there", None)  # nothing to remove: nothing recorded
+    change.finalize()
+    assert not target.exists() and not change.info.files[1].written
+    reverter.rollback()
+    assert target.read_text() == "whitelist: 203.0.113.4\n" and mode(target) == 0o640
+    assert target.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_a_removed_file_made_again_since_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "unban-whitelists.yaml"
+    target.write_text("a\n")
+    reverter = Reverter(tmp_path / "state")
+    change = reverter.begin("x")
+    change.write(target, None)
+    change.finalize()
+    target.write_text("someone else's\n")
+    with pytest.raises(ReverterError, match="made again since unban removed it"):
+        reverter.rollback()
+    assert target.read_text() == "someone else's\n"
 
 
 def test_empty_change_set_can_be_discarded(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from typing import Optional
 
 import pytest
 
+from unban.path.model import Match
 from unban.tcpwrappers import (
     Decision,
     Endpoint,
-    Match,
     Request,
     Table,
     depends_on_name,

@@ -38,9 +38,9 @@ EXIT_CODES_HELP = (
 RESCUE = "Rescue (start here)"
 BLOCKS = "Find and remove blocks"
 HISTORY = "History of changes"
-FAIL2BAN = "fail2ban ignoreip"
+EXEMPTIONS = "Exemptions from future bans"
 GUARD = "Self-healing guard"
-PANELS = (RESCUE, BLOCKS, HISTORY, FAIL2BAN, GUARD)
+PANELS = (RESCUE, BLOCKS, HISTORY, EXEMPTIONS, GUARD)
 
 # Global options and the values they take; accepted before or after the command.
 GLOBAL_VALUE_OPTIONS = ("--fail2ban-conf", "--state-dir")

@@ -1,5 +1,8 @@
 """Finding and removing blocks: find, list, remove, delete."""
 
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from enum import Enum
 from typing import Annotated, Any, Optional
 
@@ -23,7 +26,7 @@ from unban.cli.base import (
 )
 from unban.errors import ExitStatus, InputError
 from unban.layers import ListQuery
-from unban.model import Plan, Report
+from unban.model import Batch, Plan, Report
 from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
 from unban.system import require_root
@@ -43,8 +46,10 @@ class Backend(str, Enum):
     help=helptext(
         "Everything that blocks ADDRESS, on every layer.",
         "fail2ban bans, iptables/ip6tables rules (both backends), nft rules and sets, ipsets,"
-        " blocking routes, xt_recent lists and hosts.allow/hosts.deny entries, each with its"
-        " owner and whether it is targeted (only this address) or broad (a wider network).",
+        " blocking routes, xt_recent lists, hosts.allow/hosts.deny entries, sshguard's blacklist"
+        " and CrowdSec's decisions, each with its owner and whether it is targeted (only this"
+        " address) or broad (a wider network); and whether ADDRESS is exempt from future bans"
+        " in each ban source here.",
         "Exit 0 when nothing blocks ADDRESS, 3 when something does (as doctor, probe and me),"
         ' so `if unban find ADDRESS; then ...` reads as "if nothing blocks it".',
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
@@ -57,12 +62,20 @@ def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
             report = engine.find(target, engine.default_layers())
+            report = replace(report, exemptions=tuple(_exemption_states(target)))
         emit_for_people(
             json_output, report, report_text(report), lambda: tables.report_tables(report)
         )
         return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
 
     guarded(body)
+
+
+def _exemption_states(target: Network) -> list[Any]:
+    """find's "exempt from future bans" answer for each ban source here."""
+    from unban import exemptions
+
+    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
 
 
 @app.command(
@@ -210,7 +223,7 @@ def _execute(
     json_output: bool,
 ) -> int:
     """Print the plan; unless dry-run, apply it as one change set and find the address again."""
-    from unban import me
+    from unban import transaction
 
     shown.idle()
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
@@ -231,11 +244,10 @@ def _execute(
         if not json_output:
             shown.echo(line, applying)
 
-    applied, change_set = me.apply_recorded(
+    applied, change_set = transaction.apply_recorded(
         plan,
         layers,
         kind=kind,
-        target=target,
         state_dir=Options.state_dir,
         confdir=Options.fail2ban_conf,
         on_event=echo,
@@ -243,7 +255,7 @@ def _execute(
     remaining: Optional[Report] = None
     if target is not None:
         shown.step("checking again")
-        remaining = engine.find(target, engine.default_layers())
+        remaining = _settled(target, applied, layers)
     shown.idle()
     emit(
         json_output,
@@ -258,6 +270,19 @@ def _execute(
         + _remaining_text(remaining),
     )
     return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+
+
+def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
+    """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
+    reached the kernel yet."""
+    from unban.transaction import owner_leftovers, settle_time
+
+    deadline = time.monotonic() + settle_time(applied, layers)
+    while True:
+        remaining = engine.find(target, engine.default_layers())
+        if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
+            return remaining
+        time.sleep(0.25)
 
 
 def _remaining_text(remaining: Optional[Report]) -> list[str]:

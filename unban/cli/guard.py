@@ -59,7 +59,8 @@ def _global_args() -> list[str]:
         " unban-heal.timer (--every 1m to 24h); --uninstall removes them.",
         'The config is TOML, owned by root and writable by nobody else: protect = ["203.0.113.4",'
         ' "2001:db8::/64", "home.example.net"]; wide_ok = ["10.0.0.0/8"] (entries wider than'
-        ' /16 or /48, meant); layers = ["firewall", "fail2ban", "hosts"]; ignoreip = true.',
+        ' /16 or /48, meant); layers = ["firewall", "fail2ban", "hosts", "owners", "sshd"];'
+        " ignoreip = true.",
         examples=(
             "unban heal --dry-run",
             "unban heal --install systemd --every 5m --dry-run",

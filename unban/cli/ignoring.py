@@ -1,12 +1,17 @@
-"""fail2ban's ignoreip: ignore, unignore. fail2ban's config dir and the state dir are the global
---fail2ban-conf / --state-dir options, because `find` and `remove` read fail2ban too."""
+"""Exemptions from future bans: ignore, unignore, in every ban source here (fail2ban's ignoreip,
+sshguard's whitelist, CrowdSec's allowlist or whitelist parser) or only `--only` ones.
+fail2ban's config dir and the state dir are the global --fail2ban-conf / --state-dir options,
+because `find` and `remove` read fail2ban too."""
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Optional
 
 import typer
 
+from unban import engine
+from unban.address import Network, show
 from unban.cli.base import (
-    FAIL2BAN,
+    EXEMPTIONS,
     DryRunOption,
     JsonOption,
     Options,
@@ -16,7 +21,9 @@ from unban.cli.base import (
     guarded,
     helptext,
 )
-from unban.errors import ExitStatus
+from unban.errors import ExitStatus, UnbanError
+from unban.exemptions import Exemption, ExemptionPlan
+from unban.reverter import Reverter
 from unban.system import require_root
 
 AddressArgument = Annotated[
@@ -24,7 +31,15 @@ AddressArgument = Annotated[
 ]
 JailOption = Annotated[
     Optional[list[str]],
-    typer.Option("--jail", metavar="JAIL", help="Only this jail (repeat for more)."),
+    typer.Option("--jail", metavar="JAIL", help="Only this fail2ban jail (repeat for more)."),
+]
+OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--only",
+        metavar="SOURCE",
+        help="Only this ban source: fail2ban, sshguard or crowdsec (repeat for more).",
+    ),
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Allow ranges wider than /16 (IPv4) or /48 (IPv6).")
@@ -32,6 +47,7 @@ ForceOption = Annotated[
 
 
 def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[str]:
+    """fail2ban's part of `unban ignore`/`unignore`."""
     verb = "ignore" if plan.operation == "ignore" else "stop ignoring"
     lines = [f"{verb} {plan.address} in fail2ban ({plan.confdir}):"]
     for state in plan.jails:
@@ -50,12 +66,8 @@ def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[st
             lines.append(f"{plan.address} is already ignored in every jail asked; nothing written")
         else:
             lines.append(f"nothing to take out for {plan.address}; nothing written")
-    elif dry_run:
-        lines.append("dry run: nothing changed")
-    elif result is not None:
-        if result.verified:
-            lines.append(f"  {result.verified}")
-        lines.append(f"change set {result.change_set}: `unban undo {result.change_set}` undoes it")
+    elif not dry_run and result is not None and result.verified:
+        lines.append(f"  {result.verified}")
     for finding in banned or []:
         lines.append(
             f"still banned in jail {finding.chain}: `unban remove {plan.address}` lifts the ban"
@@ -63,17 +75,34 @@ def _ignore_lines(plan: Any, result: Any, dry_run: bool, banned: Any) -> list[st
     return lines
 
 
+def _exemption_lines(plan: Any, dry_run: bool) -> list[str]:
+    """sshguard's or CrowdSec's part of `unban ignore`/`unignore`."""
+    from unban.exemptions import plan_lines
+
+    verb = "exempt" if plan.operation == "ignore" else "stop exempting"
+    lines = [f"{verb} {plan.address} in {plan.source}:"]
+    lines += [f"  {line}" for line in plan_lines(plan, diff=dry_run)]
+    if plan.is_empty():
+        already = "already exempt" if plan.operation == "ignore" else "not exempt"
+        lines.append(f"  {plan.address} is {already} there; nothing written")
+    return lines
+
+
 def _ignore_command(
     operation: str,
     address: str,
     jails: Optional[list[str]],
+    only: Optional[list[str]],
     force: bool,
     dry_run: bool,
     as_json: bool,
 ) -> int:
+    from unban import exemptions
+    from unban.exemptions.crowdsec import CrowdsecExemption
+    from unban.exemptions.fail2ban import Fail2banExemption, installed
+    from unban.exemptions.sshguard import SshguardExemption
     from unban.fail2ban import ignoreip
     from unban.layers.fail2ban import Fail2banLayer
-    from unban.reverter import Reverter
 
     target = ignoreip.parse_ignore_target(address, force=force)
     if operation == "ignore":
@@ -81,62 +110,153 @@ def _ignore_command(
     require_root()
     confdir = Options.fail2ban_conf
     with changing(changes=not dry_run):
-        plan = ignoreip.plan(operation, confdir, target, jails or [])
-        result = None
-        if not dry_run and not plan.is_empty():
-            result = ignoreip.apply(plan, Reverter(Options.state_dir), target)
+        named = set(only or ())
+        # Named sources are planned even when stopped; fail2ban wherever it is installed (a
+        # missing or broken config is then an error, as it always was).
+        chosen = exemptions.select(
+            [
+                Fail2banExemption(
+                    confdir,
+                    strict=bool(jails) or "fail2ban" in named or installed(),
+                    jails=jails or (),
+                    force=force,
+                ),
+                SshguardExemption(require_running="sshguard" not in named),
+                CrowdsecExemption(require_running="crowdsec" not in named),
+            ],
+            only,
+        )
+        planned = [p for p in (e.plan(operation, target) for e in chosen) if p is not None]
+        change_set = None
+        if not dry_run and any(not p.is_empty() for p in planned):
+            change_set = _apply_exemptions(planned, chosen, Reverter(Options.state_dir), target)
+        fail2ban_plan = next((p.payload for p in planned if p.source == "fail2ban"), None)
+        fail2ban_result = next(
+            (e.results[-1] for e in chosen if isinstance(e, Fail2banExemption) and e.results), None
+        )
     banned = []
-    if operation == "ignore":
+    if operation == "ignore" and fail2ban_plan is not None:
         banned = [f for f in Fail2banLayer(confdir, Options.state_dir).find(target) if f.targeted]
+    lines: list[str] = []
+    if fail2ban_plan is not None:
+        lines += _ignore_lines(fail2ban_plan, fail2ban_result, dry_run, banned)
+    for plan in planned:
+        if plan.source != "fail2ban":
+            lines += _exemption_lines(plan, dry_run)
+    if not planned:
+        lines.append("no ban source here to exempt it from (fail2ban, sshguard, crowdsec)")
+    if dry_run and any(not p.is_empty() for p in planned):
+        lines.append("dry run: nothing changed")
+    elif change_set is not None:
+        lines.append(f"change set {change_set}: `unban undo {change_set}` undoes it")
     emit(
         as_json,
         {
             "dry_run": dry_run,
-            "plan": plan,
-            "diffs": {edit.path: edit.diff() for edit in plan.edits},
-            "change_set": result.change_set if result else None,
-            "verified": result.verified if result else "",
+            "plan": fail2ban_plan,
+            "diffs": {
+                e.path: e.diff() for p in planned if p.source == "fail2ban" for e in p.payload.edits
+            },
+            "exemptions": planned,
+            "change_set": change_set,
+            "verified": fail2ban_result.verified if fail2ban_result else "",
             "still_banned": banned,
         },
-        _ignore_lines(plan, result, dry_run, banned),
+        lines,
     )
     return ExitStatus.OK
 
 
+def _apply_exemptions(
+    planned: Sequence[ExemptionPlan],
+    chosen: Sequence[Exemption],
+    reverter: Reverter,
+    target: Network,
+) -> str:
+    """Apply the plans in one change set named by the operation (`unban history`), each batch
+    journaled before it is applied (a killed run is put back by the next command); on a
+    failure put everything back. Its id."""
+    from unban.errors import ApplyError
+    from unban.exemptions.stage import ExemptionStage, batches
+    from unban.journal import ChangeSetJournal
+    from unban.model import Plan
+    from unban.recovery import undo_check, undo_handlers
+    from unban.reverter import FAILED
+    from unban.undo import batch_record
+
+    operation = planned[0].operation
+    confdir = Options.fail2ban_conf
+    change_set = reverter.begin(f"{operation} {show(target)} (exemptions)", kind=operation)
+    stage = ExemptionStage(change_set, chosen)
+
+    def put_back(cause: Exception) -> ApplyError:
+        try:
+            reverter.rollback(
+                change_set.id,
+                handlers=undo_handlers(confdir, str(reverter.state_dir), (), chosen),
+                check=undo_check(confdir),
+                status=FAILED,
+            )
+        except UnbanError as again:
+            return ApplyError(
+                f"{cause}; putting things back failed too: {again}. Backups are in "
+                f"{change_set.path}",
+                rollback_failed=True,
+            )
+        return ApplyError(
+            f"{cause}; change set {change_set.id} was rolled back, nothing changed",
+            rollback_failed=False,
+        )
+
+    journal = ChangeSetJournal(change_set, lambda batch: batch_record(batch, stage), put_back)
+    engine.apply(Plan(show(target), tuple(batches(planned))), [stage], journal=journal)
+    change_set.finalize()
+    return str(change_set.id)
+
+
 @app.command(
-    rich_help_panel=FAIL2BAN,
+    rich_help_panel=EXEMPTIONS,
     help=helptext(
-        "Exempt ADDRESS from fail2ban bans (ignoreip, config and live).",
-        "Puts ADDRESS into the effective ignoreip of every enabled jail (or --jail J), as fail2ban"
-        " computes it, in the .local file that wins (never jail.conf); checks the result with"
-        " `fail2ban-client -d` and adds it live. A second run writes nothing.",
-        examples=("unban ignore 203.0.113.4 --dry-run", "unban ignore 2001:db8::/64 --jail sshd"),
+        "Exempt ADDRESS from future bans in every ban source here.",
+        "fail2ban: the effective ignoreip of every enabled jail (or --jail J), as fail2ban"
+        " computes it, in the .local file that wins (never jail.conf); checked with"
+        " `fail2ban-client -d` and added live. A running sshguard: its whitelist file, then a"
+        " restart. A running CrowdSec: its allowlist (cscli 1.6+) or a whitelist parser, then a"
+        " reload. --only picks sources (named ones even when stopped). A second run writes"
+        " nothing.",
+        examples=(
+            "unban ignore 203.0.113.4 --dry-run",
+            "unban ignore 2001:db8::/64 --jail sshd",
+            "unban ignore 203.0.113.4 --only sshguard",
+        ),
     ),
 )
 def ignore(
     address: AddressArgument,
     *,
     jail: JailOption = None,
+    only: OnlyOption = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: _ignore_command("ignore", address, jail, force, dry_run, json_output))
+    guarded(lambda: _ignore_command("ignore", address, jail, only, force, dry_run, json_output))
 
 
 @app.command(
-    rich_help_panel=FAIL2BAN,
+    rich_help_panel=EXEMPTIONS,
     help=helptext(
-        "Take ADDRESS back out of fail2ban's ignoreip.",
-        examples=("unban unignore 203.0.113.4",),
+        "Take ADDRESS back out of ignoreip and the whitelists.",
+        examples=("unban unignore 203.0.113.4", "unban unignore 203.0.113.4 --only crowdsec"),
     ),
 )
 def unignore(
     address: AddressArgument,
     *,
     jail: JailOption = None,
+    only: OnlyOption = None,
     force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: _ignore_command("unignore", address, jail, force, dry_run, json_output))
+    guarded(lambda: _ignore_command("unignore", address, jail, only, force, dry_run, json_output))

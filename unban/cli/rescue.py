@@ -20,6 +20,7 @@ from unban.cli.base import (
 )
 from unban.errors import ExitStatus, InputError
 from unban.model import as_json
+from unban.path.model import BLOCKS
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -35,7 +36,9 @@ ChangeIdArgument = Annotated[
     help=helptext(
         "Get ADDRESS back in: lift every block on it, then check again.",
         "In this order: unban it in every fail2ban jail, remove the packet-filter blocks on it,"
-        " take it out of hosts.deny/hosts.allow, add it to fail2ban's ignoreip. ADDRESS defaults"
+        " take it out of hosts.deny/hosts.allow, sshguard's blacklist and CrowdSec's decisions,"
+        " exempt it from future bans (fail2ban's ignoreip, sshguard's and CrowdSec's whitelists;"
+        " a running sshguard is restarted, CrowdSec reloaded). ADDRESS defaults"
         " to the client of the SSH session this runs in. Prints the plan, then applies it without"
         " asking (--dry-run only prints it), then says what still refuses ADDRESS, with the"
         " command that would clear it. `unban undo` puts the whole run back.",
@@ -67,7 +70,12 @@ def me(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
     no_ignore: Annotated[
-        bool, typer.Option("--no-ignore", help="Do not add ADDRESS to fail2ban's ignoreip.")
+        bool,
+        typer.Option(
+            "--no-ignore",
+            help="Do not exempt ADDRESS from future bans (fail2ban's ignoreip, sshguard's and "
+            "CrowdSec's whitelists).",
+        ),
     ] = False,
     no_sshd: Annotated[
         bool,
@@ -165,7 +173,8 @@ def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int
     help=helptext(
         "Put back a change set (default: the last), from any command.",
         "Undoes `unban me`, heal runs, `remove`, `delete`, `ignore` and `unignore`: rules and set"
-        " elements back, fail2ban bans again, ignoreip entries taken out, files byte for byte."
+        " elements back, fail2ban bans and CrowdSec decisions again, ignoreip and whitelist"
+        " entries taken out, files byte for byte."
         " Says what it puts back and what it cannot restore exactly (a ban's start time, rule"
         " counters). Refuses while a later change set changed the same files.",
         examples=("unban history", "unban undo --dry-run", "unban undo 12"),
@@ -232,7 +241,7 @@ def doctor(
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == doctor_mod.BLOCKS else ExitStatus.OK
+        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
 
     guarded(body)
 

@@ -43,6 +43,7 @@ from unban.fail2ban.config import (
     splitwords,
 )
 from unban.reverter import ChangeSet, Reverter
+from unban.signals import DeferredSignals
 from unban.system import which
 
 IGNORE_KIND = "fail2ban-ignoreip"
@@ -341,6 +342,11 @@ class _Editor:
             self.docs[path] = fresh
         else:
             doc[section]["ignoreip"] = value
+            # read it back: an option set this way has no lines yet, and a later append
+            # (another jail sharing this section) edits its lines
+            fresh = ConfigUpdater()
+            fresh.read_string(str(doc), source=path)
+            self.docs[path] = fresh
         self.changed.add(path)
 
     def results(self) -> dict[str, str]:
@@ -376,7 +382,8 @@ def plan_edits(
             states.append(JailState(jail, "already", f"already ignored{how}", _where(origin)))
             continue
         own = tree.own(jail, "ignoreip")
-        if origin is not None and not own and done_default == origin.path:
+        shared = origin.path if origin is not None else (None if restricted else local)
+        if not own and done_default is not None and done_default == shared:
             states.append(JailState(jail, "added", "added through [DEFAULT]", _where(origin)))
             continue
         if origin is not None and _editable_name(origin.path) and (own or not restricted):
@@ -604,6 +611,18 @@ def _target_jails(tree: Tree, wanted: Sequence[str]) -> list[str]:
     return [j for j in names if tree.enabled(j)]
 
 
+def ignored_in(
+    confdir: str, target: Network, wanted: Sequence[str] = ()
+) -> list[tuple[str, Optional[str]]]:
+    """Each enabled jail (or each of `wanted`) and the entry of its effective ignoreip that
+    covers `target` (None: it is not ignored there). Reads only."""
+    tree = read_tree(confdir, "jail")
+    return [
+        (jail, covering(splitwords(tree.get(jail, "ignoreip", _static(tree))), target))
+        for jail in _target_jails(tree, wanted)
+    ]
+
+
 def plan(
     operation: str, confdir: str, target: Network, wanted: Sequence[str], *, live: bool = True
 ) -> IgnorePlan:
@@ -687,7 +706,6 @@ def apply(plan_: IgnorePlan, reverter: Reverter, target: Network) -> IgnoreResul
     result = IgnoreResult(plan_)
     if plan_.is_empty():
         return result
-    from unban.engine import DeferredSignals  # SIGTERM/SIGHUP/SIGINT wait, then roll back
 
     change_set = reverter.begin(
         f"{plan_.operation} {plan_.address} (fail2ban ignoreip)", kind=plan_.operation

@@ -1,7 +1,7 @@
 """sshd's PerSourcePenalties (OpenSSH 9.8+) as a layer: a penalty that refuses an address.
 
 sshd keeps penalties in its listener's memory; `find` reads them from sshd's log, judged as
-`unban doctor` does (`doctor.penalties_check`): an active penalty, or one that may still hold,
+`unban doctor` does (`unban.checks.sshd.penalties_check`): an active penalty, or one that may still hold,
 is a finding. With `keep_exempt` (`unban heal`) an address that is not exempt is a finding even
 without a penalty, so a protected address stays in the list.
 
@@ -35,9 +35,12 @@ from typing import Optional
 
 from unban import sshd as sshd_mod
 from unban.address import Network, family_of, show
+from unban.checks.sshd import penalties_check
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
+from unban.logs import mtimes, read_logs
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.path.model import BLOCKS, MAY_BLOCK
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
 from unban.system import run, which
 
@@ -324,13 +327,9 @@ class SshdPenaltyLayer:
 
     def _penalty(self, config: sshd_mod.SshdConfig, address: str) -> Optional[str]:
         """What the log says about a penalty on `address` that holds (or may), else None."""
-        from unban import doctor
-
-        hits, sources = doctor._read_logs(address, self.logs)
-        check = doctor.penalties_check(
-            config, address, hits, None, file_times=doctor._mtimes(sources)
-        )
-        if check.verdict in (doctor.BLOCKS, doctor.MAY_BLOCK):
+        hits, sources = read_logs(address, self.logs)
+        check = penalties_check(config, address, hits, None, file_times=mtimes(sources))
+        if check.verdict in (BLOCKS, MAY_BLOCK):
             return check.summary
         return None
 

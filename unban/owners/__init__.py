@@ -13,6 +13,8 @@ engine plans, applies, journals and undoes it like every layer:
 - `firewalld` (unban.owners.firewalld): sources of dropping zones, rich rules, ipset entries,
   runtime and permanent, changed with firewall-cmd (firewall-offline-cmd when it is stopped),
   which also removes its kernel entries: `lifts_own`, owner "firewalld".
+- `sshguard` (unban.owners.sshguard): its BLACKLIST_FILE lines.
+- `crowdsec` (unban.owners.crowdsec): its local API's decisions.
 
 Kernel findings keep the owner their layer gives them (a hand-made rule saved into rules.v4 is
 still "manual"); the owner's own finding names where it is kept (`Finding.source`).
@@ -26,9 +28,11 @@ from unban.layers import Layer
 def default_owners() -> list[Layer]:
     """Every owner, with its default paths under /etc and the run's state dir."""
     from unban.fail2ban import settings
+    from unban.owners.crowdsec import CrowdsecOwner
     from unban.owners.firewalld import FirewalldOwner
     from unban.owners.nftconf import NftConfOwner
     from unban.owners.persistent import IpsetPersistentOwner, RulesPersistentOwner
+    from unban.owners.sshguard import SshguardOwner
     from unban.owners.ufw import UfwOwner
 
     state_dir = settings().state_dir
@@ -38,4 +42,6 @@ def default_owners() -> list[Layer]:
         IpsetPersistentOwner(state_dir=state_dir),
         NftConfOwner(state_dir=state_dir),
         FirewalldOwner(),
+        SshguardOwner(state_dir=state_dir),
+        CrowdsecOwner(),
     ]

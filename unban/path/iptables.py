@@ -34,6 +34,7 @@ from unban.path.model import (
     Packet,
     SourceKey,
 )
+from unban.path.tristate import and_, bool_, negate
 
 # ---------------------------------------------------------------- the ruleset
 
@@ -428,14 +429,14 @@ def match_rule(tokens: Sequence[str], packet: Packet, lookups: Lookups) -> tuple
     result = Match.YES
     for option in base:
         value = _base_match(option, packet)
-        result = _and(result, _negate(value[0], option.negated))
+        result = and_(result, negate(value[0], when=option.negated))
         if value[0] is Match.MAYBE:
             reasons.append(value[1])
         if result is Match.NO:
             return Match.NO, ""
     for name, options in modules:
         value = _module_match(name, options, packet, lookups)
-        result = _and(result, value[0])
+        result = and_(result, value[0])
         if value[0] is Match.MAYBE:
             reasons.append(value[1])
         if result is Match.NO:
@@ -452,14 +453,14 @@ def _base_match(option: _Option, packet: Packet) -> tuple[Match, str]:
             return Match.MAYBE, f"-d {value}: the server address the client uses is not known"
         return _in_network(packet.destination, value), ""
     if name in ("-p", "--protocol"):
-        return _bool(value.lower() in ("tcp", "6", "all", "0")), ""
+        return bool_(value.lower() in ("tcp", "6", "all", "0")), ""
     if name in ("-i", "--in-interface"):
         if packet.in_interface is None:
             return (
                 Match.MAYBE,
                 f"-i {value}: the interface the client's packets arrive on is not known",
             )
-        return _bool(_interface_match(value, packet.in_interface)), ""
+        return bool_(_interface_match(value, packet.in_interface)), ""
     if name in ("-o", "--out-interface"):
         return Match.MAYBE, f"-o {value} on an incoming packet"
     if name in ("-f", "--fragment"):
@@ -478,10 +479,10 @@ def _module_match(
     reasons = []
     for option in options:
         value, why = _module_option(name, option, packet, lookups)
-        value = _negate(value, option.negated)
+        value = negate(value, when=option.negated)
         if value is Match.MAYBE:
             reasons.append(why)
-        result = _and(result, value)
+        result = and_(result, value)
         if result is Match.NO:
             return Match.NO, ""
     return result, "; ".join(reasons)
@@ -497,9 +498,9 @@ def _module_option(
     if name == "rt":  # an IPv6 routing header (ufw6 drops type 0): a client's SYN has none
         return Match.NO, ""
     if opt in ("--dport", "--destination-port"):
-        return _bool(_port_in(packet.dport, first)), ""
+        return bool_(_port_in(packet.dport, first)), ""
     if opt in ("--dports", "--destination-ports"):
-        return _bool(any(_port_in(packet.dport, p) for p in first.split(","))), ""
+        return bool_(any(_port_in(packet.dport, p) for p in first.split(","))), ""
     if opt in ("--sport", "--source-port", "--sports", "--source-ports"):
         if all(_covers_all_ports(p) for p in first.split(",")):
             return Match.YES, ""
@@ -512,7 +513,7 @@ def _module_option(
         return Match.YES, ""
     if opt == "--tcp-flags" and len(values) == 2:
         mask, compare = _flags(values[0]), _flags(values[1])
-        return _bool(({"SYN"} & mask) == compare), ""
+        return bool_(({"SYN"} & mask) == compare), ""
     if opt in ("--ctstate", "--state"):
         states = {s.upper() for s in first.split(",")}
         if "NEW" in states:
@@ -521,11 +522,11 @@ def _module_option(
             return Match.MAYBE, f"{opt} {first}: depends on NAT"
         return Match.NO, ""
     if opt == "--ctproto":
-        return _bool(first.lower() in ("tcp", "6", "all")), ""
+        return bool_(first.lower() in ("tcp", "6", "all")), ""
     if opt == "--ctorigsrc":
         return _in_network(packet.source, first), ""
     if opt == "--ctdir":
-        return _bool(first.upper() == "ORIGINAL"), ""
+        return bool_(first.upper() == "ORIGINAL"), ""
     if opt == "--match-set" and len(values) == 2:
         set_name, flags = values
         if "," in flags:
@@ -536,7 +537,7 @@ def _module_option(
         member = lookups.ipset_member(set_name, str(address))
         if member is None:
             return Match.MAYBE, f"membership of {address} in ipset {set_name} could not be tested"
-        return _bool(member), ""
+        return bool_(member), ""
     if opt in ("--update-counters", "--update-subcounters", "--comment"):
         return Match.YES, ""
     if opt == "--return-nomatch":
@@ -544,19 +545,19 @@ def _module_option(
     if opt in ("--dst-type", "--src-type"):
         types = {t.upper() for t in first.split(",")}
         if opt == "--dst-type":
-            return _bool("LOCAL" in types), ""
+            return bool_("LOCAL" in types), ""
         local = packet.source_is_local
-        return _bool(("LOCAL" in types) if local else bool(types & {"UNICAST"})), ""
+        return bool_(("LOCAL" in types) if local else bool(types & {"UNICAST"})), ""
     if opt in ("--limit-iface-in", "--limit-iface-out"):
         return Match.YES, ""
     if opt == "--src-range":
-        return _bool(_in_range(packet.source, first)), ""
+        return bool_(_in_range(packet.source, first)), ""
     if opt == "--dst-range":
         if packet.destination is None:
             return Match.MAYBE, f"--dst-range {first}: the server address is not known"
-        return _bool(_in_range(packet.destination, first)), ""
+        return bool_(_in_range(packet.destination, first)), ""
     if opt == "--pkt-type":
-        return _bool(first.lower() == "unicast"), ""
+        return bool_(first.lower() == "unicast"), ""
     return Match.MAYBE, f"-m {name} {opt} {' '.join(values)} is not evaluated here"
 
 
@@ -572,18 +573,18 @@ def _recent_match(options: list[_Option], packet: Packet, lookups: Lookups) -> t
     if mask not in (None, "255.255.255.255", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"):
         return Match.MAYBE, f"-m recent --name {list_name} --mask {mask}"
     if "--set" in names:
-        return _negate(Match.YES, negated), ""
+        return negate(Match.YES, when=negated), ""
     member = lookups.recent_member(list_name, str(packet.source))
     if member is None:
         return Match.MAYBE, f"xt_recent list {list_name} could not be read"
     if not member:
-        return _negate(Match.NO, negated), ""
+        return negate(Match.NO, when=negated), ""
     if names & {"--seconds", "--hitcount", "--rttl"} and names & {"--rcheck", "--update"}:
         return Match.MAYBE, (
             f"{packet.source} is in xt_recent list {list_name}; whether it is recent or frequent "
             "enough (--seconds/--hitcount) is not evaluated here"
         )
-    return _negate(Match.YES, negated), ""
+    return negate(Match.YES, when=negated), ""
 
 
 def _in_network(address: IPAddress, text: str) -> Match:
@@ -593,7 +594,7 @@ def _in_network(address: IPAddress, text: str) -> Match:
         return Match.MAYBE
     if network.version != address.version:
         return Match.NO
-    return _bool(address in network)
+    return bool_(address in network)
 
 
 def _in_range(address: IPAddress, text: str) -> bool:
@@ -632,19 +633,3 @@ def _flags(text: str) -> set[str]:
     if "NONE" in flags:
         return set()
     return flags
-
-
-def _bool(value: bool) -> Match:
-    return Match.YES if value else Match.NO
-
-
-def _negate(value: Match, negated: bool) -> Match:
-    if not negated or value is Match.MAYBE:
-        return value
-    return Match.NO if value is Match.YES else Match.YES
-
-
-def _and(a: Match, b: Match) -> Match:
-    if Match.NO in (a, b):
-        return Match.NO
-    return Match.YES if a is b is Match.YES else Match.MAYBE

@@ -12,8 +12,9 @@ def bool_(value: bool) -> Match:
     return Match.YES if value else Match.NO
 
 
-def negate(value: Match) -> Match:
-    if value is Match.MAYBE:
+def negate(value: Match, when: bool = True) -> Match:
+    """`value` negated (`when` it is: a rule's `!` on a match)."""
+    if not when or value is Match.MAYBE:
         return value
     return Match.NO if value is Match.YES else Match.YES
 

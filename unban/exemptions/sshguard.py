@@ -1,0 +1,268 @@
+"""sshguard's exemption: the address in its WHITELIST_FILE, then sshguard restarted.
+
+sshg-blocker reads the whitelist only at start (SIGHUP makes it exit: there is no reload), so
+a running sshguard is restarted the way it was started: `systemctl restart sshguard.service`
+under systemd, else Debian's `/etc/init.d/sshguard restart`. A restart drops every block
+sshguard holds at that moment and its attack counters: sshg-blocker tells its backend to flush
+at exit (the nft-sets backend deletes `table ip sshguard` and `table ip6 sshguard`, the ipset
+one flushes sshguard4/6, the iptables one its chain, the hosts one its hosts.allow block), and
+at start only BLACKLIST_FILE's addresses are blocked again. The plan says so.
+
+The whitelist is written through the change set (`ChangeSet.write`: backed up, journaled), and
+the restart is recorded before the file changes as an EXEMPTION_KIND action naming the
+whitelist as FILES_FIRST, with the blocker's pid: undo (`unban undo`, a failed run, recovery
+after a kill) first takes unban's line out of the whitelist, then restarts sshguard if unban's
+restart may have happened (another blocker runs now), so it reads the whitelist as it was; only
+then are the older changes put back (the kernel entries a restart drops, the blacklist).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from unban.address import Network, parse_network, show
+from unban.exemptions import (
+    EXEMPTION_KIND,
+    IGNORE,
+    Command,
+    ExemptionError,
+    ExemptionPlan,
+    ExemptionState,
+    FileEdit,
+)
+from unban.owners.sshguard import (
+    ALWAYS_WHITE,
+    CONF,
+    SshguardConfig,
+    covers,
+    read_config,
+    running_blocker,
+    whitelist_entries,
+)
+from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
+from unban.system import run
+
+NAME = "sshguard"
+FILE_KIND = "sshguard-whitelist"
+SYSTEMD_RUNNING = "/run/systemd/system"
+INIT_SCRIPT = "/etc/init.d/sshguard"
+RESTART_WAIT = 15.0  # seconds for the restarted sshguard's blocker to be up
+
+DROPS = {
+    "sshg-fw-nft-sets": "its nft-sets backend deletes table ip sshguard and table ip6 sshguard "
+    "at exit and makes them again, empty, at start",
+    "sshg-fw-ipset": "its ipset backend flushes ipsets sshguard4 and sshguard6 at exit",
+    "sshg-fw-iptables": "its iptables backend flushes its sshguard chains at exit",
+    "sshg-fw-hosts": "its hosts backend empties its ###sshguard### block of hosts.allow at exit",
+}
+
+
+def restart_command() -> Optional[tuple[str, ...]]:
+    """How this host restarts sshguard, or None when unban does not know."""
+    if os.path.isdir(SYSTEMD_RUNNING):
+        return ("systemctl", "restart", "sshguard.service")
+    if os.access(INIT_SCRIPT, os.X_OK):
+        return (INIT_SCRIPT, "restart")
+    return None
+
+
+def restart_cost(config: SshguardConfig) -> str:
+    backend = os.path.basename(config.backend) if config.backend else ""
+    how = DROPS.get(backend, "sshg-blocker tells its backend to flush at exit")
+    kept = (
+        f"only the addresses in {config.blacklist} are blocked again at start"
+        if config.blacklist
+        else "nothing is blocked again at start (no BLACKLIST_FILE)"
+    )
+    return (
+        "restarting sshguard drops every block it holds now and its attack counters "
+        f"({how}); {kept}"
+    )
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+class SshguardExemption:
+    name = NAME
+
+    def __init__(
+        self, conf_path: str = CONF, *, proc: str = "/proc", require_running: bool = True
+    ) -> None:
+        self.conf_path = conf_path
+        self.proc = proc
+        self.require_running = require_running
+
+    def _present(self, config: SshguardConfig) -> bool:
+        """Installed, and (unless asked by name) running here: a stopped sshguard bans nobody,
+        and its config may not be this host's to change."""
+        return config.installed and (not self.require_running or config.pid is not None)
+
+    def config(self) -> SshguardConfig:
+        return read_config(self.conf_path, self.proc)
+
+    def _listed(self, config: SshguardConfig, target: Network) -> str:
+        """Where the whitelist holds `target` ("" when it does not)."""
+        for entry in (*ALWAYS_WHITE, *config.whitelist_entries):
+            if covers(entry, target):
+                return f"-w {entry}" if entry not in ALWAYS_WHITE else f"always ({entry})"
+        if config.whitelist_file:
+            for number, entry in whitelist_entries(_read(config.whitelist_file) or ""):
+                if covers(entry, target):
+                    return f"{config.whitelist_file} line {number} ({entry})"
+        return ""
+
+    def _stale(self, config: SshguardConfig) -> bool:
+        """The running sshguard started before its whitelist file last changed."""
+        if config.pid is None or config.started is None or not config.whitelist_file:
+            return False
+        try:
+            changed = os.stat(config.whitelist_file).st_mtime
+        except FileNotFoundError:
+            return False
+        return changed > config.started
+
+    def state(self, target: Network) -> ExemptionState:
+        config = self.config()
+        if not config.installed:
+            return ExemptionState(NAME, False, False, "sshguard is not installed")
+        if not self._present(config):
+            return ExemptionState(NAME, False, False, "sshguard is not running here")
+        where = self._listed(config, target)
+        if not where:
+            return ExemptionState(NAME, True, False, "not in its whitelist")
+        if self._stale(config):
+            return ExemptionState(
+                NAME, True, False, f"in {where}, but the running sshguard started before that"
+            )
+        return ExemptionState(NAME, True, True, f"whitelisted: {where}")
+
+    def plan(self, operation: str, target: Network) -> Optional[ExemptionPlan]:
+        config = self.config()
+        if not self._present(config):
+            return None
+        address = show(target)
+        path = config.whitelist_file
+        if path is None:
+            return ExemptionPlan(
+                NAME,
+                operation,
+                address,
+                notes=(
+                    f"sshguard has no WHITELIST_FILE: set WHITELIST_FILE=/etc/sshguard/whitelist "
+                    f"in {config.conf_path} and restart it; nothing changed there",
+                ),
+            )
+        text = _read(path)
+        entries = whitelist_entries(text or "")
+        if operation == IGNORE:
+            listed = self._listed(config, target)
+            after = None if listed else _appended(text or "", address)
+            lines = [f"add {address} to {path}"] if after is not None else []
+        else:
+            mine = [n for n, e in entries if parse_network(e) == target]
+            after = _without(text or "", mine) if mine else None
+            lines = (
+                [f"take {address} out of {path} (line {', '.join(map(str, mine))})"] if mine else []
+            )
+            listed = ""
+        edits = (FileEdit(path, text, after),) if after is not None else ()
+        needs_restart = config.pid is not None and (bool(edits) or self._stale(config))
+        commands: tuple[Command, ...] = ()
+        notes: list[str] = []
+        if needs_restart:
+            restart = restart_command()
+            if restart is None:
+                notes.append(
+                    f"sshguard (pid {config.pid}) reads its whitelist only at start, and unban "
+                    "does not know how it was started here: restart it yourself"
+                )
+            else:
+                commands = (Command(restart, " ".join(restart), restart),)
+                lines.append(
+                    f"restart sshguard (pid {config.pid}): it reads the whitelist only at start"
+                )
+                notes.append(restart_cost(config))
+        elif config.pid is None and edits:
+            notes.append("sshguard is not running: the whitelist applies when it starts")
+        if operation == IGNORE and listed and not needs_restart:
+            lines = []
+        return ExemptionPlan(
+            NAME, operation, address, edits, commands, tuple(lines), tuple(notes), payload=None
+        )
+
+    def apply(self, plan: ExemptionPlan, change_set: ChangeSet) -> list[str]:
+        done = []
+        restart = plan.commands[0].argv if plan.commands else ()
+        for edit in plan.edits:
+            if _read(edit.path) != edit.before:
+                raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
+        index = None
+        if restart:
+            blocker = running_blocker(self.proc)
+            index = change_set.record_action(
+                EXEMPTION_KIND,
+                source=NAME,
+                restart=list(restart),
+                blocker=blocker[0] if blocker else None,
+                state=PENDING,
+                summary=f"sshguard restarted for its whitelist ({plan.operation} {plan.address})",
+                **{FILES_FIRST: [edit.path for edit in plan.edits]},
+            )
+        for edit in plan.edits:
+            data = None if edit.after is None else edit.after.encode("utf-8", "surrogateescape")
+            change_set.write(
+                edit.path, data, mode=None if edit.before is not None else 0o644, kind=FILE_KIND
+            )
+            done.append(f"sshguard: wrote {edit.path}")
+        if index is not None:
+            _restart(restart, self.proc)
+            change_set.update_action(index, state=APPLIED)
+            done.append(f"sshguard: restarted ($ {' '.join(restart)})")
+        return done
+
+    def revert(self, action: Mapping[str, Any]) -> None:
+        """Restart sshguard (the whitelist is back already) unless it never was restarted:
+        the blocker recorded before the restart still runs, and read the old whitelist."""
+        restart = tuple(str(a) for a in action.get("restart") or ())
+        now = running_blocker(self.proc)
+        if not restart or now is None:
+            return  # a stopped sshguard reads the whitelist when it starts
+        if action.get("state") == PENDING and now[0] == action.get("blocker"):
+            return
+        _restart(restart, self.proc)
+
+
+def _appended(text: str, address: str) -> str:
+    head = text if not text or text.endswith("\n") else text + "\n"
+    return f"{head}{address}\n"
+
+
+def _without(text: str, numbers: Sequence[int]) -> str:
+    drop = set(numbers)
+    lines = text.splitlines(keepends=True)
+    return "".join(line for index, line in enumerate(lines, start=1) if index not in drop)
+
+
+def _restart(argv: Sequence[str], proc: str) -> None:
+    """Restart sshguard and wait until a new blocker runs (its backend set up again)."""
+    old = running_blocker(proc)
+    run(NAME, list(argv), timeout=60)
+    deadline = time.monotonic() + RESTART_WAIT
+    while time.monotonic() < deadline:
+        now = running_blocker(proc)
+        if now is not None and (old is None or now[0] != old[0]):
+            time.sleep(0.3)  # the backend sets up its table or sets right after the blocker starts
+            return
+        time.sleep(0.1)
+    raise ExemptionError(
+        f"sshguard did not come back within {RESTART_WAIT:.0f} s of `{' '.join(argv)}`"
+    )
