@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
@@ -45,6 +46,7 @@ from unban.errors import InputError, LayerError, UnbanError
 from unban.layers import Layer
 from unban.logs import mtimes, read_logs
 from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT, Packet
+from unban.settings import Settings
 from unban.verdict import route_to
 
 
@@ -59,6 +61,7 @@ class Options:
     allow_file: str = "/etc/hosts.allow"
     deny_file: str = "/etc/hosts.deny"
     daemon: str = "sshd"  # the name sshd gives libwrap (its argv[0] base name)
+    settings: Settings = Settings()  # fail2ban's config dir for its layer (--fail2ban-conf)
 
 
 def diagnose(address_text: str, options: Options) -> Diagnosis:
@@ -122,8 +125,11 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
         in_interface=interface,
         source_is_local=local,
     )
-    results = _layer_results(network)
-    checks.append(_path_check(network, packet))
+    from unban import engine
+
+    layers = engine.default_layers(options.settings)
+    results = _layer_results(network, layers)
+    checks.append(_path_check(network, packet, layers))
     checks.append(fail2ban_check(results["fail2ban"], shown))
     checks.append(route_check(results["route"], shown))
 
@@ -175,11 +181,9 @@ def diagnose(address_text: str, options: Options) -> Diagnosis:
     )
 
 
-def _layer_results(network: Network) -> dict[str, LayerResult]:
+def _layer_results(network: Network, all_layers: Sequence[Layer]) -> dict[str, LayerResult]:
     """fail2ban and routes, through the engine's own layers."""
-    from unban import engine
-
-    layers = {layer.name: layer for layer in engine.default_layers()}
+    layers = {layer.name: layer for layer in all_layers}
     results: dict[str, LayerResult] = {}
     for name in ("fail2ban", "route"):
         layer = layers.get(name)
@@ -190,12 +194,12 @@ def _layer_results(network: Network) -> dict[str, LayerResult]:
     return results
 
 
-def _path_check(network: Network, packet: Packet) -> Check:
+def _path_check(network: Network, packet: Packet, all_layers: Sequence[Layer]) -> Check:
     """The path evaluator's verdict for the SYN, through the engine's packet-filter layers;
     the fixes are the commands `unban me` would run for what stops it."""
     from unban import engine, verdict
 
-    layers = [layer for layer in engine.default_layers() if layer.name in verdict.PACKET_LAYERS]
+    layers = [layer for layer in all_layers if layer.name in verdict.PACKET_LAYERS]
     try:
         report, reaches = engine.judged(network, layers, [packet])
     except (UnbanError, OSError) as exc:

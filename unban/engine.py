@@ -12,11 +12,16 @@ from unban.layers import Layer
 from unban.model import Batch, Finding, LayerStatus, Plan, Report
 from unban.path.evaluate import Reach, summary
 from unban.path.model import Packet
+from unban.settings import Settings
 from unban.signals import DeferredSignals
 
 
-def default_layers() -> list[Layer]:
-    """Every layer, in the order their changes are applied.
+def default_layers(
+    settings: Settings, *, sshd_config: Optional[str] = None, keep_sshd_exempt: bool = False
+) -> list[Layer]:
+    """Every layer, in the order their changes are applied, with this run's fail2ban config
+    dir and state dir (`settings`) and sshd's config (`sshd_config`: sshd's default;
+    `keep_sshd_exempt`: heal keeps protected addresses in PerSourcePenaltyExemptList).
 
     fail2ban comes first: its unban removes its own rules, set elements and routes, which the
     packet-filter layers then must not delete again (see `left_to_fail2ban`).
@@ -33,15 +38,15 @@ def default_layers() -> list[Layer]:
 
     xtables = XtablesLayer()
     return [
-        Fail2banLayer.from_settings(),
+        Fail2banLayer(settings.fail2ban_conf, settings.state_dir),
         xtables,
         NftablesLayer(),
         IpsetLayer(xtables),
         RecentLayer(xtables),
         RoutesLayer(),
-        *default_owners(),
-        HostsLayer.from_settings(),
-        SshdPenaltyLayer.from_settings(),
+        *default_owners(settings.state_dir),
+        HostsLayer(state_dir=settings.state_dir),
+        SshdPenaltyLayer(sshd_config, settings.state_dir, keep_exempt=keep_sshd_exempt),
     ]
 
 

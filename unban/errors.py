@@ -57,6 +57,10 @@ class ApplyError(UnbanError):
             self.exit_status = ExitStatus.ROLLBACK_FAILED
 
 
+class ReverterError(UnbanError):
+    """The state dir or a change set cannot be used; says which and why."""
+
+
 class Interrupted(UnbanError):
     """A signal arrived while changes were being applied (they were finished or put back)."""
 

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Callable, Optional
 from unban import healconfig, recovery
 from unban.address import Network, show
 from unban.errors import ExitStatus, UnbanError
+from unban.fail2ban import DEFAULT_CONFDIR
 from unban.healconfig import HealConfig
 from unban.locking import CommandLock, FileLock
+from unban.reverter import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
     from unban.me import MeResult
@@ -59,6 +61,7 @@ class Healed:
     error: str = ""
     change_set: Optional[str] = None
     plan: tuple[str, ...] = ()  # a dry run: the plan `unban me` would apply (its lines)
+    planned: int = 0  # a dry run: the changes that plan would make
 
 
 @dataclass(frozen=True)
@@ -157,33 +160,6 @@ def summary(report: HealReport) -> str:
     return f"{head}: {', '.join(parts)} (exit {report.exit_status})"
 
 
-def as_json(report: HealReport) -> dict[str, object]:
-    """The --json summary."""
-    return {
-        "config": report.config,
-        "skipped": report.skipped or None,
-        "protected": list(report.protected),
-        "hostnames": report.hostnames,
-        "unresolved": list(report.unresolved),
-        "results": [
-            {
-                "address": r.address,
-                "status": r.status,
-                "exit_status": r.exit_status,
-                "changes": list(r.changes),
-                "remaining": list(r.remaining),
-                "error": r.error or None,
-                "change_set": r.change_set,
-            }
-            for r in report.results
-        ],
-        "healed": [
-            r.address for r in report.results if r.status in (HEALED, STILL_BLOCKED) and r.changes
-        ],
-        "exit_status": report.exit_status,
-    }
-
-
 def targets(config: HealConfig) -> tuple[list[Network], dict[str, list[str]], list[str]]:
     """The config's networks, then every address its host names resolve to now (no repeats).
 
@@ -203,7 +179,14 @@ def targets(config: HealConfig) -> tuple[list[Network], dict[str, list[str]], li
 HealOne = Callable[[Network, HealConfig], Healed]
 
 
-def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) -> Healed:
+def heal_address(
+    target: Network,
+    config: HealConfig,
+    *,
+    dry_run: bool = False,
+    confdir: str = DEFAULT_CONFDIR,
+    state_dir: str = DEFAULT_STATE_DIR,
+) -> Healed:
     """What `unban me` does for one protected address, within the config's layers.
 
     The one seam tests replace (tests/cli/test_heal_cli.py). sshd's own refusals
@@ -221,6 +204,8 @@ def heal_address(target: Network, config: HealConfig, *, dry_run: bool = False) 
         dry_run=dry_run,
         change_kind="heal",
         keep_sshd_exempt=True,
+        confdir=confdir,
+        state_dir=state_dir,
     )
     return from_me(result)
 
@@ -243,8 +228,9 @@ def from_me(result: MeResult) -> Healed:
     else:
         status, code = CLEAR, int(ExitStatus.OK)
     plan = tuple(steptext.plan_lines(result.plan, result.exemptions)) if result.dry_run else ()
+    planned = steptext.planned_changes(result.plan, result.exemptions) if result.dry_run else 0
     return Healed(
-        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan
+        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan, planned
     )
 
 
@@ -286,8 +272,10 @@ def run(
     check_owner: bool = True,
     dry_run: bool = False,
     state_dir: Optional[str] = None,
+    confdir: str = DEFAULT_CONFDIR,
 ) -> HealReport:
-    """One heal run. Raises InputError (nothing changed) for a broken config, after logging it.
+    """One heal run. `state_dir`: unban's (--state-dir), whose command lock heal takes (None:
+    none, and the default state dir for the change sets); `confdir`: fail2ban's. Raises InputError (nothing changed) for a broken config, after logging it.
 
     A dry run plans each address as `unban me --dry-run` does, changes nothing and logs nothing.
     """
@@ -315,11 +303,16 @@ def run(
             _log_all(log, report)
             return report
         if command is not None and state_dir is not None:
-            for line in recovery.recover(state_dir, _confdir()):
+            for line in recovery.recover(state_dir, confdir):
                 log(LOG_WARNING, f"heal: {line}")
         networks, hostnames, problems = targets(config)
-        planned: HealOne = functools.partial(heal_address, dry_run=True)
-        one = heal_one or (planned if dry_run else heal_address)
+        real: HealOne = functools.partial(
+            heal_address,
+            dry_run=dry_run,
+            confdir=confdir,
+            state_dir=state_dir or DEFAULT_STATE_DIR,
+        )
+        one = heal_one or real
         results: list[Healed] = []
         yielded = ""
         for network in networks:
@@ -346,13 +339,6 @@ def run(
     if not dry_run:
         _log_all(log, report)
     return report
-
-
-def _confdir() -> str:
-    """fail2ban's config dir of this run (the global --fail2ban-conf)."""
-    from unban import fail2ban
-
-    return fail2ban.settings().confdir
 
 
 def _log_all(log: Log, report: HealReport) -> None:

@@ -41,12 +41,12 @@ from unban.exemptions.stage import any_changes
 from unban.exemptions.stage import notes as exemption_notes
 from unban.layers import Layer
 from unban.model import Batch, Plan, Report
-from unban.recovery import default_layers
 from unban.refusals import Refusal, path_refusals, refusals, sshd_checks
 from unban.reverter import (
     Reverter,
 )
-from unban.steptext import plan_lines
+from unban.settings import Settings
+from unban.steptext import plan_lines, planned_changes
 from unban.transaction import (
     Event,
     apply_as_change_set,
@@ -116,7 +116,7 @@ class MeResult:
 
 
 def summary_line(result: MeResult) -> str:
-    changes = len(result.plan.steps) + sum(p.change_count() for p in result.exemptions)
+    changes = planned_changes(result.plan, result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
         + ", ".join(r.key for r in result.still_refused)
@@ -148,8 +148,8 @@ def run_me(
     on_event: Event = quiet,
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
-    confdir: Optional[str] = None,
-    state_dir: Optional[str] = None,
+    confdir: str,
+    state_dir: str,
     change_kind: str = "me",
 ) -> MeResult:
     """Unblock `target` in every layer, in one transaction; see the module docstring.
@@ -162,17 +162,18 @@ def run_me(
     heal passes nothing: quiet). `keep_sshd_exempt`: put the address into sshd's
     PerSourcePenaltyExemptList even without an active penalty (heal keeps protected addresses
     there).
-    `confdir`/`state_dir` default to the global --fail2ban-conf/--state-dir settings.
+    `confdir`/`state_dir`: fail2ban's config dir and unban's state dir (--fail2ban-conf,
+    --state-dir).
     `change_kind` names the change set in `unban history` ("heal" for heal's runs).
     """
-    from unban import fail2ban
-
-    current = fail2ban.settings()
-    confdir = confdir or current.confdir
-    state_dir = state_dir or current.state_dir
     if layers is None:
         layers = select_layers(
-            default_layers(confdir, state_dir, sshd_config, keep_sshd_exempt), groups
+            engine.default_layers(
+                Settings(confdir, state_dir),
+                sshd_config=sshd_config,
+                keep_sshd_exempt=keep_sshd_exempt,
+            ),
+            groups,
         )
     layers = list(layers)
     chosen = select_exemptions(

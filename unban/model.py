@@ -49,6 +49,11 @@ class Finding:
     # (ufw delete, firewall-cmd, cscli decisions delete, fail2ban's unban): kernel findings of
     # the same `owner` for the same network are left to it (see engine.left_to_owner).
     lifts_own: bool = False
+    # A ban's start and end, as epoch seconds (None: unknown, or not a ban); `permanent`: a ban
+    # without end (fail2ban's bantime -1).
+    banned_at: Optional[float] = None
+    expires_at: Optional[float] = None
+    permanent: bool = False
 
     def location(self) -> str:
         parts = [self.layer]

@@ -13,37 +13,12 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from unban import engine
-from unban.errors import UnbanError
+from unban.errors import ReverterError, UnbanError
 from unban.exemptions import Exemption
 from unban.journal import ME_BATCH, layer_finder, revert_record
 from unban.layers import Layer
-from unban.reverter import FAILED, Reverter, ReverterError, UndoHandler
-
-
-def default_layers(
-    confdir: str,
-    state_dir: str,
-    sshd_config: Optional[str] = None,
-    keep_sshd_exempt: bool = False,
-) -> list[Layer]:
-    """engine.default_layers() with this run's fail2ban config dir, state dir and sshd config."""
-    from unban.layers.fail2ban import Fail2banLayer
-    from unban.layers.hosts import HostsLayer
-    from unban.layers.sshd_penalty import SshdPenaltyLayer
-    from unban.owners.sshguard import SshguardOwner
-
-    layers: list[Layer] = []
-    for layer in engine.default_layers():
-        if isinstance(layer, Fail2banLayer):
-            layer = Fail2banLayer(confdir, state_dir)
-        elif isinstance(layer, HostsLayer):
-            layer = HostsLayer(layer.allow_path, layer.deny_path, state_dir)
-        elif isinstance(layer, SshdPenaltyLayer):
-            layer = SshdPenaltyLayer(sshd_config, state_dir, keep_exempt=keep_sshd_exempt)
-        elif isinstance(layer, SshguardOwner):
-            layer = SshguardOwner(layer.conf_path, proc=layer.proc, state_dir=state_dir)
-        layers.append(layer)
-    return layers
+from unban.reverter import FAILED, Reverter, UndoHandler
+from unban.settings import Settings
 
 
 def undo_handlers(
@@ -59,7 +34,9 @@ def undo_handlers(
     from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
 
     layer_named = layer_finder(
-        lambda: layers if layers is not None else default_layers(confdir, state_dir)
+        lambda: (
+            layers if layers is not None else engine.default_layers(Settings(confdir, state_dir))
+        )
     )
     return {
         ME_BATCH: lambda action: revert_record(action, layer_named),

@@ -12,6 +12,7 @@ from typing import Optional
 from unban.errors import LayerError
 from unban.layers import Layer
 from unban.model import Finding, Report
+from unban.shellwords import argv_of
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Refusal:
     key: str  # a layer name (iptables, hosts, ...) or a doctor check key (users, maxstartups)
     what: str
     fix: str  # a command a person can run, or what to change
+    finding: Optional[Finding] = None  # what refuses it, when a layer found it
+    argv: tuple[str, ...] = ()  # the fix as one command's argv, when it is one
 
 
 def refusals(
@@ -47,17 +50,21 @@ def refusals(
         if finding.on_path is False:
             continue  # it names the address, but a new SYN never meets it: not a refusal
         fix = fixes.get(finding, "")
+        argv = tuple(argv_of(fix) or ())
         if not finding.targeted:
+            argv = ("unban", "me", shown, "--broad")
             fix = f"unban me {shown} --broad" + (f"  (or: {fix})" if fix else "")
         elif not fix:
-            fix = f"unban me {shown}"
+            argv, fix = ("unban", "me", shown), f"unban me {shown}"
             if finding.owner not in ("manual", "") and not finding.owner.startswith("fail2ban"):
-                fix = f"change it with {finding.owner.split(':')[0]}, which owns it"
+                argv, fix = (), f"change it with {finding.owner.split(':')[0]}, which owns it"
         what = f"{finding.location()}: {finding.rule}"
         if finding.element:
             what += f" (element {finding.element})"
         kind = "broad" if not finding.targeted else "targeted"
-        out.append(Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix))
+        out.append(
+            Refusal(finding.layer, f"{what} [{kind}, owner {finding.owner}]", fix, finding, argv)
+        )
     return out
 
 
@@ -66,8 +73,9 @@ def path_refusals(report: Report, already: Sequence[Refusal]) -> list[Refusal]:
     and that no refusal already names (a stop no layer could make a finding of)."""
     if any(r.key in ("iptables", "nftables", "xt_recent", "ipset") for r in already):
         return []
+    broad = ("unban", "me", report.target, "--broad")
     return [
-        Refusal("firewall", way.line(), f"unban me {report.target} --broad")
+        Refusal("firewall", way.line(), " ".join(broad), argv=broad)
         for way in report.reach
         if not way.is_open
     ]

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from unban.atomic import TEMP_SUFFIX, Rebase, atomic_write, fsync_dir, remove_temp_files
-from unban.errors import InputError, UnbanError
-from unban.linemerge import Conflict, take_out
+from unban.errors import InputError, ReverterError
+from unban.fileputback import FileRecord, file_put_back, restore_file
 from unban.locking import FileLock
 
 DEFAULT_STATE_DIR = "/var/lib/unban"
@@ -50,10 +50,6 @@ PENDING, APPLIED, REVERTED, NOT_APPLIED = "pending", "applied", "reverted", "not
 FILES_FIRST = "files_first"
 StrPath = Union[str, "os.PathLike[str]"]
 UndoHandler = Callable[[Mapping[str, Any]], None]
-
-
-class ReverterError(UnbanError):
-    """The state dir or a change set cannot be used; says which and why."""
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -75,37 +71,6 @@ def state_dir_error(directory: StrPath, exc: OSError) -> ReverterError:
 
 
 # ---------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One registered file: what it was before the change set touched it."""
-
-    path: str
-    existed: bool
-    backup: Optional[str] = None  # file name inside the change set directory
-    uid: int = 0
-    gid: int = 0
-    mode: int = 0o644
-    atime_ns: int = 0
-    mtime_ns: int = 0
-    sha256: str = ""
-    kind: str = "file"  # a tag for the caller, e.g. "hosts"
-    # unban's own edits, in order: (copy of the file just before, copy of what unban wrote)
-    # inside the change set dir; "" for "the file did not exist" (before) or "unban removed
-    # it" (written). Empty: never written by unban.
-    edits: tuple[tuple[str, str], ...] = ()
-    reverted: bool = False  # put back already (a rollback that failed later skips it)
-
-    @property
-    def written(self) -> bool:
-        return bool(self.edits)
-
-    @staticmethod
-    def from_json(data: Mapping[str, Any]) -> FileRecord:
-        fields = {k: data[k] for k in FileRecord.__dataclass_fields__ if k in data}
-        fields["edits"] = tuple((str(a), str(b)) for a, b in data.get("edits", []))
-        return FileRecord(**fields)
 
 
 @dataclass
@@ -320,7 +285,7 @@ class Reverter:
             for leftover in directory.glob(f".*{TEMP_SUFFIX}"):
                 leftover.unlink()  # a copy or manifest a killed unban was writing
             for record in info.files:
-                _file_put_back(directory, record)  # raises on a conflict: nothing changed yet
+                file_put_back(directory, record)  # raises on a conflict: nothing changed yet
             change_set = ChangeSet(self, directory, info)
             failures: list[str] = []
 
@@ -329,7 +294,7 @@ class Reverter:
                 if record.reverted:
                     return
                 try:
-                    _put_file_back(directory, record)
+                    restore_file(directory, record)
                 except (OSError, ReverterError) as exc:
                     failures.append(f"{record.path}: {_reason(exc)}")
                     return
@@ -390,81 +355,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc)
-
-
-# ---------------------------------------------------------------- putting files back
-
-
-@dataclass(frozen=True)
-class _PutBack:
-    data: Optional[bytes]  # None: remove the file (unban created it)
-    exact: bool  # the backup byte for byte, with owner, mode and times
-
-
-def _file_put_back(directory: Path, record: FileRecord) -> Optional[_PutBack]:
-    """What putting `record` back writes now; None when there is nothing to undo.
-
-    unban's edits are reversed newest-first on the file as it is now: an edit whose result is
-    still there gives back exactly what it replaced; otherwise its lines are taken out
-    (`linemerge.take_out`), so changes made by others (before or after it) stay."""
-    if record.reverted or not record.edits:
-        return None  # put back already, or unban never wrote it (it may have been registered)
-    try:
-        with open(record.path, "rb") as handle:
-            current: Optional[bytes] = handle.read()
-    except FileNotFoundError:
-        current = None
-    content = current
-    for before_name, written_name in reversed(record.edits):
-        before = (directory / before_name).read_bytes() if before_name else None
-        written = (directory / written_name).read_bytes() if written_name else None
-        if content == written:
-            content = before
-        elif content == before:
-            continue  # this edit is not there (already taken out)
-        elif written is None:
-            raise ReverterError(
-                f"{record.path} was made again since unban removed it: not put back (its backup "
-                f"is {directory / (before_name or record.backup or '')})"
-            )
-        elif content is None:
-            raise ReverterError(
-                f"{record.path} was removed since unban wrote it: not put back (its backup "
-                f"is {directory / (record.backup or '')})"
-            )
-        else:
-            try:
-                content = take_out(before or b"", written, content)
-            except Conflict as exc:
-                raise ReverterError(
-                    f"{record.path} changed since unban wrote it and {exc}: nothing was "
-                    f"changed; take unban's edit out by hand (it wrote {directory / written_name})"
-                ) from None
-            if before is None and not content:
-                content = None
-    if content == current:
-        return None
-    backup = (directory / record.backup).read_bytes() if record.backup else None
-    return _PutBack(content, exact=content == backup)
-
-
-def _put_file_back(directory: Path, record: FileRecord) -> None:
-    plan = _file_put_back(directory, record)
-    remove_temp_files(record.path)
-    if plan is None:
-        return
-    if plan.data is None:
-        try:
-            os.unlink(record.path)
-            fsync_dir(os.path.dirname(record.path) or ".")
-        except FileNotFoundError:
-            pass
-        return
-    if not plan.exact:
-        atomic_write(record.path, plan.data)  # keeps the file's owner and mode as they are now
-        return
-    atomic_write(record.path, plan.data, mode=record.mode, uid=record.uid, gid=record.gid)
-    os.utime(record.path, ns=(record.atime_ns, record.mtime_ns), follow_symlinks=True)
 
 
 class ChangeSet:

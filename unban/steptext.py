@@ -50,12 +50,19 @@ def _shown(network: str) -> str:
     return show(parsed) if parsed is not None else network
 
 
+def planned_changes(plan: Plan, exempting: Sequence[ExemptionPlan]) -> int:
+    """The plan's changes, each a step of the JSON plan: the layers' steps, then each
+    exemption's file writes and commands (the text plan, the summary and --json say this)."""
+    from unban.exemptions.stage import changes as exemption_changes
+
+    return len(plan.steps) + exemption_changes(exempting)
+
+
 def plan_lines(plan: Plan, exempting: Sequence[ExemptionPlan] = ()) -> list[str]:
     """The plan as `unban me` prints it before applying it."""
-    from unban.exemptions.stage import changes as exemption_changes
     from unban.exemptions.stage import plan_text
 
-    changes = len(plan.steps) + exemption_changes(exempting)
+    changes = planned_changes(plan, exempting)
     if plan.is_empty() and not any_changes(exempting):
         lines = [f"nothing to change for {plan.target}"]
     else:

@@ -94,18 +94,14 @@ def apply_recorded(
     layers: Sequence[Layer],
     *,
     kind: str,
-    state_dir: Optional[str] = None,
-    confdir: Optional[str] = None,
+    state_dir: str,
+    confdir: str,
     on_event: Event = quiet,
 ) -> tuple[tuple[Batch, ...], str]:
     """Apply `plan` as one change set named `kind` (`unban remove`, `unban delete`), the way
     `unban me` applies its own: files backed up first, everything put back on a failure, and
     `unban undo` puts it back later. Returns (the batches applied, the change set's id)."""
-    from unban import fail2ban
-
-    current = fail2ban.settings()
-    confdir = confdir or current.confdir
-    reverter = Reverter(state_dir or current.state_dir)
+    reverter = Reverter(state_dir)
     applied, change_set, _ = apply_as_change_set(
         plan, (), layers, (), reverter, confdir, on_event, kind
     )

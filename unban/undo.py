@@ -82,8 +82,8 @@ def record_summary(batch: Batch) -> str:
 def undo(
     change_id: Optional[str] = None,
     *,
-    state_dir: Optional[str] = None,
-    confdir: Optional[str] = None,
+    state_dir: str,
+    confdir: str,
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
 ) -> UndoResult:
@@ -100,12 +100,9 @@ def undo(
     changed) when a later change set, not rolled back, changed one of the same files: undo
     that one first.
     """
-    from unban import fail2ban
     from unban.recovery import undo_check, undo_handlers
 
-    current = fail2ban.settings()
-    confdir = confdir or current.confdir
-    reverter = Reverter(state_dir or current.state_dir)
+    reverter = Reverter(state_dir)
     infos = reverter.list()
     if change_id is None:
         pending = [i for i in infos if not i.finished]

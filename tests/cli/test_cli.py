@@ -17,7 +17,7 @@ runner = make_runner()
 @pytest.fixture
 def layer(monkeypatch: pytest.MonkeyPatch) -> MemoryLayer:
     memory = MemoryLayer("memory", [("a", "203.0.113.4/32"), ("a", "203.0.113.0/24")])
-    monkeypatch.setattr(engine, "default_layers", lambda: [memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     return memory
 
@@ -66,11 +66,12 @@ def test_json_is_the_only_thing_on_stdout(layer: MemoryLayer) -> None:
     result = runner.invoke(cli.app, ["remove", "203.0.113.4", "--broad", "--json"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["remaining"]["findings"] == []
-    assert [s["command"] for b in data["applied"] for s in b["steps"]] == [
+    assert data["still_refused"] == [] and data["open"] is True and data["changed"] is True
+    assert [s["text"] for s in data["plan"]["steps"]] == [
         "unblock 203.0.113.4/32",
         "unblock 203.0.113.0/24",
     ]
+    assert data["plan"]["changes"] == 2
     assert layer.blocks == []
 
 

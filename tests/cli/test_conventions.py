@@ -36,7 +36,7 @@ class Box:
 @pytest.fixture
 def box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Box:
     made = Box(tmp_path)
-    monkeypatch.setattr(engine, "default_layers", lambda: [made.memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [made.memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     monkeypatch.setattr(me, "sshd_checks", lambda *args: [])
     return made
@@ -223,10 +223,12 @@ def test_undo_dry_run_shows_the_plan_and_changes_nothing(box: Box) -> None:
     ]
     assert box.memory.blocks == []
     data = json.loads(box.invoke("rollback", "--dry-run", "--json").stdout)
-    assert data["dry_run"] is True and data["plan"]["change_set"] == "1"
+    assert data["dry_run"] is True and data["change_set"] == "1"
+    assert data["would_change"] is True and data["changed"] is False
     assert box.memory.blocks == []
     real = json.loads(box.invoke("undo", "--json").stdout)
-    assert real["plan"] == data["plan"]  # the plan the dry run showed is the one undone
+    assert real["steps"] == data["steps"]  # the plan the dry run showed is the one undone
+    assert real["changed"] is True and real["undone"]
     assert box.memory.blocks == [("filter", f"{IP}/32")]
 
 
@@ -358,7 +360,7 @@ from typer.testing import CliRunner
 from tests.clirunner import make_runner
 from tests.fakes import MemoryLayer
 from unban import cli, engine, system
-engine.default_layers = lambda: [MemoryLayer("iptables", [("filter", "{IP}/32")])]
+engine.default_layers = lambda *_a, **_k: [MemoryLayer("iptables", [("filter", "{IP}/32")])]
 system.os.geteuid = lambda: 0
 result = CliRunner().invoke(cli.app, ["--state-dir", "{tmp_path}", "find", "{IP}"])
 assert result.exit_code == 3, result.output

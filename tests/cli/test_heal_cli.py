@@ -29,7 +29,7 @@ class FakeMe:
         self.calls: list[str] = []
         self.configs: list[HealConfig] = []
 
-    def __call__(self, target: Network, config: HealConfig) -> Healed:
+    def __call__(self, target: Network, config: HealConfig, **options: object) -> Healed:
         address = show(target)
         self.calls.append(address)
         self.configs.append(config)
@@ -149,8 +149,8 @@ def test_json_summary(tmp_path: Path, me: FakeMe, logged: Syslog) -> None:
     assert data["protected"] == ["203.0.113.4", "198.51.100.0/24", "192.0.2.66"]
     assert data["healed"] == ["203.0.113.4"]
     assert [r["status"] for r in data["results"]] == ["healed", "clear", "failed"]
-    assert data["results"][2]["exit_status"] == 1
-    assert data["exit_status"] == 1
+    assert data["results"][2]["exit_code"] == 1
+    assert data["exit_code"] == 1
     assert result.stderr == ""
 
 
@@ -257,7 +257,7 @@ def test_install_systemd_json(tmp_path: Path, dirs: list[str]) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "systemd" and data["every"] == "7m"
-    assert data["written"] == [
+    assert data["files"] == [
         f"{tmp_path}/system/unban-heal.service",
         f"{tmp_path}/system/unban-heal.timer",
     ]

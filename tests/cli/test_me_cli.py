@@ -28,7 +28,7 @@ class Setup:
 @pytest.fixture
 def setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Setup:
     box = Setup(tmp_path)
-    monkeypatch.setattr(engine, "default_layers", lambda: [box.memory])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [box.memory])
     monkeypatch.setattr(system.os, "geteuid", lambda: 0)
     monkeypatch.setattr(me, "sshd_checks", lambda *args: [])
     return box
@@ -78,16 +78,16 @@ def test_json_is_the_only_stdout(setup: Setup) -> None:
     result = runner.invoke(cli.app, [*setup.args, "me", IP, "--json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert (data["status"], data["blocked"], data["changed"], data["change_set"]) == (
+    assert (data["exit_code"], data["blocked"], data["changed"], data["change_set"]) == (
         0,
         True,
         True,
         "1",
     )
     assert data["summary"].startswith(f"{IP}: unblocked")
-    assert data["applied"][0]["layer"] == "iptables"
+    assert [s["layer"] for s in data["plan"]["steps"]] == ["iptables"]
     undone = json.loads(runner.invoke(cli.app, [*setup.args, "undo", "1", "--json"]).stdout)
-    assert undone["undone"]["change_set"] == "1"
+    assert undone["change_set"] == "1"
 
 
 def test_dry_run_changes_nothing(setup: Setup) -> None:
@@ -102,7 +102,7 @@ def test_dry_run_changes_nothing(setup: Setup) -> None:
 
 def test_a_failure_exits_1_and_puts_back(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     second = MemoryLayer("route", [("main", f"{IP}/32")], fail_on="main")
-    monkeypatch.setattr(engine, "default_layers", lambda: [setup.memory, second])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [setup.memory, second])
     result = runner.invoke(cli.app, [*setup.args, "me", IP])
     assert result.exit_code == 1
     assert result.stderr.startswith("unban: route: main refused the batch")
@@ -151,7 +151,7 @@ def test_help_names_the_exit_codes() -> None:
 
 def test_no_sshd_leaves_the_sshd_layer_alone(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     penalty = MemoryLayer("sshd", [("/etc/ssh/sshd_config.d/unban.conf", f"{IP}/32")])
-    monkeypatch.setattr(engine, "default_layers", lambda: [setup.memory, penalty])
+    monkeypatch.setattr(engine, "default_layers", lambda *_a, **_k: [setup.memory, penalty])
     result = runner.invoke(cli.app, [*setup.args, "me", IP, "--no-sshd"])
     assert result.exit_code == 0, result.output
     assert setup.memory.blocks == []

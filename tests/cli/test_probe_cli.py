@@ -104,41 +104,41 @@ def test_banner(serve: Callable[[Handler], Server]) -> None:
     code, data = invoke("127.0.0.1", "--port", str(server.port))
     assert code == 0
     assert data["ok"] is True
-    (attempt,) = data["probe"]["attempts"]
+    (attempt,) = data["attempts"]
     assert attempt["outcome"] == "banner"
     assert attempt["banner"] == "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"
-    assert any("ssh -c aes256-ctr 127.0.0.1" in hint for hint in data["probe"]["hints"])
-    assert any("ssh-keygen -R 127.0.0.1" in hint for hint in data["probe"]["hints"])
+    assert any("ssh -c aes256-ctr 127.0.0.1" in hint for hint in data["hints"])
+    assert any("ssh-keygen -R 127.0.0.1" in hint for hint in data["hints"])
 
 
 def test_closed_after_exceeded_maxstartups(serve: Callable[[Handler], Server]) -> None:
     server = serve(exceeded)
     code, data = invoke("127.0.0.1", "--port", str(server.port), "--count", "2")
     assert code == 3
-    attempts = data["probe"]["attempts"]
+    attempts = data["attempts"]
     assert [a["outcome"] for a in attempts] == ["closed", "closed"]
     assert attempts[0]["before_banner"] == ["Exceeded MaxStartups"]
     assert "read returned 0" in attempts[0]["detail"]
-    assert data["probe"]["summary"] == "2/2 closed"
-    assert any("sshd's MaxStartups limit" in hint for hint in data["probe"]["hints"])
+    assert data["summary"] == "2/2 closed"
+    assert any("sshd's MaxStartups limit" in hint for hint in data["hints"])
 
 
 def test_reset_says_econnreset(serve: Callable[[Handler], Server]) -> None:
     server = serve(reset)
     code, data = invoke("127.0.0.1", "--port", str(server.port))
     assert code == 3
-    (attempt,) = data["probe"]["attempts"]
+    (attempt,) = data["attempts"]
     assert attempt["outcome"] == "reset"
     assert attempt["error"] == "ECONNRESET"
     assert "ECONNRESET" in attempt["detail"]
-    assert any("hosts.deny" in hint for hint in data["probe"]["hints"])
+    assert any("hosts.deny" in hint for hint in data["hints"])
 
 
 def test_silent(serve: Callable[[Handler], Server]) -> None:
     server = serve(silent)
     code, data = invoke("127.0.0.1", "--port", str(server.port), "--timeout", "0.3")
     assert code == 3
-    assert data["probe"]["attempts"][0]["outcome"] == "silent"
+    assert data["attempts"][0]["outcome"] == "silent"
 
 
 def test_refused() -> None:
@@ -147,8 +147,8 @@ def test_refused() -> None:
         port = sock.getsockname()[1]
     code, data = invoke("127.0.0.1", "--port", str(port))
     assert code == 3
-    assert data["probe"]["attempts"][0]["outcome"] == "refused"
-    assert data["probe"]["attempts"][0]["error"] == "ECONNREFUSED"
+    assert data["attempts"][0]["outcome"] == "refused"
+    assert data["attempts"][0]["error"] == "ECONNREFUSED"
 
 
 def test_ipv6_loopback(serve: Callable[[Handler], Server]) -> None:
@@ -171,7 +171,7 @@ def test_ipv6_loopback(serve: Callable[[Handler], Server]) -> None:
         code, data = invoke("[::1]", "--port", str(port))
         thread.join(5)
     assert code == 0
-    assert data["probe"]["attempts"][0]["address"] == "::1"
+    assert data["attempts"][0]["address"] == "::1"
 
 
 def test_mixed_outcomes_report_the_failure(serve: Callable[[Handler], Server]) -> None:
@@ -179,8 +179,8 @@ def test_mixed_outcomes_report_the_failure(serve: Callable[[Handler], Server]) -
     server = serve(lambda conn: next(answers)(conn))
     code, data = invoke("127.0.0.1", "--port", str(server.port), "--count", "4")
     assert code == 3
-    assert data["probe"]["outcome"] == "closed"
-    assert data["probe"]["summary"] == "2/4 banner, 2/4 closed"
+    assert data["outcome"] == "closed"
+    assert data["summary"] == "2/4 banner, 2/4 closed"
 
 
 def test_text_output(serve: Callable[[Handler], Server]) -> None:
@@ -297,7 +297,7 @@ def test_timeout_hint_through_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     code, data = invoke("server.example", "--timeout", "0.1")
     assert code == 3
-    assert data["probe"]["outcome"] == "timeout"
-    hints = " ".join(data["probe"]["hints"])
+    assert data["outcome"] == "timeout"
+    hints = " ".join(data["hints"])
     assert "DROP" in hints
     assert "sudo unban doctor 192.0.2.10" in hints

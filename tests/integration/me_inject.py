@@ -16,7 +16,6 @@ import json
 import subprocess
 import sys
 
-from unban import fail2ban
 from unban.address import parse_target
 from unban.errors import UnbanError
 from unban.me import run_me
@@ -24,7 +23,6 @@ from unban.me import run_me
 
 def main(spec_text: str) -> int:
     spec = json.loads(spec_text)
-    fail2ban.configure(fail2ban.Settings(confdir=spec["confdir"], state_dir=spec["state_dir"]))
     lines: list[str] = []
     fired: list[str] = []
 
@@ -40,6 +38,8 @@ def main(spec_text: str) -> int:
             parse_target(spec["address"]),
             sshd_config=spec.get("sshd_config"),
             on_event=event,
+            confdir=spec["confdir"],
+            state_dir=spec["state_dir"],
         )
     except UnbanError as exc:
         out.update(exit_status=int(exc.exit_status), error=str(exc))

@@ -17,7 +17,6 @@ runs them (`run-parts -a start`).
 from __future__ import annotations
 
 import glob
-import json
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from tests.integration.sshd_fixtures import Link, Sshd
+from unban._sandbox import json_document
 
 DEBS = "/var/cache/unban-tests/debs"
 PERSISTENT = ("netfilter-persistent", "iptables-persistent", "ipset-persistent")
@@ -78,7 +78,7 @@ class Box:
     def me(self, address: str, *args: str) -> tuple[int, Any]:
         proc = self.unban("me", address, "--no-ignore", "--json", *args)
         assert proc.returncode in (0, 3), proc.stdout + proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
+        return proc.returncode, json_document(proc)
 
     def undo(self) -> None:
         proc = self.unban("undo")

@@ -53,9 +53,10 @@ def test_me_deletes_the_decision_and_whitelists(crowdsec: Crowdsec, banned_by: s
 
     found = host.unban_json("find", CLIENT4)
     ours = [f for f in found["findings"] if f["layer"] == "crowdsec"]
-    assert [(f["source"], f["lifts_own"]) for f in ours] == [
-        (f"cscli decision {decision['id']}", True)
+    assert [(f["source"], f["lifts_own"], f["kind"]) for f in ours] == [
+        (f"cscli decision {decision['id']}", True, "ban")
     ]
+    assert ours[0]["expires_at"] is not None  # the decision's time left, as a zoned time
     assert any(f["layer"] == "nftables" and f["owner"] == "crowdsec" for f in found["findings"])
     assert {e["source"]: e["exempt"] for e in found["exemptions"] if e["present"]} == {
         "crowdsec": False

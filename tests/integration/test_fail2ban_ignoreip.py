@@ -202,10 +202,13 @@ def test_dry_run_changes_nothing(fail2ban_factory: Factory) -> None:
     f2b = fail2ban_factory(jails={"sshd": {}})
     before = f2b.snapshot()
     data = f2b.unban_json("ignore", IP, "--dry-run")
-    assert data["dry_run"] is True
-    diff = data["diffs"][str(f2b.confdir / "jail.local")]
-    assert any(line.startswith("+") and IP in line for line in diff)
-    assert data["plan"]["live"][0]["shell"].endswith(f"set sshd addignoreip {IP}")
+    assert data["dry_run"] is True and data["would_change"] is True
+    write, live = data["plan"]["steps"]
+    assert write["file"]["path"] == str(f2b.confdir / "jail.local")
+    assert any(line.startswith("+") and IP in line for line in write["file"]["diff"])
+    assert live["text"].endswith(f"set sshd addignoreip {IP}")
+    assert live["argv"][-4:] == ["set", "sshd", "addignoreip", IP]
+    assert live["undo"]["text"].endswith(f"set sshd delignoreip {IP}")
     assert f2b.snapshot() == before
     assert IP not in f2b.ignoreip("sshd")
     assert not f2b.state_dir.exists()

@@ -189,7 +189,7 @@ def test_heal_json_names_what_it_did(fail2ban_factory: Factory, tmp_path: Path) 
     data = f2b.unban_json("heal", "--config", str(config), "--lock-file", str(tmp_path / "l"))
     assert data["healed"] == [CLIENT]
     (result,) = data["results"]
-    assert result["status"] == "healed" and result["exit_status"] == 0
+    assert result["status"] == "healed" and result["exit_code"] == 0
     assert not any("ignoreip" in change for change in result["changes"])
     assert CLIENT not in f2b.ignoreip("sshd")
     assert f2b.banned("sshd") == []

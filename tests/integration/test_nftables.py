@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 
+from tests.contract import owner_of
 from tests.integration.conftest import Netns
 from unban.address import parse_target
 from unban.errors import RuleChangedError
@@ -103,7 +103,7 @@ def summary(findings: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             f["element"],
             f["network"],
             f["verdict"],
-            f["owner"],
+            owner_of(f),
             f["targeted"],
         )
         for f in findings
@@ -208,8 +208,8 @@ def test_remove_broad_with_the_cli_and_its_commands(netns: Netns) -> None:
 
     plan = netns.unban_json("remove", "203.0.113.4", "--broad", "--dry-run")
     assert ruleset(netns) == before
-    steps = [s for b in plan["plan"]["batches"] if b["layer"] == "nftables" for s in b["steps"]]
-    commands = [s["command"] for s in steps]
+    steps = [s for s in plan["plan"]["steps"] if s["layer"] == "nftables"]
+    commands = [s["text"] for s in steps]
     h = handles(netns, "ip", "blocks")
     assert commands == [
         "nft delete element inet f2b-table addr-set-sshd '{ 203.0.113.4 }'",
@@ -221,11 +221,10 @@ def test_remove_broad_with_the_cli_and_its_commands(netns: Netns) -> None:
     ]
 
     done = netns.unban_json("remove", "203.0.113.4", "--broad")
-    assert [b["scope"] for b in done["applied"] if b["layer"] == "nftables"] == [
-        "inet f2b-table",
-        "ip blocks",
-    ]
-    assert nft_findings(done["remaining"]) == []
+    scopes = [s["scope"] for s in done["plan"]["steps"] if s["layer"] == "nftables"]
+    assert list(dict.fromkeys(scopes)) == ["inet f2b-table", "ip blocks"]
+    assert done["changed"] is True and done["change_set"]
+    assert [f for f in done["still_refused"] if f["layer"] == "nftables"] == []
     assert handles(netns, "ip", "blocks") == {
         "ip saddr 198.51.100.1 drop": h["ip saddr 198.51.100.1 drop"],
         "ip saddr != 203.0.113.4 tcp dport 25 drop": h["ip saddr != 203.0.113.4 tcp dport 25 drop"],
@@ -238,7 +237,7 @@ def test_remove_broad_with_the_cli_and_its_commands(netns: Netns) -> None:
 
     # A person running the printed undo commands, in order, gets the same ruleset back.
     for step in steps:
-        netns.run(*shlex.split(step["undo_command"]))
+        netns.run(*step["undo"]["argv"])
     assert ruleset(netns) == before
     assert "203.0.112.0/22" in elements(netns, "ip", "blocks", "ranges")
 
@@ -303,7 +302,7 @@ def test_firewalld_blocks_are_reported_but_left_to_firewall_cmd(netns: Netns) ->
                        "detail": "table inet firewalld: blocks there are reported, not changed "
                                  "(use firewall-cmd)"}]  # fmt: skip
     plan = netns.unban_json("remove", "203.0.113.4", "--dry-run")
-    assert [b for b in plan["plan"]["batches"] if b["layer"] == "nftables"] == []
+    assert [s for s in plan["plan"]["steps"] if s["layer"] == "nftables"] == []
     listed = netns.unban("list").stdout
     assert (
         "nft list table inet firewalld  (firewalld's table: change it with firewall-cmd)" in listed

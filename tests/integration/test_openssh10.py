@@ -8,7 +8,6 @@ where /var/log/auth.log is sshd's own `-E` log: `unban me` reads it as it reads 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from tests.integration.sshd_fixtures import (
     Sshd,
     SshdFactory,
 )
+from unban._sandbox import json_document
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
@@ -62,7 +62,7 @@ class Box:
             "--sshd-config", str(self.sshd.config_path), *args, "--json",
         )  # fmt: skip
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
     def undo(self) -> subprocess.CompletedProcess[str]:
         return self.sshd.unban("--state-dir", str(self.state_dir), "undo")
@@ -83,7 +83,7 @@ def box(link: Link, sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Box]:
 
 
 def _check(result: Any, key: str) -> dict[str, Any]:
-    return next(c for c in result["diagnosis"]["checks"] if c["key"] == key)
+    return next(c for c in result["checks"] if c["key"] == key)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15) -> bool:
@@ -115,7 +115,7 @@ def test_a_penalty_for_failed_logins_is_found_and_lifted(box: Box, tmp_path: Pat
     assert "Permission denied" in failed.stderr
     refused = box.link.probe(SERVER4, "--timeout", "3")
     assert refused["ok"] is False
-    said = [line for a in refused["probe"]["attempts"] for line in a["before_banner"]]
+    said = [line for a in refused["attempts"] for line in a["before_banner"]]
     assert "Not allowed at this time" in said
 
     found = box.doctor()
@@ -126,15 +126,15 @@ def test_a_penalty_for_failed_logins_is_found_and_lifted(box: Box, tmp_path: Pat
 
     config_before = box.sshd.config_path.read_bytes()
     result = box.me()
-    assert any(b["layer"] == "sshd" for b in result["plan"]["batches"])
-    assert result["status"] == 0, result["still_refused"]
+    assert any(s["layer"] == "sshd" for s in result["plan"]["steps"])
+    assert result["exit_code"] == 0, result["still_refused"]
     config = box.sshd.config_path.read_text()
     assert config.endswith(f"PerSourcePenaltyExemptList {CLIENT4}\n")  # no Include: main file
     assert eventually(box.banner), "the client still gets no banner after unban me"
     assert box.penalties()["verdict"] == "clear"
 
     again = box.me()  # idempotent: nothing to change, nothing written
-    assert again["plan"]["batches"] == [] and again["changed"] is False
+    assert again["plan"]["steps"] == [] and again["changed"] is False
     assert box.sshd.config_path.read_text() == config
 
     undone = box.undo()
@@ -153,7 +153,7 @@ def test_the_exemption_goes_into_the_included_drop_in(
     assert penalties["verdict"] == "blocks", (failed.stderr, penalties)
     main_before = box.sshd.config_path.read_bytes()
     result = box.me()
-    assert result["status"] == 0, result["still_refused"]
+    assert result["exit_code"] == 0, result["still_refused"]
     drop_in = box.sshd.run("cat", "/etc/ssh/sshd_config.d/unban.conf").stdout
     assert drop_in.splitlines()[-1] == f"PerSourcePenaltyExemptList {CLIENT4}"
     assert box.sshd.config_path.read_bytes() == main_before
@@ -171,14 +171,14 @@ def test_hosts_deny_through_sshd_session(
     sshd.mount_ns.run("tee", "/etc/hosts.deny", input=f"sshd: {CLIENT4}\n")
     box = Box(link, sshd, tmp_path)
     refused = link.probe(SERVER4, "--timeout", "10")
-    assert refused["probe"]["outcome"] in ("closed", "reset")
+    assert refused["outcome"] in ("closed", "reset")
     found = box.doctor()
     tcpwrappers = _check(found, "tcpwrappers")
     assert tcpwrappers["verdict"] == "blocks", tcpwrappers
     assert found["returncode"] == 3
     result = box.me()
-    assert result["status"] == 0, result["still_refused"]
-    assert any(b["layer"] == "hosts" for b in result["plan"]["batches"])
+    assert result["exit_code"] == 0, result["still_refused"]
+    assert any(s["layer"] == "hosts" for s in result["plan"]["steps"])
     assert box.banner()
     assert CLIENT4 not in sshd.run("cat", "/etc/hosts.deny").stdout
 
@@ -187,10 +187,10 @@ def test_maxstartups_in_openssh_10_words(link: Link, sshd_factory: SshdFactory) 
     server = sshd_factory("MaxStartups 1:100:1")
     link.hold(SERVER4)
     refused = link.probe(SERVER4)
-    said = [line for a in refused["probe"]["attempts"] for line in a["before_banner"]]
+    said = [line for a in refused["attempts"] for line in a["before_banner"]]
     assert MAXSTARTUPS_SAID == "Not allowed at this time" and MAXSTARTUPS_SAID in said
-    assert any("'Not allowed at this time' (OpenSSH 10)" in h for h in refused["probe"]["hints"])
-    first = server.doctor(CLIENT4)["diagnosis"]["checks"][0]
+    assert any("'Not allowed at this time' (OpenSSH 10)" in h for h in refused["hints"])
+    first = server.doctor(CLIENT4)["checks"][0]
     assert (first["key"], first["verdict"]) == ("maxstartups", "blocks")
     assert any(line.endswith(MAXSTARTUPS_LOGGED) for line in first["evidence"])
 

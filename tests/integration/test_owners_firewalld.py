@@ -60,9 +60,9 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
 
     code, result = box.me(CLIENT4)
     assert code == 0, result
-    steps = [s for b in result["plan"]["batches"] for s in b["steps"]]
+    steps = result["plan"]["steps"]
     assert {s["finding"]["layer"] for s in steps} == {"firewalld"}
-    assert [s["command"] for s in steps] == [
+    assert [s["text"] for s in steps] == [
         "firewall-cmd --zone=drop --remove-source=203.0.113.4 && "
         "firewall-cmd --permanent --zone=drop --remove-source=203.0.113.4",
         "firewall-cmd --ipset=blocked --remove-entry=203.0.113.4 && "
@@ -87,7 +87,7 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
-    assert code == 0 and again["plan"]["batches"] == [] and box.change_sets() == sets
+    assert code == 0 and again["plan"]["steps"] == [] and box.change_sets() == sets
 
     box.undo()
     box.undo()
@@ -99,7 +99,7 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
     # firewalld stopped: its permanent config, through firewall-offline-cmd.
     box.stop_firewalld()
     code, result = box.me(CLIENT4)
-    commands = [s["command"] for b in result["plan"]["batches"] for s in b["steps"]]
+    commands = [s["text"] for s in result["plan"]["steps"]]
     assert "firewall-offline-cmd --zone=drop --remove-source=203.0.113.4" in commands
     box.run("nft", "flush", "ruleset")
     box.start_firewalld()

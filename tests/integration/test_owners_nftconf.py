@@ -62,7 +62,7 @@ def test_nftables_conf_elements_and_rules_stay_lifted_after_boot(owners_box: Box
 
     code, result = box.me(CLIENT4)
     assert code == 0, result
-    layers = [s["finding"]["layer"] for b in result["plan"]["batches"] for s in b["steps"]]
+    layers = [s["finding"]["layer"] for s in result["plan"]["steps"]]
     assert layers.count("nftables.conf") == 3 and "nftables" in layers
     code, result = box.me(CLIENT6)
     assert code == 0, result
@@ -77,7 +77,7 @@ def test_nftables_conf_elements_and_rules_stay_lifted_after_boot(owners_box: Box
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
-    assert code == 0 and again["plan"]["batches"] == [] and box.change_sets() == sets
+    assert code == 0 and again["plan"]["steps"] == [] and box.change_sets() == sets
 
     box.undo()
     box.undo()
@@ -102,8 +102,8 @@ def test_a_config_that_fails_its_own_check_is_left_alone_and_named(owners_box: B
     box.write("/etc/nftables.conf", broken, "0755")
     code, result = box.me(CLIENT4)
     assert code == 3, result
-    refused = [r for r in result["still_refused"] if r["key"] == "nftables.conf"]
-    assert refused and all("fails its own check before any change" in r["what"] for r in refused)
+    refused = [r for r in result["still_refused"] if r["layer"] == "nftables.conf"]
+    assert refused and all("fails its own check before any change" in r["detail"] for r in refused)
     assert len(refused) == 3  # both files: an include is checked as part of the whole config
     assert box.read("/etc/nftables.conf") == broken  # not touched
     assert box.read("/etc/nftables.d/legacy.nft") == EXTRA

@@ -64,7 +64,7 @@ def test_rules_v4_v6_and_ipsets_stay_lifted_after_boot_and_undo_puts_them_back(
 
     code, result = box.me(CLIENT4)
     assert code == 0, result
-    layers = sorted({s["finding"]["layer"] for b in result["plan"]["batches"] for s in b["steps"]})
+    layers = sorted({s["finding"]["layer"] for s in result["plan"]["steps"]})
     assert layers == ["ipset", "ipset-persistent", "iptables", "netfilter-persistent"]
     code, result = box.me(CLIENT6)
     assert code == 0, result
@@ -82,7 +82,7 @@ def test_rules_v4_v6_and_ipsets_stay_lifted_after_boot_and_undo_puts_them_back(
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
-    assert code == 0 and again["plan"]["batches"] == [] and box.change_sets() == sets
+    assert code == 0 and again["plan"]["steps"] == [] and box.change_sets() == sets
 
     box.undo()  # the IPv6 run
     box.undo()  # the IPv4 run
@@ -102,7 +102,7 @@ def test_an_unsafe_rules_file_is_left_alone_and_the_run_says_still_refused(
     box.boot_persistent()
     code, result = box.me(CLIENT4)
     assert code == 3, result
-    refused = [r for r in result["still_refused"] if r["key"] == "netfilter-persistent"]
-    assert refused and "writable by group or others" in refused[0]["what"]
+    refused = [r for r in result["still_refused"] if r["layer"] == "netfilter-persistent"]
+    assert refused and "writable by group or others" in refused[0]["detail"]
     assert box.read("/etc/iptables/rules.v4") == RULES_V4
     assert box.reachable(SERVER4)  # the kernel rule is gone; the file brings it back at boot

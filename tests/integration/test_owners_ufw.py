@@ -37,8 +37,8 @@ def test_ufw_denies_are_lifted_through_ufw_and_stay_lifted(owners_box: Box) -> N
 
     code, result = box.me(CLIENT4)
     assert code == 0, result
-    steps = [s for b in result["plan"]["batches"] for s in b["steps"]]
-    assert [(s["finding"]["layer"], s["command"]) for s in steps] == [
+    steps = result["plan"]["steps"]
+    assert [(s["finding"]["layer"], s["text"]) for s in steps] == [
         ("ufw", "ufw --force delete deny from 203.0.113.4 to any")
     ]  # ufw's kernel rule is left to ufw's delete
     code, result = box.me(CLIENT6)
@@ -58,7 +58,7 @@ def test_ufw_denies_are_lifted_through_ufw_and_stay_lifted(owners_box: Box) -> N
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
-    assert code == 0 and again["plan"]["batches"] == [] and box.change_sets() == sets
+    assert code == 0 and again["plan"]["steps"] == [] and box.change_sets() == sets
 
     box.undo()
     box.undo()
@@ -77,9 +77,9 @@ def test_a_client_over_a_ufw_limit_is_cleared_and_the_limit_stays(owners_box: Bo
 
     code, result = box.me(CLIENT4)
     assert code == 0, result
-    layers = [s["finding"]["layer"] for b in result["plan"]["batches"] for s in b["steps"]]
+    layers = [s["finding"]["layer"] for s in result["plan"]["steps"]]
     assert layers == ["xt_recent"]
-    (status,) = [s for s in result["before"]["layers"] if s["layer"] == "ufw"]
+    (status,) = [s for s in result["layers"] if s["layer"] == "ufw"]
     assert "`ufw limit` rule(s) stay" in status["detail"]
     assert box.reachable(SERVER4)
     assert "22/tcp                     LIMIT" in box.run("ufw", "status").stdout

@@ -7,7 +7,6 @@ it until `--broad` admits the address), the banner comes back, and `undo` puts i
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import CLIENT4, CLIENT6, SERVER4, SERVER6, Link, Sshd
+from unban._sandbox import json_document
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
@@ -50,7 +50,7 @@ class Host:
     def find(self, ip: str) -> tuple[int, dict[str, Any]]:
         proc = self.unban("find", ip, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
+        return proc.returncode, json_document(proc)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ sshd_factory = sshd_fixtures.sshd_factory
 
 
 def _attempts(result: Any) -> list[dict[str, Any]]:
-    attempts: list[dict[str, Any]] = result["probe"]["attempts"]
+    attempts: list[dict[str, Any]] = result["attempts"]
     return attempts
 
 
@@ -34,7 +34,7 @@ def test_banner_ipv4_and_ipv6(link: Link, sshd_factory: SshdFactory) -> None:
         assert attempt["outcome"] == "banner"
         assert attempt["banner"].startswith("SSH-2.0-OpenSSH_")
         assert attempt["local_address"] in (CLIENT4, CLIENT6)
-    assert any("ssh -v" in hint for hint in result["probe"]["hints"])
+    assert any("ssh -v" in hint for hint in result["hints"])
 
 
 def test_hosts_deny_is_reset_after_libwrap_delay(link: Link, sshd_factory: SshdFactory) -> None:
@@ -46,7 +46,7 @@ def test_hosts_deny_is_reset_after_libwrap_delay(link: Link, sshd_factory: SshdF
         assert attempt["outcome"] == "reset", attempt
         assert attempt["error"] == "ECONNRESET"
         assert 4.0 <= attempt["seconds"] <= 9.0  # libwrap sleeps 5 s before it closes
-    hints = " ".join(result["probe"]["hints"])
+    hints = " ".join(result["hints"])
     assert "hosts.deny" in hints and "libwrap" in hints
     assert f"unban doctor {CLIENT6}" in hints
 
@@ -60,7 +60,7 @@ def test_maxstartups_drops_say_so(link: Link, sshd_factory: SshdFactory) -> None
     for attempt in attempts:
         assert attempt["outcome"] in ("closed", "reset")
     assert any(MAXSTARTUPS_SAID in a["before_banner"] for a in attempts)
-    assert any("MaxStartups" in hint for hint in result["probe"]["hints"])
+    assert any("MaxStartups" in hint for hint in result["hints"])
 
 
 def test_maxstartups_random_drops_with_count(link: Link, sshd_factory: SshdFactory) -> None:
@@ -72,7 +72,7 @@ def test_maxstartups_random_drops_with_count(link: Link, sshd_factory: SshdFacto
     assert "banner" in outcomes
     assert outcomes & {"closed", "reset"}
     assert result["ok"] is False
-    assert result["probe"]["outcome"] in ("closed", "reset")
+    assert result["outcome"] in ("closed", "reset")
 
 
 def test_reject_tcp_reset_is_refused(link: Link, sshd_factory: SshdFactory) -> None:
@@ -107,7 +107,7 @@ def test_drop_is_timeout(link: Link, sshd_factory: SshdFactory) -> None:
         (attempt,) = _attempts(result)
         assert attempt["outcome"] == "timeout"
         assert 1.4 <= attempt["seconds"] < 5
-    assert any("DROP" in hint for hint in result["probe"]["hints"])
+    assert any("DROP" in hint for hint in result["hints"])
 
 
 def test_nothing_listening_is_refused(link: Link) -> None:

@@ -111,9 +111,9 @@ def test_fail2ban_xt_recent_list_and_cli(netns: Netns) -> None:
     add(netns, "f2b-sshd", "203.0.113.4", "198.51.100.7")
     report = netns.unban_json("find", "203.0.113.0/24")
     recent = [f for f in report["findings"] if f["layer"] == "xt_recent"]
-    assert [(f["set_name"], f["element"], f["owner"], f["targeted"]) for f in recent] == [
-        ("f2b-sshd", "203.0.113.4", "fail2ban:sshd", True)
-    ]
+    assert [
+        (f["set_name"], f["element"], f["owner"], f["jail"], f["targeted"]) for f in recent
+    ] == [("f2b-sshd", "203.0.113.4", "fail2ban", "sshd", True)]
     proc = netns.unban("remove", "203.0.113.4")
     assert proc.returncode == 0, proc.stderr
     assert "echo -203.0.113.4 > /proc/net/xt_recent/f2b-sshd" in proc.stdout

@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import CLIENT4, SERVER4, Link, Sshd
+from unban._sandbox import json_document
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
@@ -72,15 +73,15 @@ def login(link: Link, sshd_factory: Callable[..., Sshd], tmp_path: Path) -> Logi
 
 def _json(proc: subprocess.CompletedProcess[str]) -> Any:
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+    return json_document(proc)
 
 
 def test_sudo_unban_me_takes_the_kernel_s_peer_not_a_forged_ssh_connection(login: Login) -> None:
     login.sudoers()
     command = f"SSH_CONNECTION='{FORGED} 1 {SERVER4} 22' " + shlex.join(login.unban_argv())
     data = _json(login.over_ssh(command))
-    assert data["target"] == CLIENT4
-    assert "the TCP connection of sshd process" in data["source"]
+    assert data["address"] == CLIENT4
+    assert "the TCP connection of sshd process" in data["address_source"]
     assert FORGED not in json.dumps(data)
 
 

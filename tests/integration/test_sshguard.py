@@ -47,6 +47,12 @@ def test_me_lifts_sshguards_ban_and_whitelists(host: Host, backend: str, blackli
     owners = {(f["layer"], f["owner"]) for f in found["findings"]}
     assert ("nftables" if "nft" in backend else "ipset", "sshguard") in owners
     assert (("sshguard", "sshguard") in owners) == blacklist
+    listed = [f for f in found["findings"] if f["layer"] == "sshguard"]
+    assert all(f["kind"] == "ban" and f["banned_at"] for f in listed)  # the line's EPOCH
+    dry = host.unban_json("me", CLIENT4, "--dry-run", "--sshd-config", str(host.sshd.config_path))
+    exempting = [s for s in dry["plan"]["steps"] if s["scope"] == "sshguard"]
+    assert [s["action"] for s in exempting] == ["write", "run"]  # the whitelist, the restart
+    assert dry["would_change"] is True and dry["plan"]["changes"] == len(dry["plan"]["steps"])
     exempt = {e["source"]: e for e in found["exemptions"] if e["present"]}
     assert exempt["sshguard"]["exempt"] is False
 

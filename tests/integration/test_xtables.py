@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from tests.contract import owner_of
 from tests.integration.conftest import Netns
 from unban import engine
+from unban._sandbox import json_document
 from unban.address import parse_target
 from unban.errors import ApplyError, RuleChangedError
 from unban.layers.xtables import XtablesLayer, build_batches
@@ -59,7 +61,7 @@ def test_find_reports_every_backend_and_family(netns: Netns) -> None:
             f["chain"],
             f["line"],
             f["verdict"],
-            f["owner"],
+            owner_of(f),
             f["targeted"],
         )
         for f in report["findings"]
@@ -134,7 +136,7 @@ def test_dry_run_changes_nothing_and_its_commands_do_the_same_job(
     plan = netns.unban_json("remove", "203.0.113.4", "--dry-run")
     assert plan["dry_run"] is True
     assert save(netns, backend) == before
-    commands = [step["command"] for batch in plan["plan"]["batches"] for step in batch["steps"]]
+    commands = [step["text"] for step in plan["plan"]["steps"]]
     assert commands == [
         f"{ipt(backend)} -t filter -D f2b-sshd -s 203.0.113.4/32 -j REJECT --reject-with icmp-port-unreachable"
     ]
@@ -145,8 +147,8 @@ def test_dry_run_changes_nothing_and_its_commands_do_the_same_job(
     for command in commands:  # a person running the printed commands gets the same result
         netns.run(*shlex.split(command))
     by_hand = save(netns, backend)
-    for command in plan["plan"]["batches"][0]["steps"]:
-        netns.run(*shlex.split(command["undo_command"]))
+    for step in plan["plan"]["steps"]:
+        netns.run(*step["undo"]["argv"])
     assert save(netns, backend) == before
     assert netns.unban("remove", "203.0.113.4").returncode == 0
     assert save(netns, backend) == by_hand
@@ -192,6 +194,9 @@ def test_delete_asks_which_backend_when_both_have_the_chain(netns: Netns) -> Non
     assert "--backend nft|legacy" in proc.stderr
     proc = netns.unban("delete", "f2b-sshd", "1", "--backend", "nft", "--json")
     assert proc.returncode == 0, proc.stderr
+    done = json_document(proc)
+    assert (done["command"], done["changed"], done["plan"]["changes"]) == ("delete", True, 1)
+    assert done["change_set"] and done["address"] is None and done["open"] is None
     assert len(chain_rules(netns, "nft", "f2b-sshd")) == 1
     assert len(chain_rules(netns, "legacy", "f2b-sshd")) == 2
 
@@ -261,6 +266,7 @@ def test_concurrent_bans_are_never_lost_and_the_right_rules_go(netns: Netns, bac
     out, err = inserter.communicate(timeout=120)
     assert inserter.returncode == 0, err
     assert removed.returncode == 0, removed.stderr
+    assert json_document(removed)["changed"] is True
 
     rules = chain_rules(netns, backend, "f2b-sshd")
     sources = [r.split()[3].split("/")[0] for r in rules]

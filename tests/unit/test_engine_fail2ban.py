@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from unban import engine
 from unban.layers.fail2ban import build_batches, clears_of, parse_with_time
 from unban.model import Batch, Finding, Report
+from unban.settings import Settings
 
 
 def finding(layer: str, owner: str, network: str = "203.0.113.4/32", **kw: object) -> Finding:
@@ -102,7 +103,7 @@ def test_other_addresses_in_the_jail_chain_are_not_left() -> None:
 
 
 def test_default_layers_put_fail2ban_first() -> None:
-    assert engine.default_layers()[0].name == "fail2ban"
+    assert engine.default_layers(Settings())[0].name == "fail2ban"
 
 
 def test_clears_of() -> None:

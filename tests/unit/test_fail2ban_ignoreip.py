@@ -11,15 +11,13 @@ import pytest
 from tests.conffiles import write
 from unban.errors import InputError
 from unban.fail2ban.config import read_tree, splitwords
-from unban.fail2ban.ignoreip import (
+from unban.fail2ban.ignoreip import plan_edits, plan_removals, refusal
+from unban.fail2ban.ignorelist import (
     append_token,
     check_range,
     covering,
     entry_network,
     parse_ignore_target,
-    plan_edits,
-    plan_removals,
-    refusal,
     remove_tokens,
 )
 

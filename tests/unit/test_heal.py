@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract import validated
 from unban import heal, healconfig, healschedule, me
 from unban.address import Network, show
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError, LayerError
 from unban.heal import (
     CLEAR,
@@ -214,7 +216,7 @@ def test_an_address_nothing_blocked_but_newly_ignored_is_updated() -> None:
     assert heal.result_line(result) == "198.51.100.0/24: added to fail2ban's ignoreip"
     report = HealReport("c", results=(result, Healed("203.0.113.4", CLEAR)))
     assert heal.summary(report) == "heal c: 2 address(es) checked: 1 updated, 1 clear (exit 0)"
-    assert heal.as_json(report)["healed"] == []
+    assert contract.heal(report)["healed"] == []
 
 
 def test_still_refused_without_changes() -> None:
@@ -259,9 +261,8 @@ def test_log_records() -> None:
 
 
 def test_json_summary() -> None:
-    data = heal.as_json(REPORT)
-    assert json.loads(json.dumps(data)) == data
-    assert data["exit_status"] == 1
+    data = validated(json.dumps(contract.heal(REPORT)), 1)
+    assert data["command"] == "heal" and data["changed"] is True
     assert data["healed"] == ["203.0.113.4", "2001:db8::/64"]
     assert data["skipped"] is None
     assert data["hostnames"] == {"home.example.net": ["198.51.100.7"], "gone.example.net": []}
@@ -270,11 +271,12 @@ def test_json_summary() -> None:
     assert results[0] == {
         "address": "203.0.113.4",
         "status": "healed",
-        "exit_status": 0,
+        "exit_code": 0,
         "changes": ["fail2ban unban in sshd (server)", "added to fail2ban's ignoreip"],
-        "remaining": [],
+        "still_refused": [],
         "error": None,
         "change_set": "7",
+        "plan": [],
     }
     assert [r["status"] for r in results] == ["healed", "clear", "still-blocked", "failed"]
 
@@ -483,7 +485,10 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
 
     monkeypatch.setattr(me, "run_me", run_me)
     config = HealConfig(Path("c"), (), (), ("firewall", "hosts"), False)
-    assert heal.heal_address(ipaddress.ip_network("203.0.113.4"), config).status == CLEAR
+    healed = heal.heal_address(
+        ipaddress.ip_network("203.0.113.4"), config, confdir="/conf", state_dir="/state"
+    )
+    assert healed.status == CLEAR
     assert calls == [
         {
             "target": "203.0.113.4",
@@ -494,5 +499,7 @@ def test_heal_address_asks_me_for_the_configs_layers_quietly(
             "broad": False,
             "dry_run": False,
             "change_kind": "heal",
+            "confdir": "/conf",
+            "state_dir": "/state",
         }
     ]

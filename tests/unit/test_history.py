@@ -7,8 +7,9 @@ from typing import Any
 from unban import history
 from unban.exemptions.stage import STAGE
 from unban.fail2ban.ignoreip import IGNORE_KIND
+from unban.fileputback import FileRecord
 from unban.journal import ME_BATCH
-from unban.reverter import ChangeSetInfo, FileRecord
+from unban.reverter import ChangeSetInfo
 
 IP = "203.0.113.4"
 

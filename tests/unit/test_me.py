@@ -134,7 +134,7 @@ def test_undo_in_a_later_process_from_the_change_set_alone(box: Box) -> None:
     assert undone.restored == (f"restored {box.deny}",)
     assert box.change_sets()[0].status == "rolled-back"
     with pytest.raises(InputError, match="no change set to undo"):
-        undo.undo(state_dir=str(box.state), layers=fresh)
+        undo.undo(state_dir=str(box.state), confdir=str(box.confdir), layers=fresh)
 
 
 def test_undo_refuses_when_a_later_change_set_changed_the_same_file(box: Box) -> None:
@@ -143,7 +143,12 @@ def test_undo_refuses_when_a_later_change_set_changed_the_same_file(box: Box) ->
     later.write(box.deny, b"# changed later\n")
     later.finalize()
     with pytest.raises(InputError, match="change set 2 .* made later, changed"):
-        undo.undo("1", state_dir=str(box.state), layers=[box.memory, box.hosts(), box.late])
+        undo.undo(
+            "1",
+            state_dir=str(box.state),
+            confdir=str(box.confdir),
+            layers=[box.memory, box.hosts(), box.late],
+        )
     assert box.deny.read_text() == "# changed later\n"
 
 

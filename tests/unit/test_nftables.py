@@ -8,25 +8,33 @@ import shlex
 
 import pytest
 
-from unban.layers.nftables import (
-    TableJson,
+from unban.layers.nft_lifts import (
     build_batches,
-    elements_from_json,
-    elements_from_text,
+)
+from unban.layers.nft_listing import (
     format_table,
-    is_native,
-    owner,
-    parse_table_json,
     parse_table_text,
-    render_rule,
-    rule_finding,
-    rule_hits,
-    set_finding,
-    set_refs,
-    span_of,
     table_data,
 )
+from unban.layers.nft_ruleset import (
+    TableJson,
+    elements_from_json,
+    elements_from_text,
+    parse_table_json,
+    rule_hits,
+    set_refs,
+)
+from unban.layers.nftables import (
+    owner,
+    rule_finding,
+    set_finding,
+)
 from unban.model import Finding
+from unban.path.nft_syntax import (
+    is_native,
+    render_rule,
+    span_of,
+)
 
 # `nft -j -t list table inet f2b-table`: fail2ban's nftables-multiport layout.
 F2B_JSON = r"""{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "f2b-table", "handle": 1}}, {"set": {"family": "inet", "name": "addr-set-sshd", "table": "f2b-table", "type": "ipv4_addr", "handle": 2}}, {"set": {"family": "inet", "name": "addr6-set-sshd", "table": "f2b-table", "type": "ipv6_addr", "handle": 3}}, {"chain": {"family": "inet", "table": "f2b-table", "name": "f2b-chain", "handle": 1, "type": "filter", "hook": "input", "prio": -1, "policy": "accept"}}, {"rule": {"family": "inet", "table": "f2b-table", "chain": "f2b-chain", "handle": 4, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@addr-set-sshd"}}, {"reject": {"type": "icmp", "expr": "port-unreachable"}}]}}, {"rule": {"family": "inet", "table": "f2b-table", "chain": "f2b-chain", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "@addr6-set-sshd"}}, {"reject": {"type": "icmpv6", "expr": "port-unreachable"}}]}}]}"""  # noqa: E501

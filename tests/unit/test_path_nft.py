@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import pytest
 
-from unban.layers.nftables import parse_table_text
+from unban.layers.nft_listing import parse_table_text
 from unban.path import nft
 from unban.path.model import (
     BLOCKS,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from unban.errors import InputError
-from unban.reverter import FILES_FIRST, Reverter, ReverterError, atomic_write, describe
+from unban.errors import InputError, ReverterError
+from unban.reverter import FILES_FIRST, Reverter, atomic_write, describe
 
 
 def mode(path: Path) -> int:

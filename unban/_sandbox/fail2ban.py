@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -12,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
-from unban._sandbox.netns import Netns, SandboxError, alive
+from unban._sandbox.netns import Netns, SandboxError, alive, json_document
 from unban.fail2ban.client import Client, ServerNotRunning
 
 PACKAGE_CONF = Path("/etc/fail2ban")
@@ -199,7 +198,7 @@ class Fail2ban:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
     def snapshot(self) -> dict[str, tuple[bytes, int, int, int]]:
         """Every file of the config dir: bytes, mode, uid, gid."""

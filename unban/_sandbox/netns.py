@@ -102,7 +102,7 @@ class Netns:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
 
 class MountNs(Netns):
@@ -199,7 +199,7 @@ class Link:
         """`unban probe HOST --json` from the client, as an unprivileged user."""
         proc = self.unban_client("probe", host, *args, "--json", user=user)
         assert proc.returncode in (0, 3), proc.stderr
-        result: dict[str, Any] = json.loads(proc.stdout)
+        result: dict[str, Any] = json_document(proc)
         return result
 
     def hold(self, host: str, port: int = 22, seconds: float = 120) -> subprocess.Popen[str]:
@@ -226,3 +226,20 @@ class Link:
         """close(), then delete the client namespace (and with it the veth pair)."""
         self.close()
         self.client.delete()
+
+
+def json_document(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The --json document a run printed: all of its stdout, with the run's exit code in it,
+    and valid against unban's schema where jsonschema is installed (the dev extra)."""
+    import importlib
+
+    from unban.schema import schema
+
+    document = json.loads(proc.stdout)
+    assert document["exit_code"] == proc.returncode, (document["exit_code"], proc.returncode)
+    try:
+        jsonschema: Any = importlib.import_module("jsonschema")
+    except ImportError:
+        return document
+    jsonschema.Draft202012Validator(schema()).validate(document)
+    return document

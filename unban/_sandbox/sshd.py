@@ -4,7 +4,6 @@ host key, pidfile and log."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from unban._sandbox.netns import SERVER4, SERVER6, Link, MountNs, SandboxError
+from unban._sandbox.netns import SERVER4, SERVER6, Link, MountNs, SandboxError, json_document
 
 SSHD = "/usr/sbin/sshd"
 
@@ -158,7 +157,7 @@ class Sshd:
     def unban_json(self, *args: str) -> Any:
         proc = self.unban(*args, "--json")
         assert proc.returncode in (0, 3), proc.stderr
-        return json.loads(proc.stdout)
+        return json_document(proc)
 
     def doctor(self, address: str, *args: str, global_args: tuple[str, ...] = ()) -> Any:
         """`unban doctor ADDRESS --json` against this sshd's config and log."""
@@ -174,6 +173,6 @@ class Sshd:
             "--json",
         )
         assert proc.returncode in (0, 3), proc.stderr
-        result = json.loads(proc.stdout)
+        result = json_document(proc)
         result["returncode"] = proc.returncode
         return result

@@ -30,7 +30,7 @@ def maxstartups_check(
         evidence.append(f"{load.startups} unauthenticated connection(s) now ({load.source})")
     evidence.extend(f"waiting: {c.peer} -> {c.local}" for c in load.preauth[:10])
     evidence.extend(f"log: {h.line}" for h in drops[-5:])
-    data = {"max_startups": str(ms), "per_source": per_source, "load": load}
+    data = {"max_startups": str(ms), "per_source": per_source, "load": _load_data(load)}
     sees = SEES_RESET + (
         " (or: Connection closed by remote host; a raw read gets Exceeded MaxStartups, "
         "OpenSSH 10: Not allowed at this time)"
@@ -173,3 +173,14 @@ def sshd_error_check(message: str) -> Check:
         (),
         tuple(fixes),
     )
+
+
+def _load_data(load: Load) -> dict[str, object]:
+    """The load as plain values, for --json."""
+    return {
+        "startups": load.startups,
+        "source": load.source,
+        "from_address": load.from_address,
+        "total": load.total,
+        "preauth": [{"local": c.local, "peer": c.peer, "pids": list(c.pids)} for c in load.preauth],
+    }

@@ -14,19 +14,19 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
 from typer._completion_shared import get_completion_script
 from typer.core import TyperGroup
 
 import unban
-from unban import fail2ban
+from unban.contract import error_document
 from unban.errors import ExitStatus, UnbanError, os_error_text, printable
 from unban.fail2ban import DEFAULT_CONFDIR
-from unban.model import as_json
 from unban.progress import Progress, stderr_is_terminal
 from unban.reverter import DEFAULT_STATE_DIR
+from unban.settings import Settings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done or nothing to do; 1 failed, changes put back; 2 bad usage or input, "
@@ -108,6 +108,15 @@ def completion_script(args: Sequence[str], prog_name: str) -> Optional[str]:
     return get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=args[1])
 
 
+def usage_error() -> Any:
+    """click's UsageError class (vendored by typer >= 0.24)."""
+    try:
+        from typer._click.exceptions import UsageError  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from click.exceptions import UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return UsageError
+
+
 class UnbanGroup(TyperGroup):
     """The top-level group: global options are accepted after the command too."""
 
@@ -116,7 +125,23 @@ class UnbanGroup(TyperGroup):
         if script is not None:
             typer.echo(script)
             ctx.exit(0)
-        return super().parse_args(ctx, hoist_global_options(args))
+        hoisted = hoist_global_options(args)
+        words = hoisted[: hoisted.index("--")] if "--" in hoisted else hoisted
+        ctx.meta["unban.json"] = "--json" in words
+        return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: Any) -> Any:
+        """A command's usage error (an unknown option, a missing argument) with --json: also
+        the error document on stdout, exit 2 as always."""
+        try:
+            return super().invoke(ctx)
+        except usage_error() as exc:
+            if not ctx.meta.get("unban.json"):
+                raise
+            exc.show()
+            name = exc.ctx.info_name if exc.ctx is not None else ""
+            write_json(error_document(name, printable(exc.format_message()), "UsageError", 2))
+            raise typer.Exit(int(ExitStatus.USAGE)) from None
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The rescue commands first: panels in PANELS order, commands as registered."""
@@ -164,12 +189,11 @@ app = typer.Typer(
 )
 
 
-class Options:
-    """The global options of this run."""
-
-    debug = False
-    fail2ban_conf = DEFAULT_CONFDIR
-    state_dir = DEFAULT_STATE_DIR
+def settings(ctx: typer.Context) -> Settings:
+    """This run's global options: the Settings the root callback put into the context (every
+    command's context inherits it)."""
+    found = ctx.find_object(Settings)
+    return found if found is not None else Settings()
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")]
@@ -186,6 +210,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     fail2ban_conf: Annotated[
         str, typer.Option("--fail2ban-conf", metavar="DIR", help="fail2ban's config dir.")
@@ -206,35 +231,53 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    Options.debug = debug
-    Options.fail2ban_conf = fail2ban_conf
-    Options.state_dir = state_dir
-    fail2ban.configure(fail2ban.Settings(confdir=fail2ban_conf, state_dir=state_dir))
+    ctx.obj = Settings(fail2ban_conf=fail2ban_conf, state_dir=state_dir, debug=debug)
 
 
-def guarded(body: Callable[[], int]) -> None:
-    """Run a command body; turn every error into one line on stderr and its exit code."""
+def guarded(body: Callable[[], int], ctx: typer.Context) -> None:
+    """Run a command body; turn every error into one line on stderr and its exit code (with
+    --json also the error document on stdout; tracebacks only with --debug)."""
+    debug = settings(ctx).debug
     try:
         code = body()
     except UnbanError as exc:
-        if Options.debug:
+        if debug:
             raise
-        error_line(str(exc))
-        raise typer.Exit(int(exc.exit_status)) from None
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, str(exc), int(exc.exit_status), ctx)
+    except KeyboardInterrupt as exc:
+        failed(exc, "interrupted", int(ExitStatus.FAILED), ctx)
     except OSError as exc:
-        if Options.debug:
+        if debug:
             raise
-        error_line(os_error_text(exc))
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        failed(exc, os_error_text(exc), int(ExitStatus.FAILED), ctx)
     except Exception as exc:
-        if Options.debug:
+        if debug:
             raise
-        error_line(f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)")
-        raise typer.Exit(int(ExitStatus.FAILED)) from None
+        message = f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
+        failed(exc, message, int(ExitStatus.FAILED), ctx)
     raise typer.Exit(code)
+
+
+def failed(exc: BaseException, message: str, code: int, ctx: typer.Context) -> NoReturn:
+    """The error edge: the line on stderr; with --json the error document on stdout (and
+    nothing else there); exit `code`. `ctx`: the command's."""
+    from unban.contract import error_kind
+
+    error_line(message)
+    if ctx.params.get("json_output"):
+        document = error_document(
+            ctx.info_name or "",
+            printable(message),
+            error_kind(exc),
+            code,
+            dry_run=bool(ctx.params.get("dry_run")),
+        )
+        write_json(document)
+    raise typer.Exit(code) from None
+
+
+def write_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def error_line(message: str) -> None:
@@ -245,7 +288,7 @@ def error_line(message: str) -> None:
 
 
 @contextmanager
-def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
+def changing(run: Settings, *, changes: bool = True, recover: bool = True) -> Iterator[None]:
     """Around every command that changes the host (`changes`: not a dry run): one at a time
     (waiting up to 30 s, and saying so), and first putting back what a killed unban left
     half-done."""
@@ -255,27 +298,28 @@ def changing(*, changes: bool = True, recover: bool = True) -> Iterator[None]:
     if not changes:
         yield
         return
-    with CommandLock(Options.state_dir, say=error_line):
+    with CommandLock(run.state_dir, say=error_line):
         if recover:
-            for line in recovery.recover(Options.state_dir, Options.fail2ban_conf):
+            for line in recovery.recover(run.state_dir, run.fail2ban_conf):
                 error_line(line)
         yield
 
 
-def emit(as_json_output: bool, data: Any, lines: Iterable[str]) -> None:
+def emit(as_json_output: bool, document: Any, lines: Iterable[str]) -> None:
+    """`document` (unban.contract's, for --json) or the text `lines`."""
     if as_json_output:
-        sys.stdout.write(json.dumps(as_json(data), indent=2) + "\n")
+        write_json(document)
     else:
         for line in lines:
             typer.echo(line)
 
 
 def emit_for_people(
-    as_json_output: bool, data: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
+    as_json_output: bool, document: Any, lines: Iterable[str], tables: Callable[[], list[Any]]
 ) -> None:
     """JSON; or `tables()` (rich, imported only now) on a terminal; or plain `lines`."""
     if as_json_output or not stdout_is_terminal():
-        emit(as_json_output, data, lines)
+        emit(as_json_output, document, lines)
         return
     from rich.console import Console
 

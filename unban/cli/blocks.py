@@ -9,12 +9,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 from unban import engine, tables
-from unban.address import Network, family_of, parse_target
+from unban.address import Network, family_of, parse_target, show
 from unban.cli.base import (
     BLOCKS,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
@@ -23,12 +22,15 @@ from unban.cli.base import (
     guarded,
     helptext,
     progress,
+    settings,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
 from unban.layers import ListQuery
-from unban.model import Batch, Plan, Report
+from unban.model import Batch, Finding, Plan, Report
 from unban.progress import Progress
 from unban.render import absent_lines, listing_text, plan_text, report_text
+from unban.settings import Settings
 from unban.system import require_root
 
 AddressArgument = Annotated[
@@ -55,27 +57,32 @@ class Backend(str, Enum):
         examples=("unban find 203.0.113.4", "unban find 2001:db8::/64 --json"),
     ),
 )
-def find(address: AddressArgument, *, json_output: JsonOption = False) -> None:
+def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         target = parse_target(address)
         require_root()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            report = engine.find(target, engine.default_layers())
-            report = replace(report, exemptions=tuple(_exemption_states(target)))
+            report = engine.find(target, layers)
+            report = replace(report, exemptions=tuple(_exemption_states(target, settings(ctx))))
+        code = ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
         emit_for_people(
-            json_output, report, report_text(report), lambda: tables.report_tables(report)
+            json_output,
+            contract.find(report, _refusals(report, report.findings, layers), code),
+            report_text(report),
+            lambda: tables.report_tables(report),
         )
-        return ExitStatus.STILL_BLOCKED if report.refused else ExitStatus.OK
+        return code
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def _exemption_states(target: Network) -> list[Any]:
+def _exemption_states(target: Network, run: Settings) -> list[Any]:
     """find's "exempt from future bans" answer for each ban source here."""
     from unban import exemptions
 
-    return exemptions.states(exemptions.default_exemptions(Options.fail2ban_conf), target)
+    return exemptions.states(exemptions.default_exemptions(run.fail2ban_conf), target)
 
 
 @app.command(
@@ -89,6 +96,7 @@ def _exemption_states(target: Network) -> list[Any]:
     ),
 )
 def list_(
+    ctx: typer.Context,
     *,
     table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this table.")] = None,
     chain: Annotated[Optional[str], typer.Option("--chain", help="Only this chain.")] = None,
@@ -99,20 +107,20 @@ def list_(
     def body() -> int:
         require_root()
         query = ListQuery(table=table, chain=chain, family=family(ipv4, ipv6))
-        layers = engine.default_layers()
+        layers = engine.default_layers(settings(ctx))
         with progress(json_output) as shown:
             shown.step("reading every layer")
             listings = [listing for layer in layers for listing in layer.listings(query)]
             statuses = [status for layer in layers for status in layer.status()]
         emit_for_people(
             json_output,
-            {"listings": listings, "layers": statuses},
+            contract.listing(listings, statuses),
             [*listing_text(listings), *absent_lines(statuses)],
             lambda: tables.listing_tables(listings, statuses),
         )
         return ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -125,6 +133,7 @@ def list_(
     ),
 )
 def remove(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     broad: Annotated[
@@ -136,16 +145,26 @@ def remove(
     def body() -> int:
         target = parse_target(address)
         require_root()
-        layers = engine.default_layers()
+        run = settings(ctx)
+        layers = engine.default_layers(run)
         with progress(json_output) as shown:
             shown.step(f"reading every layer for {address}")
-            with changing(changes=not dry_run):
-                plan = engine.plan(engine.find(target, layers), layers, broad=broad)
+            with changing(run, changes=not dry_run):
+                before = engine.find(target, layers)
+                plan = engine.plan(before, layers, broad=broad)
                 return _execute(
-                    plan, target, "remove", layers, shown, dry_run=dry_run, json_output=json_output
+                    plan,
+                    target,
+                    "remove",
+                    layers,
+                    shown,
+                    run,
+                    before=before,
+                    dry_run=dry_run,
+                    json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -160,6 +179,7 @@ def remove(
     ),
 )
 def delete(
+    ctx: typer.Context,
     chain: Annotated[
         str, typer.Argument(metavar="CHAIN", help="Chain name, e.g. f2b-sshd or INPUT.")
     ],
@@ -186,7 +206,7 @@ def delete(
         if expected is not None and family_of(expected) != rule_family:
             raise InputError(f"--expect {expect} is not an {rule_family} address (use -6 for IPv6)")
         require_root()
-        with changing(changes=not dry_run):
+        with changing(settings(ctx), changes=not dry_run):
             xtables = XtablesLayer()
             finding = xtables.resolve(
                 table,
@@ -205,11 +225,13 @@ def delete(
                     "delete",
                     [xtables],
                     shown,
+                    settings(ctx),
+                    before=None,
                     dry_run=dry_run,
                     json_output=json_output,
                 )
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 def _execute(
@@ -218,23 +240,32 @@ def _execute(
     kind: str,
     layers: list[Any],
     shown: Progress,
+    run: Settings,
     *,
+    before: Optional[Report],
     dry_run: bool,
     json_output: bool,
 ) -> int:
-    """Print the plan; unless dry-run, apply it as one change set and find the address again."""
+    """Print the plan; unless dry-run, apply it as one change set and find the address again.
+    `before`: what `find` read for the plan (None for `delete`, which reads one rule)."""
     from unban import transaction
 
     shown.idle()
+    address = show(target) if target is not None else None
     dry_note = ["dry run: nothing changed"] if dry_run and plan.steps else []
     if dry_run or plan.is_empty():
+        refused = _refusals(Report(plan.target, plan.skipped), plan.skipped, layers)
+        code = ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        document = contract.remove(
+            kind, plan, code, address=address, dry_run=dry_run, refused=refused, report=before
+        )
         emit_for_people(
             json_output,
-            {"dry_run": dry_run, "plan": plan},
+            document,
             [*plan_text(plan), *dry_note],
             lambda: [*tables.plan_tables(plan), *dry_note],
         )
-        return ExitStatus.STILL_BLOCKED if plan.skipped else ExitStatus.OK
+        return code
     applying = "applying the plan"
     if not json_output:
         emit_for_people(False, None, plan_text(plan), lambda: tables.plan_tables(plan))
@@ -248,38 +279,56 @@ def _execute(
         plan,
         layers,
         kind=kind,
-        state_dir=Options.state_dir,
-        confdir=Options.fail2ban_conf,
+        state_dir=run.state_dir,
+        confdir=run.fail2ban_conf,
         on_event=echo,
     )
     remaining: Optional[Report] = None
+    refused = []
     if target is not None:
         shown.step("checking again")
-        remaining = _settled(target, applied, layers)
+        remaining = _settled(target, applied, layers, run)
+        refused = _refusals(remaining, remaining.findings, layers)
     shown.idle()
+    code = ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    document = contract.remove(
+        kind,
+        plan,
+        code,
+        address=address,
+        dry_run=False,
+        refused=refused,
+        report=remaining,
+        change_set=change_set,
+    )
     emit(
         json_output,
-        {
-            "dry_run": False,
-            "plan": plan,
-            "applied": applied,
-            "change_set": change_set,
-            "remaining": remaining,
-        },
+        document,
         [f"change set {change_set}: `unban undo {change_set}` puts it back"]
         + _remaining_text(remaining),
     )
-    return ExitStatus.STILL_BLOCKED if remaining and remaining.refused else ExitStatus.OK
+    return code
 
 
-def _settled(target: Network, applied: Sequence[Batch], layers: Sequence[Any]) -> Report:
+def _refusals(report: Report, findings: Sequence[Finding], layers: list[Any]) -> list[Any]:
+    """What refuses the address, each with the fix (refusals.refusals), and the ways to sshd
+    that are not open though no finding says why."""
+    from unban.refusals import path_refusals, refusals
+
+    refused = refusals(report, findings, layers)
+    return refused + path_refusals(report, refused)
+
+
+def _settled(
+    target: Network, applied: Sequence[Batch], layers: Sequence[Any], run: Settings
+) -> Report:
     """find again, waiting (bounded) while a live owner's own lift (CrowdSec's bouncer) has not
     reached the kernel yet."""
     from unban.transaction import owner_leftovers, settle_time
 
     deadline = time.monotonic() + settle_time(applied, layers)
     while True:
-        remaining = engine.find(target, engine.default_layers())
+        remaining = engine.find(target, engine.default_layers(run))
         if not owner_leftovers(remaining, applied, target) or time.monotonic() > deadline:
             return remaining
         time.sleep(0.25)

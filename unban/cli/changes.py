@@ -8,26 +8,28 @@ from unban.cli.base import (
     HISTORY,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     emit_for_people,
     guarded,
     helptext,
+    settings,
 )
 from unban.cli.rescue import ChangeIdArgument, undo_body
 from unban.errors import ExitStatus
+from unban.settings import Settings
 from unban.system import require_root
 
 
-def history_body(json_output: bool) -> int:
+def history_body(json_output: bool, run: Settings, command: str) -> int:
     from unban import history, tables
+    from unban.contract import commands as contract
     from unban.reverter import Reverter
 
     require_root()
-    found = history.entries(Reverter(Options.state_dir))
+    found = history.entries(Reverter(run.state_dir))
     emit_for_people(
         json_output,
-        {"change_sets": [e.to_json() for e in found]},
+        contract.history(command, found),
         history.history_lines(found),
         lambda: tables.history_table(found),
     )
@@ -43,8 +45,8 @@ def history_body(json_output: bool) -> int:
         examples=("unban history", "unban history --json"),
     ),
 )
-def history(*, json_output: JsonOption = False) -> None:
-    guarded(lambda: history_body(json_output))
+def history(ctx: typer.Context, *, json_output: JsonOption = False) -> None:
+    guarded(lambda: history_body(json_output, settings(ctx), "history"), ctx)
 
 
 @app.command(
@@ -55,6 +57,7 @@ def history(*, json_output: JsonOption = False) -> None:
     ),
 )
 def rollback(
+    ctx: typer.Context,
     change_id: ChangeIdArgument = None,
     *,
     list_: Annotated[bool, typer.Option("--list", help="List the change sets.")] = False,
@@ -62,6 +65,7 @@ def rollback(
     json_output: JsonOption = False,
 ) -> None:
     if list_:
-        guarded(lambda: history_body(json_output))
+        guarded(lambda: history_body(json_output, settings(ctx), "rollback"), ctx)
     else:
-        guarded(lambda: undo_body(change_id, dry_run, json_output))
+        run = settings(ctx)
+        guarded(lambda: undo_body(change_id, dry_run, json_output, run, "rollback"), ctx)

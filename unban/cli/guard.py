@@ -14,16 +14,18 @@ from unban.cli.base import (
     GUARD,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     emit,
     guarded,
     helptext,
     progress,
+    settings,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError, printable
 from unban.fail2ban import DEFAULT_CONFDIR
 from unban.reverter import DEFAULT_STATE_DIR
+from unban.settings import Settings
 from unban.system import require_root
 
 
@@ -32,13 +34,13 @@ class ScheduleKind(str, Enum):
     systemd = "systemd"
 
 
-def _global_args() -> list[str]:
+def _global_args(run: Settings) -> list[str]:
     """The global options a scheduled `unban heal` must repeat (only those not at default)."""
     args = []
-    if Options.fail2ban_conf != DEFAULT_CONFDIR:
-        args += ["--fail2ban-conf", Options.fail2ban_conf]
-    if Options.state_dir != DEFAULT_STATE_DIR:
-        args += ["--state-dir", Options.state_dir]
+    if run.fail2ban_conf != DEFAULT_CONFDIR:
+        args += ["--fail2ban-conf", run.fail2ban_conf]
+    if run.state_dir != DEFAULT_STATE_DIR:
+        args += ["--state-dir", run.state_dir]
     return args
 
 
@@ -69,6 +71,7 @@ def _global_args() -> list[str]:
     ),
 )
 def heal(
+    ctx: typer.Context,
     *,
     config: Annotated[
         str, typer.Option("--config", metavar="FILE", help="The protected addresses.")
@@ -101,30 +104,64 @@ def heal(
             raise InputError("--every goes with --install")
         require_root()
         if install is None and not uninstall:
-            return _run(Path(config), lock_file, dry_run=dry_run, json_output=json_output)
+            return _run(
+                Path(config), lock_file, settings(ctx), dry_run=dry_run, json_output=json_output
+            )
         places = schedule.Places(cron_dir, systemd_dir)
         places = dataclasses.replace(places, systemctl=schedule.host_systemctl(places))
         if uninstall:
             removal = schedule.plan_uninstall(places)
             if dry_run:
-                emit(json_output, {"dry_run": True, "plan": removal}, removal.lines())
+                document = contract.schedule(
+                    "uninstall",
+                    dry_run=True,
+                    files=removal.present,
+                    commands=[f"systemctl disable --now {schedule.TIMER}"]
+                    if removal.units_present
+                    else [],
+                )
+                emit(json_output, document, removal.lines())
                 return ExitStatus.OK
             removed = schedule.apply_uninstall(removal, places)
-            emit(json_output, removed, removed.lines())
+            document = contract.schedule(
+                "uninstall",
+                dry_run=False,
+                files=removed.removed,
+                commands=removed.ran,
+                todo=removed.todo,
+            )
+            emit(json_output, document, removed.lines())
             return ExitStatus.OK
         kind = install.value if install is not None else ""
-        plan = schedule.plan_schedule(kind, every, config, places, global_args=_global_args())
+        plan = schedule.plan_schedule(
+            kind, every, config, places, global_args=_global_args(settings(ctx))
+        )
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines())
+            document = contract.schedule(
+                "install",
+                dry_run=True,
+                files=[path for path, _text in plan.writes],
+                commands=plan.systemctl,
+                how=plan,
+            )
+            emit(json_output, document, plan.lines())
             return ExitStatus.OK
         done = schedule.apply_install(plan, places)
-        emit(json_output, done, done.lines())
+        document = contract.schedule(
+            "install",
+            dry_run=False,
+            files=done.written,
+            commands=done.ran,
+            todo=done.todo,
+            how=done,
+        )
+        emit(json_output, document, done.lines())
         return ExitStatus.OK
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> int:
+def _run(config: Path, lock_file: str, run: Settings, *, dry_run: bool, json_output: bool) -> int:
     with progress(json_output) as shown:
         shown.step("healing the protected addresses")
         report = heal_mod.run(
@@ -132,10 +169,11 @@ def _run(config: Path, lock_file: str, *, dry_run: bool, json_output: bool) -> i
             log=heal_mod.syslog_log,
             lock_path=lock_file,
             dry_run=dry_run,
-            state_dir=Options.state_dir,
+            state_dir=run.state_dir,
+            confdir=run.fail2ban_conf,
         )
     if json_output:
-        emit(True, heal_mod.as_json(report), [])
+        emit(True, contract.heal(report), [])
     else:
         for line in heal_mod.output_lines(report):
             typer.echo(line)

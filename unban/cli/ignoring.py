@@ -14,16 +14,17 @@ from unban.cli.base import (
     EXEMPTIONS,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
     guarded,
     helptext,
+    settings,
 )
 from unban.errors import ExitStatus, UnbanError
 from unban.exemptions import Exemption, ExemptionPlan
 from unban.reverter import Reverter
+from unban.settings import Settings
 from unban.system import require_root
 
 AddressArgument = Annotated[
@@ -96,20 +97,22 @@ def _ignore_command(
     force: bool,
     dry_run: bool,
     as_json: bool,
+    run: Settings,
 ) -> int:
     from unban import exemptions
+    from unban.contract import commands as contract
     from unban.exemptions.crowdsec import CrowdsecExemption
     from unban.exemptions.fail2ban import Fail2banExemption, installed
     from unban.exemptions.sshguard import SshguardExemption
-    from unban.fail2ban import ignoreip
+    from unban.fail2ban import ignorelist
     from unban.layers.fail2ban import Fail2banLayer
 
-    target = ignoreip.parse_ignore_target(address, force=force)
+    target = ignorelist.parse_ignore_target(address, force=force)
     if operation == "ignore":
-        ignoreip.check_range(target, force=force)
+        ignorelist.check_range(target, force=force)
     require_root()
-    confdir = Options.fail2ban_conf
-    with changing(changes=not dry_run):
+    confdir = run.fail2ban_conf
+    with changing(run, changes=not dry_run):
         named = set(only or ())
         # Named sources are planned even when stopped; fail2ban wherever it is installed (a
         # missing or broken config is then an error, as it always was).
@@ -129,14 +132,16 @@ def _ignore_command(
         planned = [p for p in (e.plan(operation, target) for e in chosen) if p is not None]
         change_set = None
         if not dry_run and any(not p.is_empty() for p in planned):
-            change_set = _apply_exemptions(planned, chosen, Reverter(Options.state_dir), target)
+            change_set = _apply_exemptions(
+                planned, chosen, Reverter(run.state_dir), target, confdir
+            )
         fail2ban_plan = next((p.payload for p in planned if p.source == "fail2ban"), None)
         fail2ban_result = next(
             (e.results[-1] for e in chosen if isinstance(e, Fail2banExemption) and e.results), None
         )
     banned = []
     if operation == "ignore" and fail2ban_plan is not None:
-        banned = [f for f in Fail2banLayer(confdir, Options.state_dir).find(target) if f.targeted]
+        banned = [f for f in Fail2banLayer(confdir, run.state_dir).find(target) if f.targeted]
     lines: list[str] = []
     if fail2ban_plan is not None:
         lines += _ignore_lines(fail2ban_plan, fail2ban_result, dry_run, banned)
@@ -149,21 +154,17 @@ def _ignore_command(
         lines.append("dry run: nothing changed")
     elif change_set is not None:
         lines.append(f"change set {change_set}: `unban undo {change_set}` undoes it")
-    emit(
-        as_json,
-        {
-            "dry_run": dry_run,
-            "plan": fail2ban_plan,
-            "diffs": {
-                e.path: e.diff() for p in planned if p.source == "fail2ban" for e in p.payload.edits
-            },
-            "exemptions": planned,
-            "change_set": change_set,
-            "verified": fail2ban_result.verified if fail2ban_result else "",
-            "still_banned": banned,
-        },
-        lines,
+    document = contract.ignore(
+        operation,
+        show(target),
+        planned,
+        fail2ban_plan=fail2ban_plan,
+        dry_run=dry_run,
+        change_set=change_set,
+        verified=fail2ban_result.verified if fail2ban_result else "",
+        still_banned=banned,
     )
+    emit(as_json, document, lines)
     return ExitStatus.OK
 
 
@@ -172,6 +173,7 @@ def _apply_exemptions(
     chosen: Sequence[Exemption],
     reverter: Reverter,
     target: Network,
+    confdir: str,
 ) -> str:
     """Apply the plans in one change set named by the operation (`unban history`), each batch
     journaled before it is applied (a killed run is put back by the next command); on a
@@ -185,7 +187,6 @@ def _apply_exemptions(
     from unban.undo import batch_record
 
     operation = planned[0].operation
-    confdir = Options.fail2ban_conf
     change_set = reverter.begin(f"{operation} {show(target)} (exemptions)", kind=operation)
     stage = ExemptionStage(change_set, chosen)
 
@@ -232,6 +233,7 @@ def _apply_exemptions(
     ),
 )
 def ignore(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     jail: JailOption = None,
@@ -240,7 +242,12 @@ def ignore(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: _ignore_command("ignore", address, jail, only, force, dry_run, json_output))
+    guarded(
+        lambda: _ignore_command(
+            "ignore", address, jail, only, force, dry_run, json_output, settings(ctx)
+        ),
+        ctx,
+    )
 
 
 @app.command(
@@ -251,6 +258,7 @@ def ignore(
     ),
 )
 def unignore(
+    ctx: typer.Context,
     address: AddressArgument,
     *,
     jail: JailOption = None,
@@ -259,4 +267,9 @@ def unignore(
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: _ignore_command("unignore", address, jail, only, force, dry_run, json_output))
+    guarded(
+        lambda: _ignore_command(
+            "unignore", address, jail, only, force, dry_run, json_output, settings(ctx)
+        ),
+        ctx,
+    )

@@ -10,17 +10,18 @@ from unban.cli.base import (
     RESCUE,
     DryRunOption,
     JsonOption,
-    Options,
     app,
     changing,
     emit,
     guarded,
     helptext,
     progress,
+    settings,
 )
+from unban.contract import commands as contract
 from unban.errors import ExitStatus, InputError
-from unban.model import as_json
 from unban.path.model import BLOCKS
+from unban.settings import Settings
 from unban.system import require_root
 
 ChangeIdArgument = Annotated[
@@ -52,6 +53,7 @@ ChangeIdArgument = Annotated[
     ),
 )
 def me(
+    ctx: typer.Context,
     address: Annotated[
         Optional[str],
         typer.Argument(
@@ -123,7 +125,7 @@ def me(
                     shown.echo(line, after_plan)
 
             shown.step(f"reading every layer for {show(target)}")
-            with changing(changes=not dry_run):
+            with changing(settings(ctx), changes=not dry_run):
                 result = me_mod.run_me(
                     target,
                     broad=broad,
@@ -133,38 +135,34 @@ def me(
                     sshd_config=sshd_config,
                     groups=[g for g in me_mod.LAYER_GROUPS if g != "sshd"] if no_sshd else None,
                     on_event=echo,
-                    confdir=Options.fail2ban_conf,
-                    state_dir=Options.state_dir,
+                    confdir=settings(ctx).fail2ban_conf,
+                    state_dir=settings(ctx).state_dir,
                 )
-        data = {
-            **as_json(result),
-            "source": source or None,
-            "status": int(result.status),
-            "blocked": result.blocked,
-            "changed": result.changed,
-            "summary": result.summary,
-        }
-        emit(json_output, data, me_mod.text_lines(result))
+        emit(json_output, contract.me(result, source), me_mod.text_lines(result))
         return result.status
 
-    guarded(body)
+    guarded(body, ctx)
 
 
-def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int:
+def undo_body(
+    change_id: Optional[str], dry_run: bool, json_output: bool, run: Settings, command: str
+) -> int:
     """`unban undo` (and its alias `unban rollback`): the plan, then, unless dry-run, undo it."""
     from unban import history
     from unban.reverter import Reverter
 
     require_root()
-    with changing(changes=not dry_run, recover=False):  # a run cut short is what undo takes
-        plan = history.undo_plan(Reverter(Options.state_dir), change_id)
+    with changing(run, changes=not dry_run, recover=False):  # a run cut short is what undo takes
+        plan = history.undo_plan(Reverter(run.state_dir), change_id)
         if dry_run:
-            emit(json_output, {"dry_run": True, "plan": plan}, plan.lines(done=False))
+            document = contract.undo(command, plan, dry_run=True)
+            emit(json_output, document, plan.lines(done=False))
             return ExitStatus.OK
         with progress(json_output) as shown:
             shown.step(f"putting back change set {plan.change_set}")
-            result = history.undo(plan, state_dir=Options.state_dir, confdir=Options.fail2ban_conf)
-    emit(json_output, {"dry_run": False, "plan": plan, "undone": result}, plan.lines(done=True))
+            result = history.undo(plan, state_dir=run.state_dir, confdir=run.fail2ban_conf)
+    document = contract.undo(command, plan, dry_run=False, result=result)
+    emit(json_output, document, plan.lines(done=True))
     return ExitStatus.OK
 
 
@@ -181,12 +179,13 @@ def undo_body(change_id: Optional[str], dry_run: bool, json_output: bool) -> int
     ),
 )
 def undo(
+    ctx: typer.Context,
     change_id: ChangeIdArgument = None,
     *,
     dry_run: DryRunOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    guarded(lambda: undo_body(change_id, dry_run, json_output))
+    guarded(lambda: undo_body(change_id, dry_run, json_output, settings(ctx), "undo"), ctx)
 
 
 @app.command(
@@ -201,6 +200,7 @@ def undo(
     ),
 )
 def doctor(
+    ctx: typer.Context,
     address: Annotated[
         str, typer.Argument(metavar="ADDRESS", help="The client's IPv4 or IPv6 address.")
     ],
@@ -230,20 +230,25 @@ def doctor(
             raise InputError(f"--port {port} is not a TCP port")
         require_root()
         options = doctor_mod.Options(
-            user=user, port=port, sshd_config=sshd_config, logs=tuple(log or ())
+            user=user,
+            port=port,
+            sshd_config=sshd_config,
+            logs=tuple(log or ()),
+            settings=settings(ctx),
         )
         with progress(json_output) as shown:
             shown.step("checking fail2ban, the packet filters, sshd and the logs")
             diagnosis = doctor_mod.diagnose(address, options)
+        code = ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
         if json_output:
-            emit(True, {"verdict": diagnosis.verdict, "diagnosis": diagnosis}, [])
+            emit(True, contract.doctor(diagnosis, code), [])
         else:
             from rich.console import Console
 
             Console(highlight=False).print(doctor_mod.render(diagnosis))
-        return ExitStatus.STILL_BLOCKED if diagnosis.verdict == BLOCKS else ExitStatus.OK
+        return code
 
-    guarded(body)
+    guarded(body, ctx)
 
 
 @app.command(
@@ -261,6 +266,7 @@ def doctor(
     ),
 )
 def probe(
+    ctx: typer.Context,
     host: Annotated[str, typer.Argument(metavar="HOST", help="Server host name or address.")],
     *,
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 22,
@@ -282,7 +288,8 @@ def probe(
             except UnicodeError:
                 raise InputError(f"'{host}' is not a host name or an address") from None
             report = probe_mod.probe(host, port, count=count, timeout=timeout)
-        emit(json_output, {"ok": report.ok, "probe": report}, probe_mod.text_lines(report))
-        return ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        code = ExitStatus.OK if report.ok else ExitStatus.STILL_BLOCKED
+        emit(json_output, contract.probe(report, code), probe_mod.text_lines(report))
+        return code
 
-    guarded(body)
+    guarded(body, ctx)

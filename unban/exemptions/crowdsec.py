@@ -36,6 +36,7 @@ from unban.exemptions import (
 )
 from unban.owners.crowdsec import CONFIG, agent_pid, nested_scalar
 from unban.owners.sshguard import covers
+from unban.procfs import read_text
 from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
 from unban.system import run, which
 
@@ -97,14 +98,6 @@ def render_parser(values: Sequence[str]) -> Optional[str]:
     return "\n".join(lines) + "\n"
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 class CrowdsecExemption:
     name = NAME
 
@@ -128,7 +121,7 @@ class CrowdsecExemption:
         return not self.require_running or agent_pid(self.proc) is not None
 
     def parsers_dir(self) -> str:
-        text = _read(self.config) or ""
+        text = read_text(self.config) or ""
         base = nested_scalar(text, "config_paths", "config_dir") or "/etc/crowdsec/"
         return os.path.join(base, "parsers", "s02-enrich")
 
@@ -160,7 +153,7 @@ class CrowdsecExemption:
             if not name.endswith((".yaml", ".yml")):
                 continue
             path = os.path.join(directory, name)
-            for value in whitelist_values(_read(path) or ""):
+            for value in whitelist_values(read_text(path) or ""):
                 if covers(value, target):
                     return f"whitelist parser {path} ({value})"
         return ""
@@ -210,7 +203,7 @@ class CrowdsecExemption:
     def _parser_plan(self, operation: str, target: Network) -> ExemptionPlan:
         address = show(target)
         path = self.parser_path()
-        text = _read(path)
+        text = read_text(path)
         values = whitelist_values(text or "")
         if operation == IGNORE:
             if self._whitelisted(target):
@@ -248,7 +241,7 @@ class CrowdsecExemption:
         pid = agent_pid(self.proc)
         if pid is None:
             return None  # not running: the parser is read at its next start
-        daemonize = nested_scalar(_read(self.config) or "", "common", "daemonize")
+        daemonize = nested_scalar(read_text(self.config) or "", "common", "daemonize")
         if daemonize != "true":
             return (
                 f"crowdsec (pid {pid}) runs with daemonize: {daemonize or 'unset'}, and 1.4 exits "
@@ -264,7 +257,7 @@ class CrowdsecExemption:
         the file back, then reloads), each `cscli allowlists` call an action with its inverse."""
         done = []
         for edit in plan.edits:
-            if _read(edit.path) != edit.before:
+            if read_text(edit.path) != edit.before:
                 raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
         reload = next((c.argv for c in plan.commands if c.argv[0] in ("kill", "systemctl")), ())
         reloading = None
@@ -341,7 +334,7 @@ class CrowdsecExemption:
         )
 
     def _log_path(self) -> str:
-        text = _read(self.config) or ""
+        text = read_text(self.config) or ""
         if (nested_scalar(text, "common", "log_media") or "file") != "file":
             return ""
         directory = nested_scalar(text, "common", "log_dir") or "/var/log/"

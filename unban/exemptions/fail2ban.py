@@ -83,13 +83,13 @@ class Fail2banExemption:
         return ExemptionState(NAME, True, True, f"in the ignoreip of {names}")
 
     def plan(self, operation: str, target: Network) -> Optional[ExemptionPlan]:
-        from unban.fail2ban import ignoreip
+        from unban.fail2ban import ignoreip, ignorelist
         from unban.fail2ban.config import ConfigError
 
         if not self._present():
             return None
         if operation == IGNORE:
-            ignoreip.check_range(target, force=self.force)
+            ignorelist.check_range(target, force=self.force)
         try:
             planned = ignoreip.plan(operation, self.confdir, target, self.jails)
         except ConfigError as exc:

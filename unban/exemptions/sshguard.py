@@ -35,13 +35,14 @@ from unban.exemptions import (
 )
 from unban.owners.sshguard import (
     ALWAYS_WHITE,
+    BLOCKER,
     CONF,
     SshguardConfig,
     covers,
     read_config,
-    running_blocker,
     whitelist_entries,
 )
+from unban.procfs import read_text, running
 from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
 from unban.system import run
 
@@ -83,14 +84,6 @@ def restart_cost(config: SshguardConfig) -> str:
     )
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 class SshguardExemption:
     name = NAME
 
@@ -115,7 +108,7 @@ class SshguardExemption:
             if covers(entry, target):
                 return f"-w {entry}" if entry not in ALWAYS_WHITE else f"always ({entry})"
         if config.whitelist_file:
-            for number, entry in whitelist_entries(_read(config.whitelist_file) or ""):
+            for number, entry in whitelist_entries(read_text(config.whitelist_file) or ""):
                 if covers(entry, target):
                     return f"{config.whitelist_file} line {number} ({entry})"
         return ""
@@ -161,7 +154,7 @@ class SshguardExemption:
                     f"in {config.conf_path} and restart it; nothing changed there",
                 ),
             )
-        text = _read(path)
+        text = read_text(path)
         entries = whitelist_entries(text or "")
         if operation == IGNORE:
             listed = self._listed(config, target)
@@ -203,11 +196,11 @@ class SshguardExemption:
         done = []
         restart = plan.commands[0].argv if plan.commands else ()
         for edit in plan.edits:
-            if _read(edit.path) != edit.before:
+            if read_text(edit.path) != edit.before:
                 raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
         index = None
         if restart:
-            blocker = running_blocker(self.proc)
+            blocker = running(BLOCKER, self.proc)
             index = change_set.record_action(
                 EXEMPTION_KIND,
                 source=NAME,
@@ -233,7 +226,7 @@ class SshguardExemption:
         """Restart sshguard (the whitelist is back already) unless it never was restarted:
         the blocker recorded before the restart still runs, and read the old whitelist."""
         restart = tuple(str(a) for a in action.get("restart") or ())
-        now = running_blocker(self.proc)
+        now = running(BLOCKER, self.proc)
         if not restart or now is None:
             return  # a stopped sshguard reads the whitelist when it starts
         if action.get("state") == PENDING and now[0] == action.get("blocker"):
@@ -254,11 +247,11 @@ def _without(text: str, numbers: Sequence[int]) -> str:
 
 def _restart(argv: Sequence[str], proc: str) -> None:
     """Restart sshguard and wait until a new blocker runs (its backend set up again)."""
-    old = running_blocker(proc)
+    old = running(BLOCKER, proc)
     run(NAME, list(argv), timeout=60)
     deadline = time.monotonic() + RESTART_WAIT
     while time.monotonic() < deadline:
-        now = running_blocker(proc)
+        now = running(BLOCKER, proc)
         if now is not None and (old is None or now[0] != old[0]):
             time.sleep(0.3)  # the backend sets up its table or sets right after the blocker starts
             return

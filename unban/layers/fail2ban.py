@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network
 from unban.errors import LayerError
-from unban.fail2ban import DEFAULT_CONFDIR, LAYER, settings
+from unban.fail2ban import DEFAULT_CONFDIR, LAYER
 from unban.fail2ban import database as db
 from unban.fail2ban.client import Client, ServerError, ServerNotRunning, client_command
 from unban.fail2ban.config import (
@@ -29,7 +29,8 @@ from unban.fail2ban.config import (
     read_tree,
     server_paths,
 )
-from unban.fail2ban.ignoreip import covering, rollback_check, spelling
+from unban.fail2ban.ignoreip import rollback_check
+from unban.fail2ban.ignorelist import covering, spelling
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
@@ -61,6 +62,8 @@ class Ban:
     actions: tuple[str, ...]
     ignored_by: Optional[str]  # the ignoreip entry that already covers the target, if any
     clears: tuple[str, ...]
+    banned_at: Optional[float] = None  # epoch seconds; None: unknown
+    expires_at: Optional[float] = None  # None: unknown, or never (`until` says "forever")
 
 
 def parse_with_time(line: str) -> Optional[tuple[str, str, str]]:
@@ -101,6 +104,9 @@ def to_finding(ban: Ban, target: Network, backend: str) -> Finding:
         network=str(ban.network),
         targeted=is_targeted(ban.network, target),
         clears=ban.clears,
+        banned_at=ban.banned_at,
+        expires_at=ban.expires_at,
+        permanent=ban.until == "forever",
     )
 
 
@@ -175,11 +181,6 @@ class Fail2banLayer:
         # `unban me` passes its change set: the database backup goes there, not in one of ours.
         self.change_set: Optional[ChangeSet] = None
         self._db_rows: dict[Batch, tuple[str, dict[str, Any]]] = {}
-
-    @classmethod
-    def from_settings(cls) -> Fail2banLayer:
-        current = settings()
-        return cls(current.confdir, current.state_dir)
 
     # -- reading
 
@@ -303,6 +304,8 @@ class Fail2banLayer:
                     actions,
                     ignored,
                     clears_of(actions, ()),
+                    banned_at=float(row.timeofban),
+                    expires_at=None if row.until is None else float(row.until),
                 )
             )
         return bans
@@ -473,7 +476,20 @@ def _describe(client: Client, jail: str, ip: str, network: Network, since: str, 
         actions,
         covering(live_ignore, network),
         clears_of(actions, unbans),
+        banned_at=local_epoch(since),
+        expires_at=local_epoch(until),
     )
+
+
+def local_epoch(text: str) -> Optional[float]:
+    """`2026-12-01 07:30:21` in this host's time zone (as fail2ban and format_time write it)
+    as epoch seconds; None for "forever", "(unknown)" or anything else."""
+    import time
+
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _jail_list(status: Any) -> list[str]:

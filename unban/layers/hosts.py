@@ -338,12 +338,6 @@ class HostsLayer:
         self._seen: dict[Finding, _Seen] = {}
         self._own: dict[Batch, str] = {}
 
-    @classmethod
-    def from_settings(cls) -> HostsLayer:
-        from unban.fail2ban import settings
-
-        return cls(state_dir=settings().state_dir)
-
     # -- reading
 
     def libwrap(self) -> Optional[bool]:

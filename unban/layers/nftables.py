@@ -31,9 +31,8 @@ undo needs (`get element` for the element, `nft -a -s -t list chain` for the cha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from unban.address import Network
@@ -48,14 +47,28 @@ from unban.layers.nft_lifts import (
     nft_family,
     resolve,
 )
+from unban.layers.nft_listing import TextTable, format_table, parse_table_text, table_data
+from unban.layers.nft_ruleset import (
+    PROTOCOLS,
+    Element,
+    RuleHit,
+    SetInfo,
+    SourceMatch,
+    TableJson,
+    display_family,
+    elements_from_json,
+    elements_from_text,
+    objects,
+    parse_table_json,
+    rule_hits,
+    set_refs,
+)
 from unban.model import Batch, Finding, LayerStatus
 from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
 from unban.path.nft import walk_tables
 from unban.path.nft_lookups import ingress_devices, parse_get_element
 from unban.path.nft_syntax import (
-    Span,
     is_native,
-    listed_elements,
     quote_name,
     render_rule,
     span_of,
@@ -64,372 +77,6 @@ from unban.system import first_line, run, which
 
 LAYER = "nftables"
 BACKEND = "nft"
-BLOCKING = ("drop", "reject")
-SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
-PROTOCOLS = {4: "ip", 6: "ip6"}
-DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
-
-
-def display_family(nft_family: str) -> str:
-    """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
-    return DISPLAY_FAMILY.get(nft_family, nft_family)
-
-
-# ---------------------------------------------------------------- JSON ruleset (pure)
-
-
-@dataclass(frozen=True)
-class SetInfo:
-    name: str
-    type: str
-    flags: tuple[str, ...]
-    timeout: bool = False  # a default timeout: elements may expire even without the flag
-
-    @property
-    def interval(self) -> bool:
-        return "interval" in self.flags
-
-    @property
-    def expiring(self) -> bool:
-        return self.timeout or "timeout" in self.flags
-
-
-@dataclass(frozen=True)
-class SourceMatch:
-    """A positive `ip saddr` / `ip6 saddr` match in a rule whose verdict blocks."""
-
-    chain: str
-    handle: int
-    verdict: str
-    protocol: str  # ip | ip6
-    value: Any  # the JSON right-hand side
-
-
-@dataclass
-class TableJson:
-    """What `nft -j -t list table` says about one table."""
-
-    family: str
-    name: str
-    sets: dict[str, SetInfo] = field(default_factory=dict)
-    chains: dict[str, list[int]] = field(default_factory=dict)  # rule handles in order
-    matches: list[SourceMatch] = field(default_factory=list)
-    rules: dict[int, dict[str, Any]] = field(default_factory=dict)  # blocking rules by handle
-
-
-def objects(doc: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
-    for item in doc.get("nftables", []):
-        if kind in item:
-            yield item[kind]
-
-
-def parse_table_json(doc: Mapping[str, Any], family: str, name: str) -> TableJson:
-    table = TableJson(family, name)
-    for item in doc.get("nftables", []):
-        if "set" in item:
-            s = item["set"]
-            flags = s.get("flags", [])
-            table.sets[s["name"]] = SetInfo(
-                s["name"],
-                s["type"] if isinstance(s.get("type"), str) else "",
-                tuple([flags] if isinstance(flags, str) else flags),
-                "timeout" in s,
-            )
-        elif "chain" in item:
-            table.chains.setdefault(item["chain"]["name"], [])
-        elif "rule" in item:
-            rule = item["rule"]
-            table.chains.setdefault(rule["chain"], []).append(rule["handle"])
-            found = list(source_matches(rule))
-            if found:
-                table.matches.extend(found)
-                table.rules[rule["handle"]] = rule
-    return table
-
-
-def source_matches(rule: Mapping[str, Any]) -> Iterator[SourceMatch]:
-    """The positive source-address matches of a rule that drops or rejects."""
-    exprs = rule.get("expr", [])
-    verdict = next((k for e in exprs for k in e if k in BLOCKING), None)
-    if verdict is None:
-        return
-    for expr in exprs:
-        match = expr.get("match")
-        if not match or match.get("op") not in ("==", "in"):
-            continue
-        payload = match.get("left", {})
-        payload = payload.get("payload") if isinstance(payload, dict) else None
-        if not payload or payload.get("field") != "saddr":
-            continue
-        if payload.get("protocol") not in ("ip", "ip6"):
-            continue
-        yield SourceMatch(
-            rule["chain"], rule["handle"], verdict, payload["protocol"], match.get("right")
-        )
-
-
-@dataclass(frozen=True)
-class RuleHit:
-    """A rule whose own source value (or anonymous set) overlaps the target."""
-
-    match: SourceMatch
-    span: Span
-    targeted: bool
-    anonymous: bool
-
-
-def rule_hits(table: TableJson, target: Network) -> list[RuleHit]:
-    """Rules matching the target by value: `ip saddr 203.0.113.0/24` or `ip saddr { a, b }`."""
-    hits = []
-    protocol = PROTOCOLS[target.version]
-    for m in table.matches:
-        if m.protocol != protocol:
-            continue
-        value = m.value
-        if isinstance(value, dict) and "set" in value:
-            spans = [span_of(v) for v in value["set"]]
-            if any(s is None for s in spans):
-                continue  # concatenations and the like: not a plain source set
-            inside = [s for s in spans if s is not None and s.overlaps(target)]
-            if inside:
-                every = all(s is not None and s.inside(target) for s in spans)
-                hits.append(RuleHit(m, inside[0], every, True))
-            continue
-        if isinstance(value, str) and value.startswith("@"):
-            continue
-        span = span_of(value)
-        if span is not None and span.overlaps(target):
-            hits.append(RuleHit(m, span, span.inside(target), False))
-    return hits
-
-
-def set_refs(table: TableJson, target: Network) -> dict[str, list[SourceMatch]]:
-    """Named sets of the target's address type that blocking rules match sources against."""
-    refs: dict[str, list[SourceMatch]] = {}
-    protocol = PROTOCOLS[target.version]
-    for m in table.matches:
-        if m.protocol != protocol or not (isinstance(m.value, str) and m.value.startswith("@")):
-            continue
-        info = table.sets.get(m.value[1:])
-        if info is None or info.type != SET_TYPES[target.version]:
-            continue
-        refs.setdefault(info.name, []).append(m)
-    return refs
-
-
-@dataclass(frozen=True)
-class Element:
-    """A set element holding (part of) the target, with what re-adding it needs."""
-
-    value: str  # as nft prints it
-    extras: str  # timeout 10m expires 9m40s600ms comment "..." (may be empty)
-    span: Span
-
-
-def elements_from_json(doc: Mapping[str, Any], target: Network) -> list[Element]:
-    """Elements of a `nft -j list set` that overlap the target."""
-    found = []
-    for s in objects(doc, "set"):
-        for item in s.get("elem", []):
-            span = span_of(item)
-            if span is None or not span.overlaps(target):
-                continue
-            extras = []
-            if isinstance(item, dict) and isinstance(item.get("elem"), dict):
-                e = item["elem"]
-                if "timeout" in e:
-                    extras.append(f"timeout {e['timeout']}s")
-                if "expires" in e:
-                    extras.append(f"expires {e['expires']}s")
-                if "comment" in e:
-                    extras.append(f'comment "{e["comment"]}"')
-            found.append(Element(span.text, " ".join(extras), span))
-    return found
-
-
-def elements_from_text(text: str) -> list[Element]:
-    """The elements in `nft get element` output (value first, then timeout/expires/comment)."""
-    found = []
-    for item in listed_elements(text):
-        value, _, extras = item.partition(" ")
-        span = span_of(value)
-        if span is not None:
-            found.append(Element(value, extras, span))
-    return found
-
-
-# ---------------------------------------------------------------- text listing (pure)
-
-
-@dataclass
-class TextChain:
-    name: str
-    handle: Optional[int]
-    header: list[str] = field(default_factory=list)  # type/policy/comment lines
-    rules: list[tuple[int, str]] = field(default_factory=list)  # (handle, rule text)
-
-
-@dataclass
-class TextSet:
-    kind: str  # set | map
-    name: str
-    handle: Optional[int]
-    attributes: list[str] = field(default_factory=list)  # type, flags, timeout, size ...
-    elements: int = 0
-
-
-@dataclass
-class TextTable:
-    family: str
-    name: str
-    chains: list[TextChain] = field(default_factory=list)
-    sets: list[TextSet] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)  # counters, quotas, flowtables: verbatim
-
-    def rule_texts(self) -> dict[int, tuple[str, str]]:
-        """handle -> (chain, rule text)."""
-        return {h: (c.name, text) for c in self.chains for h, text in c.rules}
-
-
-def _header(line: str) -> tuple[str, Optional[int]]:
-    """`chain f2b-chain { # handle 1` -> ("f2b-chain", 1)."""
-    head, _, comment = line.partition(" # handle ")
-    name = head.split(" ", 1)[1].rstrip("{").strip() if " " in head else ""
-    handle = int(comment.split()[0]) if comment.split() and comment.split()[0].isdigit() else None
-    return name.strip('"'), handle
-
-
-def parse_table_text(text: str) -> list[TextTable]:
-    """`nft -a [-s] [-t] list table|chain` text, rules with their handles, sets with counts."""
-    tables: list[TextTable] = []
-    table: Optional[TextTable] = None
-    chain: Optional[TextChain] = None
-    nset: Optional[TextSet] = None
-    other = 0  # depth inside a counter, quota, flowtable ... block: kept verbatim
-    depth = 0  # of an open `elements = {` block: element lines until it closes
-    commas = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if depth:
-            depth, commas = _scan_elements(line, depth, commas)
-            if not depth and nset is not None:
-                nset.elements = commas + 1
-            continue
-        if not line:
-            continue
-        if line.startswith("table "):
-            parts = line.split()
-            table = TextTable(parts[1], parts[2].strip('"'))
-            tables.append(table)
-        elif table is None:
-            continue
-        elif other:
-            table.other.append(raw[1:] if raw.startswith("\t") else line)
-            other += _opens(line) - (line == "}")
-        elif line == "}":
-            if chain is None and nset is None:
-                table = None
-            chain, nset = None, None
-        elif chain is not None:
-            if " # handle " in line and not line.startswith(("type ", "policy ")):
-                rule, _, handle = line.rpartition(" # handle ")
-                chain.rules.append((int(handle.split()[0]), rule))
-            else:
-                chain.header.append(line)
-        elif nset is not None:
-            if line.startswith("elements = {"):
-                depth, commas = _scan_elements(line[len("elements = ") :], 0, 0)
-                if not depth:
-                    nset.elements = commas + 1
-            else:
-                nset.attributes.append(line)
-        elif line.startswith("chain "):
-            chain = TextChain(*_header(line))
-            table.chains.append(chain)
-        elif line.startswith(("set ", "map ")):
-            nset = TextSet(line.split(" ", 1)[0], *_header(line))
-            table.sets.append(nset)
-        else:
-            table.other.append(raw[1:] if raw.startswith("\t") else line)
-            other = _opens(line)
-    return tables
-
-
-def _opens(line: str) -> int:
-    """1 when the line opens a block: `counter cnt { # handle 2`."""
-    return int(line.partition(" # handle ")[0].endswith("{"))
-
-
-def _scan_elements(line: str, depth: int, commas: int) -> tuple[int, int]:
-    """Brace depth and top-level commas after one line of an elements block, quotes skipped."""
-    if '"' not in line:
-        return depth + line.count("{") - line.count("}"), commas + line.count(",")
-    quoted = False
-    for char in line:
-        if char == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-        elif char == "," and depth == 1:
-            commas += 1
-    return depth, commas
-
-
-def format_table(table: TextTable, *, chain: Optional[str] = None) -> list[str]:
-    """A table as `nft -a list table` prints it, each set's elements replaced by their count."""
-    lines = [f"table {table.family} {quote_name(table.name)} {{"]
-    if chain is None:
-        for s in table.sets:
-            lines.append(f"\t{s.kind} {quote_name(s.name)} {{ # handle {s.handle}")
-            lines.extend(f"\t\t{a}" for a in s.attributes)
-            lines.append(f"\t\t# {s.elements} element{'s' if s.elements != 1 else ''}")
-            lines.append("\t}")
-        lines.extend(f"\t{line}" for line in table.other)
-    for c in table.chains:
-        if chain is not None and c.name != chain:
-            continue
-        lines.append(f"\tchain {quote_name(c.name)} {{ # handle {c.handle}")
-        lines.extend(f"\t\t{h}" for h in c.header)
-        lines.extend(f"\t\t{text} # handle {handle}" for handle, text in c.rules)
-        lines.append("\t}")
-    lines.append("}")
-    return lines
-
-
-def table_data(table: TextTable, *, chain: Optional[str] = None) -> dict[str, Any]:
-    return {
-        "family": display_family(table.family),
-        "nft_family": table.family,
-        "table": table.name,
-        "sets": []
-        if chain is not None
-        else [
-            {
-                "name": s.name,
-                "kind": s.kind,
-                "handle": s.handle,
-                "attributes": s.attributes,
-                "elements": s.elements,
-            }
-            for s in table.sets
-        ],
-        "chains": [
-            {
-                "name": c.name,
-                "handle": c.handle,
-                "header": c.header,
-                "rules": [{"handle": h, "rule": text} for h, text in c.rules],
-            }
-            for c in table.chains
-            if chain is None or c.name == chain
-        ],
-    }
-
-
 # ---------------------------------------------------------------- findings and plans (pure)
 
 

@@ -250,12 +250,6 @@ class SshdPenaltyLayer:
         self._seen: dict[Finding, _Seen] = {}
         self._own: dict[Batch, str] = {}
 
-    @classmethod
-    def from_settings(cls) -> SshdPenaltyLayer:
-        from unban.fail2ban import settings
-
-        return cls(state_dir=settings().state_dir)
-
     @property
     def main(self) -> str:
         return self.config_path or MAIN_CONFIG

@@ -25,9 +25,8 @@ from __future__ import annotations
 from unban.layers import Layer
 
 
-def default_owners() -> list[Layer]:
+def default_owners(state_dir: str) -> list[Layer]:
     """Every owner, with its default paths under /etc and the run's state dir."""
-    from unban.fail2ban import settings
     from unban.owners.crowdsec import CrowdsecOwner
     from unban.owners.firewalld import FirewalldOwner
     from unban.owners.nftconf import NftConfOwner
@@ -35,7 +34,6 @@ def default_owners() -> list[Layer]:
     from unban.owners.sshguard import SshguardOwner
     from unban.owners.ufw import UfwOwner
 
-    state_dir = settings().state_dir
     return [
         UfwOwner(),
         RulesPersistentOwner(state_dir=state_dir),

@@ -32,7 +32,7 @@ from unban.address import Network, parse_network, show
 from unban.errors import LayerError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.owners.sshguard import ours
+from unban.procfs import read_text, running
 from unban.system import run, which
 
 LAYER = "crowdsec"
@@ -139,31 +139,10 @@ def _shell(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 def agent_pid(proc: str = "/proc") -> Optional[int]:
     """The pid of a crowdsec agent running in our namespaces (argv[0] crowdsec), or None."""
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return None
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{name}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0", 1)[0].decode(errors="replace")
-        except OSError:
-            continue
-        if os.path.basename(argv0) == "crowdsec" and ours(int(name), proc):
-            return int(name)
-    return None
+    found = running("crowdsec", proc)
+    return found[0] if found is not None else None
 
 
 # ---------------------------------------------------------------- the owner
@@ -202,8 +181,8 @@ class CrowdsecOwner:
     def _api_is_local_and_down(self) -> bool:
         """The local API is this host's (a loopback URL) and no agent runs here: nothing would
         answer (and asking would send packets through the firewall being read)."""
-        credentials = nested_scalar(_read(self.config) or "", "api", "credentials_path")
-        url = yaml_scalar(_read(credentials or LAPI_CREDENTIALS) or "", "url") or ""
+        credentials = nested_scalar(read_text(self.config) or "", "api", "credentials_path")
+        url = yaml_scalar(read_text(credentials or LAPI_CREDENTIALS) or "", "url") or ""
         local = any(host in url for host in ("//127.", "//localhost", "//[::1]"))
         return local and agent_pid(self.proc) is None
 
@@ -225,7 +204,7 @@ class CrowdsecOwner:
 
     def _from_database(self, target: Network) -> list[Decision]:
         """The active decisions on `target` in CrowdSec's sqlite database, read-only."""
-        text = _read(self.config) or ""
+        text = read_text(self.config) or ""
         path = nested_scalar(text, "db_config", "db_path") or DEFAULT_DB
         if not os.path.isfile(path):
             return []
@@ -258,6 +237,7 @@ class CrowdsecOwner:
         if not self.present():
             return []
         found, live = self.decisions(target)
+        now = time.time()
         out = []
         for decision in found:
             self._seen[decision.id] = decision
@@ -284,6 +264,7 @@ class CrowdsecOwner:
                     targeted=network.num_addresses == 1 or network == target,
                     source=f"cscli decision {decision.id}",
                     lifts_own=live,
+                    expires_at=now + decision.seconds_left,
                 )
             )
         return out
@@ -341,7 +322,7 @@ class CrowdsecOwner:
         (update_frequency, from its config and .local override) plus a margin."""
         poll = DEFAULT_POLL
         for path in (self.bouncer_config, f"{self.bouncer_config}.local"):
-            value = yaml_scalar(_read(path) or "", "update_frequency")
+            value = yaml_scalar(read_text(path) or "", "update_frequency")
             if value:
                 poll = max(parse_duration(value), 1)
         return min(poll + 3.0, 60.0)

@@ -28,6 +28,7 @@ from unban.address import Network, parse_network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
+from unban.procfs import read_text, running
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
 
 LAYER = "sshguard"
@@ -129,6 +130,12 @@ class BlacklistLine:
     family: str
 
 
+def _blocked_at(line: BlacklistLine) -> Optional[float]:
+    """When sshguard blocked the address: the line's EPOCH field."""
+    epoch = line.text.split("|", 1)[0].strip()
+    return float(epoch) if epoch.isdigit() else None
+
+
 def blacklist_lines(text: str) -> list[BlacklistLine]:
     """`EPOCH|SERVICE|4or6|ADDR` lines (malformed ones are skipped, as sshguard skips them)."""
     out = []
@@ -171,21 +178,13 @@ def with_lines(text: str, lines: Sequence[str]) -> str:
 # ---------------------------------------------------------------- reading the system
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 def _started(pid: int, proc: str) -> Optional[float]:
     try:
-        stat_text = _read(f"{proc}/{pid}/stat") or ""
+        stat_text = read_text(f"{proc}/{pid}/stat") or ""
         ticks = int(stat_text.rsplit(")", 1)[1].split()[19])
         boot = next(
             int(line.split()[1])
-            for line in (_read(f"{proc}/stat") or "").splitlines()
+            for line in (read_text(f"{proc}/stat") or "").splitlines()
             if line.startswith("btime ")
         )
     except (IndexError, ValueError, StopIteration):
@@ -193,41 +192,9 @@ def _started(pid: int, proc: str) -> Optional[float]:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def ours(pid: int, proc: str = "/proc") -> bool:
-    """Process `pid` sees the same /etc and network as this one (same mount and network
-    namespaces): a daemon in another namespace is configured by another /etc."""
-    try:
-        return all(
-            os.readlink(f"{proc}/{pid}/ns/{kind}") == os.readlink(f"{proc}/self/ns/{kind}")
-            for kind in ("mnt", "net")
-        )
-    except OSError:
-        return False
-
-
-def running_blocker(proc: str = "/proc") -> Optional[tuple[int, list[str]]]:
-    """The pid and argv of a running sshg-blocker in our namespaces, or None."""
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return None
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{name}/cmdline", "rb") as handle:
-                raw = handle.read()
-        except OSError:
-            continue
-        argv = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-        if argv and os.path.basename(argv[0]) == BLOCKER and ours(int(name), proc):
-            return int(name), argv
-    return None
-
-
 def read_config(conf_path: str = CONF, proc: str = "/proc") -> SshguardConfig:
-    text = _read(conf_path)
-    blocker = running_blocker(proc)
+    text = read_text(conf_path)
+    blocker = running(BLOCKER, proc)
     installed = text is not None or os.path.exists(PROGRAM) or blocker is not None
     values = parse_conf(text or "")
     blacklist = blacklist_path(values["BLACKLIST_FILE"]) if values.get("BLACKLIST_FILE") else None
@@ -295,7 +262,7 @@ class SshguardOwner:
         config = self.config()
         if not config.blacklist:
             return []
-        text = _read(config.blacklist)
+        text = read_text(config.blacklist)
         if text is None:
             return []
         found = []
@@ -320,6 +287,7 @@ class SshguardOwner:
                     network=line.address,
                     targeted=True,
                     source=f"{config.blacklist}:{line.number}",
+                    banned_at=_blocked_at(line),
                 )
             )
         return found
@@ -345,7 +313,7 @@ class SshguardOwner:
 
     def apply(self, batch: Batch) -> None:
         path = batch.scope
-        text = _read(path)
+        text = read_text(path)
         if text is None:
             raise RuleChangedError(LAYER, f"{path} is gone; run unban again")
         try:
@@ -365,7 +333,7 @@ class SshguardOwner:
             Reverter(self.state_dir).rollback(change_id)
             return
         path = batch.scope
-        text = _read(path) or ""
+        text = read_text(path) or ""
         new = with_lines(text, [t for _, t in batch.undo_payload])
         if new != text:
             self._write(batch, path, new, f"sshguard: put lines back into {path}")
