@@ -8,7 +8,15 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(sshguard crowdsec crowdsec-firewall-bouncer)
+# What this release's archive has: Debian 11 has no sshguard and no crowdsec-firewall-bouncer
+# (its crowdsec, 1.0.9, is of no use to the tests without one); the tests skip what is absent.
+in_archive() { [ -n "$(apt-cache show "$1" 2>/dev/null)" ]; }
+packages=()
+if in_archive sshguard; then packages+=(sshguard); fi
+if in_archive crowdsec && in_archive crowdsec-firewall-bouncer; then
+    packages+=(crowdsec crowdsec-firewall-bouncer)
+fi
+[ "${#packages[@]}" -gt 0 ] || exit 0
 installed=$(dpkg-query -W -f='${db:Status-Status}\n' "${packages[@]}" 2>/dev/null \
     | grep -c '^installed$' || true)
 [ "$installed" = "${#packages[@]}" ] && exit 0

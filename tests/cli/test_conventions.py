@@ -62,11 +62,16 @@ def test_dash_h_is_help(args: list[str]) -> None:
     assert "Usage: unban" in result.stdout
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
-def test_show_completion(shell: str) -> None:
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o default -F _unban_completion unban"), ("zsh", "#compdef unban")],
+)
+def test_show_completion(shell: str, marker: str) -> None:
+    """SHELL's own script, whatever shell (if any) runs the test."""
     result = runner.invoke(cli.app, ["--show-completion", shell], prog_name="unban")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.stderr
     assert "_UNBAN_COMPLETE" in result.stdout
+    assert marker in result.stdout
     assert "--install-completion" in runner.invoke(cli.app, ["--help"]).stdout
 
 

@@ -102,11 +102,12 @@ class Box:
             self.run("mkdir", "-m", "0755", "/run/sshd", "/run/dbus")
             self.run("dbus-daemon", "--system", "--fork")
             self._bus = True
+        argv = ["firewalld", "--nofork", "--nopid"]
+        if "--log-target" in self.run("firewalld", "--help").stdout:
+            argv += ["--log-target", "console"]  # 1.x on; 0.9 (Debian 11) logs to its file only
         log = open(self.root / "firewalld.log", "ab")  # noqa: SIM115 - the daemon's stdout
         self._firewalld = subprocess.Popen(
-            self.sshd.mount_ns.argv(
-                ["firewalld", "--nofork", "--nopid", "--log-target", "console"]
-            ),
+            self.sshd.mount_ns.argv(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -11,14 +11,13 @@ me` writes nothing; `unban undo` adds the decision back and the bouncer blocks a
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration import sshd_fixtures
-from tests.integration.ban_daemons import CLIENT4, Crowdsec, Host, wait_for
+from tests.integration.ban_daemons import CLIENT4, Crowdsec, Host, require_installed, wait_for
 from tests.integration.sshd_fixtures import Link, SshdFactory
 
 link = sshd_fixtures.link
@@ -28,9 +27,10 @@ PARSER = "/etc/crowdsec/parsers/s02-enrich/unban-whitelists.yaml"
 
 @pytest.fixture
 def crowdsec(link: Link, sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Crowdsec]:
-    for tool in ("crowdsec", "cscli", "crowdsec-firewall-bouncer"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (scripts/install.d/30-bans.sh)")
+    require_installed(
+        {"crowdsec": "crowdsec", "cscli": "crowdsec", "crowdsec-firewall-bouncer":
+         "crowdsec-firewall-bouncer"}
+    )  # fmt: skip
     host = Host(link, sshd_factory(isolate=True), tmp_path)
     daemons = Crowdsec(host)
     try:

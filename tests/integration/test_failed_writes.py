@@ -34,11 +34,13 @@ def _no_replay(server: Server, before: dict[str, object]) -> None:
 def test_read_only_etc(server: Server) -> None:
     _blocked(server)
     before = server.snapshot()
-    server.run("mount", "-o", "remount,ro", "/etc")
+    # read-only as a mount point (bind): util-linux 2.41 (Debian 13) remounts through the new
+    # mount API, where overlayfs refuses to reconfigure its own options
+    server.run("mount", "-o", "remount,bind,ro", "/etc")
     try:
         proc = server.me(CLIENT4)
     finally:
-        server.run("mount", "-o", "remount,rw", "/etc")
+        server.run("mount", "-o", "remount,bind,rw", "/etc")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (line,) = proc.stderr.splitlines()
     assert "/etc/hosts.deny" in line and "Read-only file system" in line

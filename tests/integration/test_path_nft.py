@@ -60,7 +60,7 @@ CORPUS = [
      "table inet va {{ chain input {{ type filter hook input priority 0;"
      " {saddr} vmap {{ {addr} : drop, {other} : accept }}; }} }}", False),
     ("named verdict map",
-     "table inet vm {{ map m {{ type {type} : verdict; elements = {{ {addr} : drop }}; }}\n"
+     "table inet verdicts {{ map m {{ type {type} : verdict; elements = {{ {addr} : drop }}; }}\n"
      " chain input {{ type filter hook input priority 0; {saddr} vmap @m; }} }}", False),
     ("concatenated set with ADDR . 22",
      "table inet cc {{ set blk {{ type {type} . inet_service; elements = {{ {addr} . 22 }}; }}\n"
@@ -103,8 +103,8 @@ CORPUS = [
      " {saddr} != {addr} tcp dport 22 drop; tcp dport != 22 drop; ct state invalid drop;"
      " {saddr} {addr} tcp dport 2222 drop; }} }}", True),
     ("an accept in one base chain, a drop in a later one",
-     "table inet a {{ chain first {{ type filter hook input priority -10; {saddr} {addr}"
-     " accept; }}\n chain second {{ type filter hook input priority 10; {saddr} {addr} drop; }}"
+     "table inet a {{ chain early {{ type filter hook input priority -10; {saddr} {addr}"
+     " accept; }}\n chain late {{ type filter hook input priority 10; {saddr} {addr} drop; }}"
      " }}", False),
     ("a return from a jumped chain, then the policy",
      "table inet r {{ chain sub {{ {saddr} {addr} return; drop; }}\n chain input {{ type filter"
@@ -270,7 +270,7 @@ def lift_and_revert(link: Link, findings: Sequence[Any], family: str, table: str
 
 def test_lift_a_named_map_element_with_its_timeout_and_comment(link: Link, server: str) -> None:
     link.server.run("nft", "-f", "-", input=(
-        "table ip vm { map m { type ipv4_addr : verdict; flags timeout;\n"
+        "table ip verdicts { map m { type ipv4_addr : verdict; flags timeout;\n"
         f' elements = {{ {CLIENT4} timeout 1h comment "by hand" : drop, 198.51.100.3 : accept }}; }}\n'
         " chain input { type filter hook input priority 0; ip saddr vmap @m; }\n}\n"
     ))  # fmt: skip
@@ -278,7 +278,7 @@ def test_lift_a_named_map_element_with_its_timeout_and_comment(link: Link, serve
     hop, key = keyed(outcome)
     assert (key.kind, key.name, key.value, key.targeted) == ("set", "m", CLIENT4, True)
     finding = path_finding(hop, key, "drop", f"{CLIENT4}/32")
-    lift_and_revert(link, [finding], "ip", "vm")
+    lift_and_revert(link, [finding], "ip", "verdicts")
 
 
 def test_lift_a_concatenated_set_element(link: Link, server: str) -> None:

@@ -28,7 +28,7 @@ table ip cc {
 }
 """
 VMAP = """\
-table ip vm {
+table ip verdicts {
   chain input { type filter hook input priority 0;
     ip saddr vmap { 198.51.100.3 : accept, ADDR : drop }
   }

@@ -10,14 +10,13 @@ ban back.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration import sshd_fixtures
-from tests.integration.ban_daemons import CLIENT4, Host, Sshguard, wait_for
+from tests.integration.ban_daemons import CLIENT4, Host, Sshguard, require_installed, wait_for
 from tests.integration.sshd_fixtures import Link, SshdFactory
 
 link = sshd_fixtures.link
@@ -26,8 +25,7 @@ sshd_factory = sshd_fixtures.sshd_factory
 
 @pytest.fixture
 def host(link: Link, sshd_factory: SshdFactory, tmp_path: Path) -> Host:
-    if shutil.which("sshguard") is None:
-        pytest.fail("sshguard is not installed (scripts/install.d/30-bans.sh)")
+    require_installed({"sshguard": "sshguard"})
     sshd = sshd_factory(isolate=True)
     return Host(link, sshd, tmp_path)
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
+from typer._completion_shared import get_completion_script
 from typer.core import TyperGroup
 
 import unban
@@ -90,6 +91,21 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return [*head, command, *moved_after, *tail]
 
 
+# `--show-completion SHELL` (README, scripts/build-deb) prints SHELL's script. typer's own
+# `--show-completion` is a flag that prints the script of the shell it finds among the parent
+# processes and leaves SHELL unread: bash's script for zsh under bash, and an error where no
+# shell is above (a build, cron, a container's PID 1).
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def completion_script(args: Sequence[str], prog_name: str) -> Optional[str]:
+    """The completion script `args` asks for (`--show-completion SHELL`), or None."""
+    if len(args) != 2 or args[0] != "--show-completion" or args[1] not in COMPLETION_SHELLS:
+        return None
+    complete_var = "_{}_COMPLETE".format(prog_name.replace("-", "_").upper())
+    return get_completion_script(prog_name=prog_name, complete_var=complete_var, shell=args[1])
+
+
 def usage_error() -> Any:
     """click's UsageError class (vendored by typer >= 0.24)."""
     try:
@@ -103,6 +119,10 @@ class UnbanGroup(TyperGroup):
     """The top-level group: global options are accepted after the command too."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        script = completion_script(args, ctx.info_name or "unban")
+        if script is not None:
+            typer.echo(script)
+            ctx.exit(0)
         hoisted = hoist_global_options(args)
         words = hoisted[: hoisted.index("--")] if "--" in hoisted else hoisted
         ctx.meta["unban.json"] = "--json" in words

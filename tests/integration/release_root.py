@@ -1,7 +1,9 @@
-"""A throwaway Debian 12 root to install the .deb into (tests/integration/test_deb.py).
+"""A throwaway root of this machine's Debian release to install the .deb into
+(tests/integration/test_deb.py): the package is built for the release's Python, so it installs
+on the release it was built on (Debian 12 on the CI host, 13 and 11 in scripts/debian-root).
 
 The root is debootstrapped from Debian's registry with the package's Depends already in it, and
-cached in /var/cache/unban-roots/bookworm-unban-cli when /var/cache/unban-roots exists (else
+cached in /var/cache/unban-roots/RELEASE-unban-cli when /var/cache/unban-roots exists (else
 made in the test's temp dir). It is never written: each test sees it through an overlay whose
 changes go to the test's temp dir, inside private mount, network and PID namespaces (chroot'ed;
 nothing here needs nsenter), so the host's dpkg, /etc and firewall are never touched.
@@ -15,22 +17,32 @@ import subprocess
 from pathlib import Path
 
 CACHE = Path("/var/cache/unban-roots")
-NAME = "bookworm-unban-cli"
 MIRROR = "http://deb.debian.org/debian"
 DEPENDS = "python3,iptables,nftables,ipset,iproute2"
 DEVICES = ("null", "zero", "random", "urandom", "full", "tty")
 
 
-def bookworm_root(scratch: Path) -> Path:
-    """The cached root, or a new one (cached when the cache dir exists)."""
+def this_release() -> str:
+    """This machine's Debian release (bookworm, trixie, ...), as /etc/os-release names it."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME":
+            return value.strip('"')
+    raise AssertionError("/etc/os-release has no VERSION_CODENAME")
+
+
+def release_root(scratch: Path) -> Path:
+    """The cached root of this release, or a new one (cached when the cache dir exists)."""
+    release = this_release()
     home = CACHE if CACHE.is_dir() else scratch
-    root = home / NAME
+    name = f"{release}-unban-cli"
+    root = home / name
     if root.is_dir():
         return root
-    partial = home / f".{NAME}.{os.getpid()}"
+    partial = home / f".{name}.{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={DEPENDS}", "bookworm", str(partial),
+        ["debootstrap", "--variant=minbase", f"--include={DEPENDS}", release, str(partial),
          MIRROR],
         check=True, capture_output=True, timeout=1800,
     )  # fmt: skip
