@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -179,17 +180,17 @@ def with_lines(text: str, lines: Sequence[str]) -> str:
 
 
 def _started(pid: int, proc: str) -> Optional[float]:
+    """When process `pid` started (epoch seconds, to the clock tick): its start in ticks since
+    boot plus the boot time from CLOCK_BOOTTIME. /proc/stat's `btime` is whole seconds, up to
+    1 s early, which made a whitelist written just before a restart look newer than the
+    restart (0.72 s on one machine: a restart within that read as stale)."""
     try:
         stat_text = read_text(f"{proc}/{pid}/stat") or ""
         ticks = int(stat_text.rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1])
-            for line in (read_text(f"{proc}/stat") or "").splitlines()
-            if line.startswith("btime ")
-        )
-    except (IndexError, ValueError, StopIteration):
+    except (IndexError, ValueError):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return booted + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def read_config(conf_path: str = CONF, proc: str = "/proc") -> SshguardConfig:
