@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from unban.errors import InputError
 from unban.reverter import ChangeSetInfo, Reverter
 
 # Change sets written before kinds were recorded are named from their description.
@@ -121,23 +120,10 @@ class UndoPlan:
 def undo_plan(reverter: Reverter, change_id: Optional[str] = None) -> UndoPlan:
     """The plan for undoing `change_id` (default: the newest change set not undone yet).
 
-    Raises InputError (nothing changed) when there is none, it was undone already, or a later
-    change set changed the same files."""
-    from unban.undo import cannot_restore, later_overlap, overlap_message
+    Raises InputError (nothing changed) where `unban undo` would refuse (`undo.undoable`)."""
+    from unban.undo import cannot_restore, undoable
 
-    infos = reverter.list()
-    if change_id is None:
-        pending = [i for i in infos if i.status != ROLLED_BACK]
-        if not pending:
-            raise InputError(f"no change set to undo in {reverter.changes_dir}")
-        info = pending[-1]
-    else:
-        info = reverter.get(change_id)
-    if info.status == ROLLED_BACK:
-        raise InputError(f"change set {info.id} ({info.description}) was undone already")
-    later = later_overlap(info, infos)
-    if later is not None:
-        raise InputError(overlap_message(info, later))
+    info = undoable(reverter, change_id)
     return UndoPlan(
         info.id,
         kind_of(info),

@@ -18,6 +18,7 @@ from unban.reverter import (
     IN_PROGRESS,
     NOT_APPLIED,
     ROLLED_BACK,
+    ChangeSetInfo,
     Reverter,
 )
 from unban.steptext import step_text
@@ -103,22 +104,7 @@ def undo(
     from unban.recovery import undo_check, undo_handlers
 
     reverter = Reverter(state_dir)
-    infos = reverter.list()
-    if change_id is None:
-        pending = [i for i in infos if not i.finished]
-        if not pending:
-            raise InputError(f"no change set to undo in {reverter.changes_dir}")
-        info = pending[-1]
-    else:
-        info = reverter.get(change_id)
-    if info.status == FAILED:
-        raise InputError(
-            f"change set {info.id} ({info.description}) failed and was put back: nothing to undo"
-        )
-    if info.status == ROLLED_BACK:
-        raise InputError(f"change set {info.id} ({info.description}) was undone already")
-    if info.status == IN_PROGRESS and info not in reverter.incomplete():
-        raise InputError(f"change set {info.id} is still being made (process {info.owner[0]})")
+    info = undoable(reverter, change_id)
     cut_short = info.status == IN_PROGRESS
     db_check = undo_check(confdir)
 
@@ -145,11 +131,36 @@ def undo(
     )
 
 
+def undoable(reverter: Reverter, change_id: Optional[str] = None) -> ChangeSetInfo:
+    """The change set `unban undo` takes: `change_id`, or the newest one with something left
+    to undo. Raises InputError (nothing changed) when there is none, it failed and was put
+    back, it was undone already, its process is still making it, or a later change set, not
+    undone, changed one of the same files."""
+    infos = reverter.list()
+    if change_id is None:
+        pending = [i for i in infos if not i.finished]
+        if not pending:
+            raise InputError(f"no change set to undo in {reverter.changes_dir}")
+        info = pending[-1]
+    else:
+        info = reverter.get(change_id)
+    if info.status == FAILED:
+        raise InputError(
+            f"change set {info.id} ({info.description}) failed and was put back: nothing to undo"
+        )
+    if info.status == ROLLED_BACK:
+        raise InputError(f"change set {info.id} ({info.description}) was undone already")
+    if info.status == IN_PROGRESS and info not in reverter.incomplete():
+        raise InputError(f"change set {info.id} is still being made (process {info.owner[0]})")
+    _refuse_if_later(info, infos)
+    return info
+
+
 def later_overlap(info: Any, infos: Sequence[Any]) -> Any:
     """A later change set, not undone, that changed one of the same files (undo it first)."""
     mine = {r.path for r in info.files}
     for other in infos:
-        if int(other.id) <= int(info.id) or other.status == "rolled-back":
+        if int(other.id) <= int(info.id) or other.status == ROLLED_BACK:
             continue
         if mine & {r.path for r in other.files}:
             return other

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from unban import history
+from unban.errors import InputError
 from unban.exemptions.stage import STAGE
 from unban.fail2ban.ignoreip import IGNORE_KIND
 from unban.fileputback import FileRecord
 from unban.journal import ME_BATCH
-from unban.reverter import ChangeSetInfo
+from unban.reverter import FAILED, ChangeSetInfo, Reverter
 
 IP = "203.0.113.4"
 
@@ -66,3 +70,18 @@ def test_undo_says_what_it_puts_back_newest_first() -> None:
         "remove /etc/fail2ban/jail.local (it did not exist before)",
         "restore /etc/hosts.deny byte for byte (owner, mode and times too)",
     ]
+
+
+def test_undo_plan_takes_the_change_set_undo_takes(tmp_path: Path) -> None:
+    """A failed run was put back already: `unban undo --dry-run` plans the one before it, as
+    `unban undo` undoes it, and naming the failed one is refused by both the same way."""
+    reverter = Reverter(tmp_path)
+    done = reverter.begin("unban me 203.0.113.4", kind="me")
+    done.record_action("live", summary="first")
+    done.finalize()
+    failed = reverter.begin("unban me 203.0.113.5", kind="me")
+    failed.record_action("live", summary="second")
+    failed.rollback(handlers={"live": lambda action: None}, status=FAILED)
+    assert history.undo_plan(reverter).change_set == done.id
+    with pytest.raises(InputError, match="failed and was put back"):
+        history.undo_plan(reverter, failed.id)
