@@ -31,6 +31,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -486,6 +487,26 @@ class ChangeSet:
     ) -> None:
         """Undo this change set now (a later step failed): it ends "failed", nothing to undo."""
         self.reverter.rollback(self.id, handlers=handlers, status=status)
+
+
+@contextmanager
+def batch_change_set(
+    run: Optional[ChangeSet], state_dir: StrPath, description: str, kept: Callable[[str], None]
+) -> Iterator[ChangeSet]:
+    """Where a layer writes one batch: the run's change set (`unban me`'s: it is finalized or
+    put back with the run), else one of the batch's own, put back if the body raises, and
+    finalized, its id handed to `kept` (what `revert` rolls back later), if it returns."""
+    if run is not None:
+        yield run
+        return
+    own = Reverter(state_dir).begin(description)
+    try:
+        yield own
+    except Exception:
+        own.rollback()
+        raise
+    own.finalize()
+    kept(own.id)
 
 
 def describe(infos: Sequence[ChangeSetInfo]) -> list[str]:

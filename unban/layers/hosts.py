@@ -41,6 +41,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Optional, Union
 
 from unban.address import Network, family_of, show
@@ -57,7 +58,7 @@ from unban.hostsedit import (
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.path.model import Match
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, batch_change_set
 from unban.tcpwrappers import (
     ALLOW_FILE,
     DENY_FILE,
@@ -444,25 +445,20 @@ class HostsLayer:
         data = text.encode("utf-8", errors="surrogateescape")
         if data == before:
             return
-        change_set = self.change_set
-        own = change_set is None
-        if change_set is None:
-            change_set = Reverter(self.state_dir).begin(f"hosts: edit {path}")
+        kept = partial(self._own.__setitem__, batch)
         try:
-            change_set.write(
-                path,
-                data,
-                mode=None if before is not None else 0o644,
-                kind=FILE_KIND,
-                rebase=lambda newer: _edited_bytes(newer, batch.payload, path),
-            )
+            with batch_change_set(
+                self.change_set, self.state_dir, f"hosts: edit {path}", kept
+            ) as change_set:
+                change_set.write(
+                    path,
+                    data,
+                    mode=None if before is not None else 0o644,
+                    kind=FILE_KIND,
+                    rebase=lambda newer: _edited_bytes(newer, batch.payload, path),
+                )
         except OSError as exc:
-            if own:
-                change_set.rollback()
             raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
-        if own:
-            change_set.finalize()
-            self._own[batch] = change_set.id
 
     def revert(self, batch: Batch) -> None:
         """Put back a batch applied in a change set of its own (`unban remove`); in `unban

@@ -31,6 +31,7 @@ import shlex
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 from unban import sshd as sshd_mod
@@ -41,7 +42,7 @@ from unban.layers import Listing, ListQuery
 from unban.logs import mtimes, read_logs
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.path.model import BLOCKS, MAY_BLOCK
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write, batch_change_set
 from unban.system import run, which
 
 LAYER = "sshd"
@@ -405,25 +406,20 @@ class SshdPenaltyLayer:
             raise RuleChangedError(
                 LAYER, f"{path} changed since it was read; nothing was changed. Run unban again"
             )
-        change_set = self.change_set
-        own = change_set is None
-        if change_set is None:
-            change_set = Reverter(self.state_dir).begin(f"sshd: {KEYWORD} in {path}")
+        kept = partial(self._own.__setitem__, batch)
+        description = f"sshd: {KEYWORD} in {path}"
         try:
-            mode = None if os.path.exists(path) else 0o644
-            change_set.write(path, after.encode(), mode=mode, kind=FILE_KIND)
-            self._check(batch.steps[0].finding.network)
-            _reload(Reload(how, target))
-        except (LayerError, OSError) as exc:
-            self._put(path, before)
-            if own:
-                change_set.rollback()
-            if isinstance(exc, OSError):
-                raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
-            raise
-        if own:
-            change_set.finalize()
-            self._own[batch] = change_set.id
+            with batch_change_set(self.change_set, self.state_dir, description, kept) as change_set:
+                try:
+                    mode = None if os.path.exists(path) else 0o644
+                    change_set.write(path, after.encode(), mode=mode, kind=FILE_KIND)
+                    self._check(batch.steps[0].finding.network)
+                    _reload(Reload(how, target))
+                except (LayerError, OSError):
+                    self._put(path, before)
+                    raise
+        except OSError as exc:
+            raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
 
     def revert(self, batch: Batch) -> None:
         """Put the file back as it was before `batch` and reload sshd (also for `unban undo`

@@ -26,13 +26,14 @@ import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write, batch_change_set
 
 # (first line, 1-based; the lines there; the lines they become; the line before them and the
 # line after them, "" at the start or the end of the file)
@@ -326,23 +327,17 @@ class FileOwner:
             raise LayerError(
                 self.name, f"{path} would fail its own check ({complaint}); it was not changed"
             )
-        change_set = self.change_set
-        mine = change_set is None and own
-        if change_set is None and own:
-            change_set = Reverter(self.state_dir).begin(f"{self.name}: edit {path}")
         data = after.encode("utf-8", errors="surrogateescape")
+        kept = partial(self._own.__setitem__, batch)
         try:
-            if change_set is not None:
+            if self.change_set is None and not own:
+                atomic_write(path, data)  # a revert outside any run: nothing of its own to undo
+                return
+            description = f"{self.name}: edit {path}"
+            with batch_change_set(self.change_set, self.state_dir, description, kept) as change_set:
                 change_set.write(path, data, kind=self.name)
-            else:
-                atomic_write(path, data)
         except OSError as exc:
-            if mine and change_set is not None:
-                change_set.rollback()
             raise LayerError(self.name, f"could not write {path}: {exc.strerror or exc}") from None
-        if mine and change_set is not None:
-            change_set.finalize()
-            self._own[batch] = change_set.id
 
 
 def _edits(payload: Sequence[object]) -> list[LineEdit]:

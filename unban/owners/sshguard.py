@@ -23,6 +23,7 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 from unban.address import Network, parse_network
@@ -30,7 +31,7 @@ from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.procfs import read_text, running
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
+from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, batch_change_set
 
 LAYER = "sshguard"
 CONF = "/etc/sshguard/sshguard.conf"
@@ -342,16 +343,10 @@ class SshguardOwner:
     def _write(self, batch: Batch, path: str, text: str, description: str) -> None:
         """Through a change set (`ChangeSet.write`: backed up and journaled before it changes):
         the run's, or one of its own that `revert` rolls back."""
-        change_set = self.change_set
-        own = change_set is None
-        if change_set is None:
-            change_set = Reverter(self.state_dir).begin(description)
+        kept = partial(self._own.__setitem__, batch)
+        data = text.encode("utf-8", errors="surrogateescape")
         try:
-            change_set.write(path, text.encode("utf-8", errors="surrogateescape"), kind=FILE_KIND)
+            with batch_change_set(self.change_set, self.state_dir, description, kept) as change_set:
+                change_set.write(path, data, kind=FILE_KIND)
         except OSError as exc:
-            if own:
-                change_set.rollback()
             raise LayerError(LAYER, f"could not write {path}: {exc.strerror or exc}") from None
-        if own:
-            change_set.finalize()
-            self._own[batch] = change_set.id
