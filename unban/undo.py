@@ -132,13 +132,14 @@ def undo(
 
 
 def undoable(reverter: Reverter, change_id: Optional[str] = None) -> ChangeSetInfo:
-    """The change set `unban undo` takes: `change_id`, or the newest one with something left
-    to undo. Raises InputError (nothing changed) when there is none, it failed and was put
+    """The change set `unban undo` takes: `change_id`, or the newest one not undone yet (a
+    failed run's, put back already, is refused rather than passed over for an older one the
+    user may not mean). Raises InputError (nothing changed) when there is none, it failed and was put
     back, it was undone already, its process is still making it, or a later change set, not
     undone, changed one of the same files."""
     infos = reverter.list()
     if change_id is None:
-        pending = [i for i in infos if not i.finished]
+        pending = [i for i in infos if i.status != ROLLED_BACK]
         if not pending:
             raise InputError(f"no change set to undo in {reverter.changes_dir}")
         info = pending[-1]

@@ -73,8 +73,9 @@ def test_undo_says_what_it_puts_back_newest_first() -> None:
 
 
 def test_undo_plan_takes_the_change_set_undo_takes(tmp_path: Path) -> None:
-    """A failed run was put back already: `unban undo --dry-run` plans the one before it, as
-    `unban undo` undoes it, and naming the failed one is refused by both the same way."""
+    """A failed run was put back already: `unban undo --dry-run` refuses it as `unban undo`
+    does (it planned it before), by default or by name, and does not pass over it to an older
+    change set."""
     reverter = Reverter(tmp_path)
     done = reverter.begin("unban me 203.0.113.4", kind="me")
     done.record_action("live", summary="first")
@@ -82,6 +83,7 @@ def test_undo_plan_takes_the_change_set_undo_takes(tmp_path: Path) -> None:
     failed = reverter.begin("unban me 203.0.113.5", kind="me")
     failed.record_action("live", summary="second")
     failed.rollback(handlers={"live": lambda action: None}, status=FAILED)
-    assert history.undo_plan(reverter).change_set == done.id
-    with pytest.raises(InputError, match="failed and was put back"):
-        history.undo_plan(reverter, failed.id)
+    for change_id in (None, failed.id):
+        with pytest.raises(InputError, match="failed and was put back"):
+            history.undo_plan(reverter, change_id)
+    assert history.undo_plan(reverter, done.id).change_set == done.id
