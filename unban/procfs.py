@@ -39,6 +39,46 @@ def running(program: str, proc: str = "/proc") -> Optional[tuple[int, list[str]]
     return None
 
 
+def stat_fields(pid: int, proc: str = "/proc") -> Optional[list[str]]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ... as in proc(5),
+    from index 0), or None when the process is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int, proc: str = "/proc") -> dict[int, str]:
+    """Process `pid` and every process descended from it, each with its start time (ticks
+    since boot), so that a pid used again later is not taken for one of them."""
+    parents: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for name in os.listdir(proc):
+        fields = stat_fields(int(name), proc) if name.isdigit() else None
+        if fields is not None and len(fields) > 19:
+            parents[int(name)] = int(fields[1])
+            started[int(name)] = fields[19]
+    tree = {pid} if pid in started else set()
+    grew = True
+    while grew:
+        grown = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= grown
+        grew = bool(grown)
+    return {member: started[member] for member in tree}
+
+
+def still_running(tree: dict[int, str], proc: str = "/proc") -> list[int]:
+    """The members of a `process_tree` that have not exited yet."""
+    alive = []
+    for pid, start in tree.items():
+        fields = stat_fields(pid, proc)
+        if fields is not None and len(fields) > 19 and fields[19] == start and fields[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
 def read_text(path: str) -> Optional[str]:
     """A config or list file's text (bytes that are not UTF-8 kept as surrogates, so writing it
     back changes nothing else); None when it is not there."""

@@ -130,6 +130,10 @@ class Sshguard:
         pids = [int(p) for p in proc.stdout.split()]
         return pids[0] if pids else None
 
+    def processes(self) -> list[int]:
+        proc = self.host.run("pgrep", "-f", "/usr/libexec/sshguard/", check=False)
+        return [int(p) for p in proc.stdout.split()]
+
     def start(self) -> None:
         self.host.run("/etc/init.d/sshguard", "start")
         wait_for("sshguard's blocker", lambda: self.blocker() is not None)
@@ -141,8 +145,12 @@ class Sshguard:
             )  # fmt: skip
 
     def restart(self) -> None:
+        """Stop, wait for every sshguard process to exit, start: the init script's `restart`
+        starts the new one while the old backend may still tear its table down."""
         old = self.blocker()
-        self.host.run("/etc/init.d/sshguard", "restart")
+        self.host.run("/etc/init.d/sshguard", "stop")
+        wait_for("the old sshguard to exit", lambda: not self.processes())
+        self.host.run("/etc/init.d/sshguard", "start")
         wait_for("sshguard's new blocker", lambda: self.blocker() not in (None, old))
         wait_for("sshguard's backend", self.ready)
 
@@ -213,6 +221,10 @@ class Crowdsec:
 
     def cscli(self, *args: str) -> Any:
         return self.host.run("cscli", *args)
+
+    def processes(self) -> list[int]:
+        proc = self.host.run("pgrep", "-f", "/usr/libexec/sshguard/", check=False)
+        return [int(p) for p in proc.stdout.split()]
 
     def start(self) -> None:
         self.agent = self._spawn("crowdsec", "-c", "/etc/crowdsec/config.yaml")

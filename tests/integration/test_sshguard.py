@@ -51,7 +51,12 @@ def test_me_lifts_sshguards_ban_and_whitelists(host: Host, backend: str, blackli
     assert all(f["kind"] == "ban" and f["banned_at"] for f in listed)  # the line's EPOCH
     dry = host.unban_json("me", CLIENT4, "--dry-run", "--sshd-config", str(host.sshd.config_path))
     exempting = [s for s in dry["plan"]["steps"] if s["scope"] == "sshguard"]
-    assert [s["action"] for s in exempting] == ["write", "run"]  # the whitelist, the restart
+    # the whitelist, then the restart: stop, and start once the old sshguard has exited
+    assert [s["action"] for s in exempting] == ["write", "run", "run"]
+    assert [s["argv"] for s in exempting[1:]] == [
+        ["/etc/init.d/sshguard", "stop"],
+        ["/etc/init.d/sshguard", "start"],
+    ]
     assert dry["would_change"] is True and dry["plan"]["changes"] == len(dry["plan"]["steps"])
     exempt = {e["source"]: e for e in found["exemptions"] if e["present"]}
     assert exempt["sshguard"]["exempt"] is False

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from unban.address import parse_network
 from unban.exemptions import IGNORE, UNIGNORE, ExemptionPlan, FileEdit, plan_lines, select
 from unban.exemptions.crowdsec import render_parser, whitelist_values
-from unban.exemptions.sshguard import SshguardExemption, restart_cost
+from unban.exemptions.sshguard import SshguardExemption, journaled_restart, restart_cost
 from unban.model import Batch
 from unban.owners.crowdsec import (
     CrowdsecOwner,
@@ -36,6 +40,7 @@ from unban.owners.sshguard import (
     with_lines,
     without_lines,
 )
+from unban.procfs import process_tree, still_running
 
 ADDR = ipaddress.ip_network("203.0.113.4/32")
 
@@ -145,6 +150,41 @@ def test_restart_cost_names_what_the_backend_drops(tmp_path: Path) -> None:
     )
     assert "deletes table ip sshguard and table ip6 sshguard" in text
     assert "nothing is blocked again at start" in text
+
+
+def test_restart_commands_read_back_from_the_journal() -> None:
+    stop_start = [["/etc/init.d/sshguard", "stop"], ["/etc/init.d/sshguard", "start"]]
+    assert journaled_restart(stop_start) == (
+        ("/etc/init.d/sshguard", "stop"),
+        ("/etc/init.d/sshguard", "start"),
+    )
+    assert journaled_restart(["systemctl", "restart", "sshguard.service"]) == (
+        ("systemctl", "restart", "sshguard.service"),
+    )  # one flat argv: how unban 0.x recorded its one restart command
+    assert journaled_restart([]) == ()
+
+
+def test_process_tree_follows_children_until_they_exit() -> None:
+    """What the sshguard restart waits for: a shell and what it started, as /proc shows them."""
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(tree := process_tree(shell.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert shell.pid in tree and len(tree) == 2
+        assert sorted(still_running(tree)) == sorted(tree)
+        shell.kill()
+        shell.wait()
+        (sleeper,) = set(tree) - {shell.pid}
+        assert still_running(tree) == [sleeper]  # the child outlives its shell
+        os.kill(sleeper, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while still_running(tree) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert still_running(tree) == []
+    finally:
+        shell.kill()
+        shell.wait()
 
 
 # ---------------------------------------------------------------- CrowdSec

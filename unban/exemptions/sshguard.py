@@ -2,7 +2,12 @@
 
 sshg-blocker reads the whitelist only at start (SIGHUP makes it exit: there is no reload), so
 a running sshguard is restarted the way it was started: `systemctl restart sshguard.service`
-under systemd, else Debian's `/etc/init.d/sshguard restart`. A restart drops every block
+under systemd, else Debian's `/etc/init.d/sshguard stop` and then `start`, with unban waiting in
+between until every process of the old sshguard has exited. The init script's own `restart`
+waits only for sshguard's shell, so the new backend can set up while the old one still tears
+down: the old nft-sets backend's `nft delete table ip sshguard` then lands after the new one made
+it, and nothing is blocked until the next restart (systemd waits for the whole service, as
+unban does). A restart drops every block
 sshguard holds at that moment and its attack counters: sshg-blocker tells its backend to flush
 at exit (the nft-sets backend deletes `table ip sshguard` and `table ip6 sshguard`, the ipset
 one flushes sshguard4/6, the iptables one its chain, the hosts one its hosts.allow block), and
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 from unban.address import Network, parse_network, show
@@ -42,7 +47,7 @@ from unban.owners.sshguard import (
     read_config,
     whitelist_entries,
 )
-from unban.procfs import read_text, running
+from unban.procfs import ours, process_tree, read_text, running, stat_fields, still_running
 from unban.reverter import APPLIED, FILES_FIRST, PENDING, ChangeSet
 from unban.system import run
 
@@ -61,13 +66,14 @@ DROPS = {
 }
 
 
-def restart_command() -> Optional[tuple[str, ...]]:
-    """How this host restarts sshguard, or None when unban does not know."""
+def restart_commands() -> tuple[tuple[str, ...], ...]:
+    """How this host restarts sshguard (unban waits for the old processes to exit after each
+    command but the last); empty when unban does not know."""
     if os.path.isdir(SYSTEMD_RUNNING):
-        return ("systemctl", "restart", "sshguard.service")
+        return (("systemctl", "restart", "sshguard.service"),)
     if os.access(INIT_SCRIPT, os.X_OK):
-        return (INIT_SCRIPT, "restart")
-    return None
+        return ((INIT_SCRIPT, "stop"), (INIT_SCRIPT, "start"))
+    return ()
 
 
 def restart_cost(config: SshguardConfig) -> str:
@@ -172,14 +178,14 @@ class SshguardExemption:
         commands: tuple[Command, ...] = ()
         notes: list[str] = []
         if needs_restart:
-            restart = restart_command()
-            if restart is None:
+            restart = restart_commands()
+            if not restart:
                 notes.append(
                     f"sshguard (pid {config.pid}) reads its whitelist only at start, and unban "
                     "does not know how it was started here: restart it yourself"
                 )
             else:
-                commands = (Command(restart, " ".join(restart), restart),)
+                commands = tuple(Command(argv, " ".join(argv)) for argv in restart)
                 lines.append(
                     f"restart sshguard (pid {config.pid}): it reads the whitelist only at start"
                 )
@@ -194,7 +200,7 @@ class SshguardExemption:
 
     def apply(self, plan: ExemptionPlan, change_set: ChangeSet) -> list[str]:
         done = []
-        restart = plan.commands[0].argv if plan.commands else ()
+        restart = [list(command.argv) for command in plan.commands]
         for edit in plan.edits:
             if read_text(edit.path) != edit.before:
                 raise ExemptionError(f"{edit.path} changed while unban was working; run it again")
@@ -204,7 +210,7 @@ class SshguardExemption:
             index = change_set.record_action(
                 EXEMPTION_KIND,
                 source=NAME,
-                restart=list(restart),
+                restart=restart,
                 blocker=blocker[0] if blocker else None,
                 state=PENDING,
                 summary=f"sshguard restarted for its whitelist ({plan.operation} {plan.address})",
@@ -219,13 +225,14 @@ class SshguardExemption:
         if index is not None:
             _restart(restart, self.proc)
             change_set.update_action(index, state=APPLIED)
-            done.append(f"sshguard: restarted ($ {' '.join(restart)})")
+            shell = " && ".join(command.shell for command in plan.commands)
+            done.append(f"sshguard: restarted ($ {shell})")
         return done
 
     def revert(self, action: Mapping[str, Any]) -> None:
         """Restart sshguard (the whitelist is back already) unless it never was restarted:
         the blocker recorded before the restart still runs, and read the old whitelist."""
-        restart = tuple(str(a) for a in action.get("restart") or ())
+        restart = journaled_restart(action.get("restart") or [])
         now = running(BLOCKER, self.proc)
         if not restart or now is None:
             return  # a stopped sshguard reads the whitelist when it starts
@@ -245,17 +252,50 @@ def _without(text: str, numbers: Sequence[int]) -> str:
     return "".join(line for index, line in enumerate(lines, start=1) if index not in drop)
 
 
-def _restart(argv: Sequence[str], proc: str) -> None:
-    """Restart sshguard and wait until a new blocker runs (its backend set up again)."""
-    old = running(BLOCKER, proc)
-    run(NAME, list(argv), timeout=60)
+def journaled_restart(recorded: Sequence[Any]) -> tuple[tuple[str, ...], ...]:
+    """The restart commands a journal recorded (one argv list each; a single flat argv list
+    is how unban 0.x recorded its one restart command)."""
+    if recorded and isinstance(recorded[0], str):
+        return (tuple(recorded),)
+    return tuple(tuple(str(part) for part in argv) for argv in recorded)
+
+
+def _old_sshguard(proc: str) -> dict[int, str]:
+    """Every process of the running sshguard: the shell that started its pipeline (the
+    blocker's parent) and all it started, the backend among them."""
+    blocker = running(BLOCKER, proc)
+    if blocker is None:
+        return {}
+    fields = stat_fields(blocker[0], proc)
+    parent = int(fields[1]) if fields is not None else 1
+    root = parent if parent > 1 and ours(parent, proc) else blocker[0]
+    return process_tree(root, proc)
+
+
+def _restart(commands: Sequence[Sequence[str]], proc: str) -> None:
+    """Run the restart commands and wait until the old sshguard is gone and a new blocker runs
+    (its backend set up again)."""
+    old = _old_sshguard(proc)
+    shell = " && ".join(" ".join(argv) for argv in commands)
+    for argv in commands:
+        run(NAME, list(argv), timeout=60)
+        _wait_for(lambda: not still_running(old, proc))
+    if not _wait_for(lambda: _new_blocker(old, proc)):
+        raise ExemptionError(f"sshguard did not come back within {RESTART_WAIT:.0f} s of `{shell}`")
+    time.sleep(0.3)  # the backend sets up its table or sets right after the blocker starts
+
+
+def _new_blocker(old: Mapping[int, str], proc: str) -> bool:
+    now = running(BLOCKER, proc)
+    return now is not None and now[0] not in old
+
+
+def _wait_for(done: Callable[[], bool]) -> bool:
+    """Poll `done` for up to RESTART_WAIT seconds; whether it came true. An old sshguard that
+    outlives the wait is left to finish: the start goes ahead, sshguard down is worse."""
     deadline = time.monotonic() + RESTART_WAIT
-    while time.monotonic() < deadline:
-        now = running(BLOCKER, proc)
-        if now is not None and (old is None or now[0] != old[0]):
-            time.sleep(0.3)  # the backend sets up its table or sets right after the blocker starts
-            return
-        time.sleep(0.1)
-    raise ExemptionError(
-        f"sshguard did not come back within {RESTART_WAIT:.0f} s of `{' '.join(argv)}`"
-    )
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

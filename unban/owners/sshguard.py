@@ -30,7 +30,7 @@ from unban.address import Network, parse_network
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.procfs import read_text, running
+from unban.procfs import read_text, running, stat_fields
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, batch_change_set
 
 LAYER = "sshguard"
@@ -185,11 +185,10 @@ def _started(pid: int, proc: str) -> Optional[float]:
     boot plus the boot time from CLOCK_BOOTTIME. /proc/stat's `btime` is whole seconds, up to
     1 s early, which made a whitelist written just before a restart look newer than the
     restart (0.72 s on one machine: a restart within that read as stale)."""
-    try:
-        stat_text = read_text(f"{proc}/{pid}/stat") or ""
-        ticks = int(stat_text.rsplit(")", 1)[1].split()[19])
-    except (IndexError, ValueError):
+    fields = stat_fields(pid, proc)
+    if fields is None or len(fields) <= 19 or not fields[19].isdigit():
         return None
+    ticks = int(fields[19])
     booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
     return booted + ticks / os.sysconf("SC_CLK_TCK")
 
