@@ -33,6 +33,7 @@ def atomic_write(
     gid: Optional[int] = None,
     base: Optional[bytes] = None,
     rebase: Optional[Rebase] = None,
+    sync_dir: bool = True,
 ) -> bytes:
     """Replace `path` with `data` atomically, keeping its owner, mode, ACLs and SELinux label;
     return what was written.
@@ -46,10 +47,14 @@ def atomic_write(
     changed, `rebase(what it is now)` is written instead; after the rename, once no process has
     the replaced file open any more (up to SETTLE seconds), lines an appender still wrote into it
     are appended to the new one. No line is lost.
+
+    `sync_dir=False` leaves out the directory's fsync: the new content is on disk before the
+    rename, but after a power loss the file may still be the old one (unban's own journal, when
+    the old one is a state its recovery handles and a durable write follows).
     """
     target = Path(os.path.realpath(path))
     if rebase is None:
-        _replace(target, data, mode, uid, gid)
+        _replace(target, data, mode, uid, gid, sync_dir=sync_dir)
         return data
     try:
         old = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
@@ -126,6 +131,7 @@ def _replace(
     gid: Optional[int],
     *,
     unless_changed: Optional[tuple[int, bytes]] = None,
+    sync_dir: bool = True,
 ) -> bool:
     """Write a temp file beside `target` and rename it over `target`; with `unless_changed`
     (an open fd of the file and what it held), not when it holds something else by the time
@@ -165,7 +171,8 @@ def _replace(
         if isinstance(exc, OSError) and exc.filename != str(target):
             raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
     return True
 
 

@@ -20,11 +20,17 @@ from unban.system import concurrently, shared_reads
 
 
 def default_layers(
-    settings: Settings, *, sshd_config: Optional[str] = None, keep_sshd_exempt: bool = False
+    settings: Settings,
+    *,
+    sshd_config: Optional[str] = None,
+    keep_sshd_exempt: bool = False,
+    without_sshd: bool = False,
 ) -> list[Layer]:
     """Every layer, in the order their changes are applied, with this run's fail2ban config
     dir and state dir (`settings`) and sshd's config (`sshd_config`: sshd's default;
     `keep_sshd_exempt`: heal keeps protected addresses in PerSourcePenaltyExemptList).
+    `without_sshd`: all but the sshd penalty layer, whose module (and what it imports) is
+    then not loaded at all (`unban me --no-sshd`, heal without the sshd group).
 
     fail2ban comes first: its unban removes its own rules, set elements and routes, which the
     packet-filter layers then must not delete again (see `left_to_fail2ban`).
@@ -35,12 +41,11 @@ def default_layers(
     from unban.layers.nftables import NftablesLayer
     from unban.layers.recent import RecentLayer
     from unban.layers.routes import RoutesLayer
-    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.layers.xtables import XtablesLayer
     from unban.owners import default_owners
 
     xtables = XtablesLayer()
-    return [
+    layers: list[Layer] = [
         Fail2banLayer(settings.fail2ban_conf, settings.state_dir),
         xtables,
         NftablesLayer(),
@@ -49,8 +54,14 @@ def default_layers(
         RoutesLayer(),
         *default_owners(settings.state_dir),
         HostsLayer(state_dir=settings.state_dir),
-        SshdPenaltyLayer(sshd_config, settings.state_dir, keep_exempt=keep_sshd_exempt),
     ]
+    if not without_sshd:
+        from unban.layers.sshd_penalty import SshdPenaltyLayer
+
+        layers.append(
+            SshdPenaltyLayer(sshd_config, settings.state_dir, keep_exempt=keep_sshd_exempt)
+        )
+    return layers
 
 
 def find(

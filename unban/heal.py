@@ -212,9 +212,11 @@ def heal_address(
 
 def from_me(result: MeResult) -> Healed:
     """heal's view of one `unban me` run: one short phrase per change, what still refuses."""
-    from unban import steptext
+    changes = []
+    if result.applied:
+        from unban.steptext import step_text
 
-    changes = [steptext.step_text(step) for batch in result.applied for step in batch.steps]
+        changes = [step_text(step) for batch in result.applied for step in batch.steps]
     changes += exempted_phrases(result.ignored)
     if result.changed and not changes:
         changes.append(result.summary)
@@ -227,8 +229,13 @@ def from_me(result: MeResult) -> Healed:
         status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
     else:
         status, code = CLEAR, int(ExitStatus.OK)
-    plan = tuple(steptext.plan_lines(result.plan, result.exemptions)) if result.dry_run else ()
-    planned = steptext.planned_changes(result.plan, result.exemptions) if result.dry_run else 0
+    plan: tuple[str, ...] = ()
+    planned = 0
+    if result.dry_run:
+        from unban.steptext import plan_lines, planned_changes
+
+        plan = tuple(plan_lines(result.plan, result.exemptions))
+        planned = planned_changes(result.plan, result.exemptions)
     return Healed(
         result.target, status, code, tuple(changes), remaining, "", result.change_set, plan, planned
     )

@@ -17,7 +17,7 @@ from unban.address import parse_network
 from unban.errors import ApplyError, UnbanError
 from unban.layers import Layer
 from unban.model import Batch, Finding, Step
-from unban.reverter import APPLIED, PENDING, ChangeSet
+from unban.reverter import PENDING, ChangeSet
 
 ME_BATCH = "me-batch"  # change set action: one batch of a run, with its undo data
 # Layers whose revert is harmless when the batch did not happen (fail2ban bans an address it
@@ -54,9 +54,7 @@ class ChangeSetJournal:
 
     def applied(self, batch: Batch) -> None:
         index = next(i for b, i in reversed(self._index) if b is batch)
-        self.change_set.update_action(
-            index, **{**self._record_of(batch), **self._extra, "state": APPLIED}
-        )
+        self.change_set.mark_applied(index, **{**self._record_of(batch), **self._extra})
 
     def put_back(self, cause: Exception) -> ApplyError:
         return self._put_back(cause)

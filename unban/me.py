@@ -30,33 +30,23 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from unban import engine
 from unban.address import Network, show
 from unban.errors import ExitStatus, InputError
-from unban.exemptions import IGNORE, Exemption, ExemptionPlan
-from unban.exemptions import default_exemptions as _default_exemptions
-from unban.exemptions import plans as exemption_plans
-from unban.exemptions.stage import any_changes
-from unban.exemptions.stage import notes as exemption_notes
 from unban.layers import Layer
 from unban.model import Batch, Plan, Report
 from unban.refusals import Refusal, path_refusals, refusals, sshd_checks
-from unban.reverter import (
-    Reverter,
-)
 from unban.settings import Settings
-from unban.steptext import plan_lines, planned_changes
 from unban.system import both
-from unban.transaction import (
-    Event,
-    apply_as_change_set,
-    leftovers,
-    quiet,
-    settle_time,
-    sweep_leftovers,
-)
+
+if TYPE_CHECKING:
+    from unban.exemptions import Exemption, ExemptionPlan
+    from unban.transaction import Event
+
+# The exemptions, the change set and the transaction are imported where a run needs them: a
+# run that finds nothing to change and exempts nothing (heal's usual run) never loads them.
 
 # What `unban heal`'s config calls the layers (healconfig.LAYERS), and the engine layers in each.
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -118,6 +108,8 @@ class MeResult:
 
 
 def summary_line(result: MeResult) -> str:
+    from unban.steptext import planned_changes
+
     changes = planned_changes(result.plan, result.exemptions)
     refused = (
         f"; still refused by {len(result.still_refused)} thing(s): "
@@ -147,7 +139,7 @@ def run_me(
     sshd_config: Optional[str] = None,
     check_sshd: bool = True,
     keep_sshd_exempt: bool = False,
-    on_event: Event = quiet,
+    on_event: Optional[Event] = None,
     layers: Optional[Sequence[Layer]] = None,
     exemptions: Optional[Sequence[Exemption]] = None,
     confdir: str,
@@ -161,7 +153,7 @@ def run_me(
     address in every ban source present (`exemptions`, default: unban.exemptions').
     `check_sshd`: also ask sshd (AllowUsers/DenyUsers for `user`, MaxStartups) what still
     refuses it. `on_event` gets each "what it did" line as it happens (the CLI prints them;
-    heal passes nothing: quiet). `keep_sshd_exempt`: put the address into sshd's
+    heal passes none). `keep_sshd_exempt`: put the address into sshd's
     PerSourcePenaltyExemptList even without an active penalty (heal keeps protected addresses
     there).
     `confdir`/`state_dir`: fail2ban's config dir and unban's state dir (--fail2ban-conf,
@@ -174,13 +166,18 @@ def run_me(
                 Settings(confdir, state_dir),
                 sshd_config=sshd_config,
                 keep_sshd_exempt=keep_sshd_exempt,
+                without_sshd=groups is not None and "sshd" not in groups,
             ),
             groups,
         )
     layers = list(layers)
-    chosen = select_exemptions(
-        _default_exemptions(confdir) if exemptions is None else exemptions, groups
-    )
+
+    def chosen_exemptions() -> list[Exemption]:
+        return select_exemptions(
+            _default_exemptions(confdir) if exemptions is None else exemptions, groups
+        )
+
+    chosen = chosen_exemptions() if ignore else None
     shown = show(target)
     notes: list[str] = []
     if target.num_addresses != 1:
@@ -198,27 +195,50 @@ def run_me(
     # sshd is asked while the layers are read
     before, sshd_refusals = both(partial(engine.find, target, layers), ask_sshd)
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
-    exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
-    notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
-    for line in plan_lines(plan, exempting):
-        on_event(line)
+    exempting: tuple[ExemptionPlan, ...] = ()
+    exempts = False
+    if chosen is not None:
+        from unban.exemptions import IGNORE
+        from unban.exemptions import plans as exemption_plans
+        from unban.exemptions.stage import any_changes
+        from unban.exemptions.stage import notes as exemption_notes
+
+        exempting = tuple(exemption_plans(chosen, IGNORE, target, notes))
+        notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
+        exempts = any_changes(exempting)
+    if on_event is not None:
+        from unban.steptext import plan_lines
+
+        for line in plan_lines(plan, exempting):
+            on_event(line)
     notes += sshd_notes
     base = MeResult(shown, dry_run, before, plan, exempting, notes=tuple(notes))
-    nothing = plan.is_empty() and not any_changes(exempting)
+    nothing = plan.is_empty() and not exempts
     if dry_run or nothing:
         refused = refusals(before, plan.skipped, layers)
         if nothing:
             refused += path_refusals(before, refused)
         return replace(base, still_refused=tuple(refused + sshd_refusals))
+    from unban.reverter import Reverter
+    from unban.transaction import apply_as_change_set, leftovers, settle_time, sweep_leftovers
+
     events: list[str] = []
 
     def event(line: str) -> None:
         events.append(line)
-        on_event(line)
+        if on_event is not None:
+            on_event(line)
 
     reverter = Reverter(state_dir)
     applied, change_set, ignored = apply_as_change_set(
-        plan, exempting, layers, chosen, reverter, confdir, event, change_kind
+        plan,
+        exempting,
+        layers,
+        chosen if chosen is not None else chosen_exemptions(),
+        reverter,
+        confdir,
+        event,
+        change_kind,
     )
     after = engine.find(target, layers)  # layers read the system again after a change
     stale = leftovers(after, applied, target)
@@ -243,6 +263,13 @@ def run_me(
         still_refused=tuple(refused + sshd_refusals),
         events=tuple(events),
     )
+
+
+def _default_exemptions(confdir: str) -> Sequence[Exemption]:
+    """unban.exemptions' list, imported when a run first needs it (tests replace this)."""
+    from unban.exemptions import default_exemptions
+
+    return default_exemptions(confdir)
 
 
 def select_layers(layers: Sequence[Layer], groups: Optional[Collection[str]]) -> list[Layer]:

@@ -10,15 +10,16 @@ such a run or as it was after a finished one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from unban import engine
 from unban.errors import ReverterError, UnbanError
-from unban.exemptions import Exemption
-from unban.journal import ME_BATCH, layer_finder, revert_record
 from unban.layers import Layer
 from unban.reverter import FAILED, Reverter, UndoHandler
 from unban.settings import Settings
+
+if TYPE_CHECKING:
+    from unban.exemptions import Exemption
 
 
 def undo_handlers(
@@ -32,6 +33,7 @@ def undo_handlers(
     from unban.exemptions import EXEMPTION_KIND, default_exemptions, undo_action
     from unban.fail2ban import database
     from unban.fail2ban.ignoreip import IGNORE_KIND, undo_live
+    from unban.journal import ME_BATCH, layer_finder, revert_record
 
     layer_named = layer_finder(
         lambda: (

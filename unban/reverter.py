@@ -56,11 +56,12 @@ UndoHandler = Callable[[Mapping[str, Any]], None]
 # ---------------------------------------------------------------- atomic writes
 
 
-def _write_json(path: Path, value: Any) -> None:
-    """A state dir file (manifest, journal): a failure names the state dir and why."""
+def _write_json(path: Path, value: Any, *, durable: bool = True) -> None:
+    """A state dir file (manifest, journal): a failure names the state dir and why.
+    `durable=False`: the directory is not fsynced (atomic_write's sync_dir)."""
     data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
     try:
-        atomic_write(path, data, mode=0o600)
+        atomic_write(path, data, mode=0o600, sync_dir=durable)
     except OSError as exc:
         raise state_dir_error(path.parent, exc) from None
 
@@ -191,7 +192,10 @@ class Reverter:
                 owner=process_identity(),
             )
             change_set = ChangeSet(self, path, info)
-            change_set.save()
+            # Not durable: lost in a power failure, the directory has no manifest, which
+            # discard_unstarted removes (nothing is changed before the first record_action,
+            # whose save is durable and makes this one so too).
+            change_set.save(durable=False)
             return change_set
 
     def _dirs(self) -> Iterator[Path]:
@@ -370,8 +374,12 @@ class ChangeSet:
     def id(self) -> str:
         return self.info.id
 
-    def save(self) -> None:
-        _write_json(self.path / MANIFEST, self.info.to_json())
+    def save(self, *, durable: bool = True) -> None:
+        """Write the manifest. `durable=False` for a state whose loss in a power failure the
+        recovery handles, when a durable save follows before anything else changes: the
+        manifest is then one of the two, whole, never a mix (its content is fsynced before the
+        rename, the directory is not)."""
+        _write_json(self.path / MANIFEST, self.info.to_json(), durable=durable)
 
     def registered(self, path: StrPath) -> bool:
         real = os.path.realpath(path)
@@ -466,6 +474,14 @@ class ChangeSet:
         """Change a recorded action (its state, its undo data once known), durably."""
         self.info.actions[index] = {**self.info.actions[index], **data}
         self.save()
+
+    def mark_applied(self, index: int, **data: Any) -> None:
+        """A recorded action was made (state APPLIED, with `data`). Not durable: a power
+        failure may leave it PENDING, which recovery treats as "may have been made" (it looks
+        whether it was before putting it back); the next record_action, update_action or
+        finalize makes it durable."""
+        self.info.actions[index] = {**self.info.actions[index], **data, "state": APPLIED}
+        self.save(durable=False)
 
     def is_empty(self) -> bool:
         return not self.info.files and not self.info.actions

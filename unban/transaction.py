@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from unban import engine
 from unban.address import Network, parse_network, show
@@ -30,6 +30,9 @@ from unban.reverter import (
 from unban.signals import DeferredSignals
 from unban.steptext import describe_batch
 from unban.undo import batch_record, undo
+
+if TYPE_CHECKING:
+    from unban.layers.sshd_penalty import SshdPenaltyLayer
 
 Event = Callable[[str], None]
 
@@ -114,12 +117,16 @@ def _recording_into(change_set: ChangeSet, layers: Sequence[Layer]) -> Iterator[
     files, sshd's config) back them up into `change_set` while this is open."""
     from unban.layers.fail2ban import Fail2banLayer
     from unban.layers.hosts import HostsLayer
-    from unban.layers.sshd_penalty import SshdPenaltyLayer
     from unban.owners.files import FileOwner
     from unban.owners.sshguard import SshguardOwner
 
-    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner, SshdPenaltyLayer)
+    kinds = (Fail2banLayer, HostsLayer, FileOwner, SshguardOwner)
+    recording: list[Union[Fail2banLayer, HostsLayer, FileOwner, SshguardOwner, SshdPenaltyLayer]]
     recording = [layer for layer in layers if isinstance(layer, kinds)]
+    if any(layer.name == "sshd" for layer in layers):  # else its module need not be loaded
+        from unban.layers.sshd_penalty import SshdPenaltyLayer as Sshd
+
+        recording += [layer for layer in layers if isinstance(layer, Sshd)]
     for layer in recording:
         layer.change_set = change_set
     try:

@@ -14,9 +14,10 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from unban.address import Network, family_of, is_targeted, overlaps, parse_network
+from unban.defaults import DEFAULT_STATE_DIR
 from unban.errors import LayerError
 from unban.fail2ban import DEFAULT_CONFDIR, LAYER
 from unban.fail2ban import database as db
@@ -29,11 +30,15 @@ from unban.fail2ban.config import (
     read_tree,
     server_paths,
 )
-from unban.fail2ban.ignoreip import rollback_check
 from unban.fail2ban.ignorelist import covering, spelling
 from unban.layers import Listing, ListQuery
 from unban.model import Batch, Finding, LayerStatus, Step
-from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter
+
+if TYPE_CHECKING:
+    from unban.reverter import ChangeSet
+
+# Only a change needs the reverter and ignoreip (imported where they are used): a run that
+# finds no ban never loads them.
 
 
 def clears_of(actions: Sequence[str], unban_commands: Sequence[str]) -> tuple[str, ...]:
@@ -388,6 +393,9 @@ class Fail2banLayer:
             return
         change_id = self._change_sets.pop(batch, None)
         if change_id is not None:
+            from unban.fail2ban.ignoreip import rollback_check
+            from unban.reverter import Reverter
+
             Reverter(self.state_dir).rollback(
                 change_id,
                 handlers={db.ROWS_KIND: db.undo_rows},
@@ -427,6 +435,8 @@ class Fail2banLayer:
         change_set = self.change_set
         own = change_set is None
         if change_set is None:
+            from unban.reverter import Reverter
+
             change_set = Reverter(self.state_dir).begin(
                 f"fail2ban database {path}: unban {ips} in {jails}"
             )
