@@ -171,13 +171,12 @@ def run_me(
             groups,
         )
     layers = list(layers)
-
-    def chosen_exemptions() -> list[Exemption]:
-        return select_exemptions(
+    # Without `ignore` nothing is exempted, so the run records no exemption to put back either.
+    chosen: Optional[list[Exemption]] = None
+    if ignore:
+        chosen = select_exemptions(
             _default_exemptions(confdir) if exemptions is None else exemptions, groups
         )
-
-    chosen = chosen_exemptions() if ignore else None
     shown = show(target)
     notes: list[str] = []
     if target.num_addresses != 1:
@@ -234,7 +233,7 @@ def run_me(
         plan,
         exempting,
         layers,
-        chosen if chosen is not None else chosen_exemptions(),
+        chosen or (),
         reverter,
         confdir,
         event,

@@ -346,3 +346,30 @@ def test_atomic_write_keeps_acls_labels_and_user_xattrs(tmp_path: Path) -> None:
     assert mode(target) == 0o640
     if labelled:
         assert os.getxattr(target, "security.selinux") == label
+
+
+def test_only_the_saves_recovery_relies_on_sync_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intent before a change and the end of the run reach the disk with their directory
+    fsynced; begin's empty manifest and an action's "applied" mark do not need to (a power loss
+    leaves no manifest, or "pending": states recovery handles), yet are written whole."""
+    import unban.atomic
+
+    synced: list[str] = []
+    real = unban.atomic.fsync_dir
+    monkeypatch.setattr(unban.atomic, "fsync_dir", lambda d: (synced.append(str(d)), real(d)))
+    change_set = Reverter(tmp_path / "state").begin("test")
+    manifest = change_set.path / "manifest.json"
+
+    def on_disk() -> dict[str, Any]:
+        return dict(json.loads(manifest.read_text()))
+
+    assert synced == [] and on_disk()["status"] == "in-progress"
+    index = change_set.record_action("demo", undo="x", state="pending")
+    assert synced == [str(change_set.path)]
+    change_set.mark_applied(index, undo="y")
+    assert synced == [str(change_set.path)]
+    assert on_disk()["actions"] == [{"kind": "demo", "undo": "y", "state": "applied"}]
+    change_set.finalize()
+    assert synced == [str(change_set.path)] * 2 and on_disk()["status"] == "done"
