@@ -5,6 +5,7 @@ Each case builds its rules in a throwaway network namespace, so the host is neve
 
     sudo .venv/bin/python scripts/bench.py            # 1k, 10k and 100k rules
     sudo .venv/bin/python scripts/bench.py --sizes 1000 --repeat 1
+    sudo .venv/bin/python scripts/bench.py --only fail2ban heal   # just these cases
 
 Prints a Markdown table (the one in README) with each ratio unban / system tool.
 """
