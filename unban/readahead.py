@@ -25,11 +25,14 @@ SESSION_BINARY = "/usr/lib/openssh/sshd-session"  # unban.sshd.SESSION_BINARY
 TCP_WRAPPERS = ("/etc/hosts.allow", "/etc/hosts.deny")
 
 
-def system_reads(target: Network, sshd_config: Optional[str] = None) -> list[tuple[str, ...]]:
+def system_reads(
+    target: Network, sshd_config: Optional[str] = None, *, penalties: bool = True
+) -> list[tuple[str, ...]]:
     """The reads of a find for `target` other than the rule dumps, as the layers and the path
     evaluator make them: the blocking routes of its family; for one address the route to it
     and sshd's configuration for a connection from it; sshd's global configuration (both with
-    -f `sshd_config` when given); `ldd` of the binary that serves connections
+    -f `sshd_config` when given; the global one only the sshd penalty layer reads: not without
+    `penalties`); `ldd` of the binary that serves connections
     where hosts.allow or hosts.deny exists. A read no layer then asks for costs only its run."""
     family = "-4" if target.version == 4 else "-6"
     reads: list[tuple[str, ...]] = [
@@ -44,14 +47,18 @@ def system_reads(target: Network, sshd_config: Optional[str] = None) -> list[tup
             config = ("-f", sshd_config) if sshd_config else ()
             reads.append((sshd, "-T", *config, "-C", f"addr={address},host={address}"))
     if sshd is not None:
-        reads.append(("sshd", "-T", *(("-f", sshd_config) if sshd_config else ())))
+        if penalties:
+            reads.append(("sshd", "-T", *(("-f", sshd_config) if sshd_config else ())))
         if any(os.path.exists(path) for path in TCP_WRAPPERS):
             served_by = SESSION_BINARY if os.path.isfile(SESSION_BINARY) else sshd
             reads.append(("ldd", served_by))
     return reads
 
 
-def start_reads(target: Network, sshd_config: Optional[str] = None) -> None:
+def start_reads(
+    target: Network, sshd_config: Optional[str] = None, *, penalties: bool = True
+) -> None:
     """Only where nothing changes the system before the first find: a read-only command, or a
-    changing one once it holds the command lock and has recovered (cli.base.changing)."""
-    read_ahead([*RULE_DUMPS, *system_reads(target, sshd_config)])
+    changing one once it holds the command lock and has recovered (cli.base.changing).
+    `penalties=False`: the run leaves out the sshd penalty layer (`me --no-sshd`)."""
+    read_ahead([*RULE_DUMPS, *system_reads(target, sshd_config, penalties=penalties)])

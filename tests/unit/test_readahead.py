@@ -78,3 +78,27 @@ def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
     assert ("ip", "-j", "route", "get", "203.0.113.4") in reads
     assert set(reads) <= set(asked)
     assert (readahead.ROUTE_TYPES, readahead.SESSION_BINARY) == (TYPES, SESSION_BINARY)
+
+
+def test_without_the_penalty_layer_sshd_s_global_configuration_is_not_read_ahead(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """`me --no-sshd` leaves out the only layer that reads `sshd -T` without -C."""
+    asked: list[tuple[str, ...]] = []
+
+    def once(_self: Any, key: tuple[str, ...], _start: Any) -> Any:
+        asked.append(key)
+        out = "[]" if key[0] == "ip" else "port 22\nlistenaddress 0.0.0.0:22\n"
+        return system.subprocess.CompletedProcess(list(key), 0, out, "")
+
+    monkeypatch.setattr(system.SharedReads, "once", once)
+    monkeypatch.setattr(readahead, "TCP_WRAPPERS", (str(tmp_path / "hosts.deny"),))
+    (tmp_path / "hosts.deny").write_text("")
+    target = parse_target("203.0.113.4")
+    with system.shared_reads():
+        RoutesLayer().find(target)
+        verdict.system_packets(target.network_address)
+        HostsLayer(state_dir=str(tmp_path)).libwrap()
+    reads = readahead.system_reads(target, penalties=False)
+    assert set(reads) <= set(asked)
+    assert set(readahead.system_reads(target)) - set(reads) == {("sshd", "-T")}

@@ -128,7 +128,7 @@ def me(
                 from unban.readahead import start_reads
 
                 start_reads(
-                    target, sshd_config
+                    target, sshd_config, penalties=not no_sshd
                 )  # after the lock and recovery: nothing changes before
                 result = me_mod.run_me(
                     target,
