@@ -20,4 +20,7 @@ RULE_DUMPS = (
 def start_rule_dumps() -> None:
     """Only where nothing changes the system before the first find: a read-only command, or a
     changing one once it holds the command lock and has recovered (cli.base.changing)."""
+    from unban.nftgen import note_before_dumps
+
+    note_before_dumps()  # nftables' generation before the dumps: unban.layers.xtables
     read_ahead(RULE_DUMPS)
