@@ -21,7 +21,7 @@ def no_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     layers live in memory, so nothing of the host is read."""
     from unban import readahead
 
-    monkeypatch.setattr(readahead, "start_rule_dumps", lambda: None)
+    monkeypatch.setattr(readahead, "start_reads", lambda *_args: None)
 
 
 @pytest.fixture(autouse=True)

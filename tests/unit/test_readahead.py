@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
-from unban import readahead, system
+from unban import readahead, system, verdict
 from unban.address import parse_target
 from unban.layers import nftables, xtables
+from unban.layers.hosts import HostsLayer
+from unban.layers.routes import TYPES, RoutesLayer
+from unban.layers.sshd_penalty import SshdPenaltyLayer
+from unban.sshd import SESSION_BINARY
 
 
 def test_the_read_ahead_argvs_are_what_the_layers_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,3 +50,30 @@ def test_only_the_first_find_takes_what_was_read_ahead(monkeypatch: pytest.Monke
         later = system.run("iptables", ["iptables-nft-save"]).stdout
     assert (first, again, later) == ("run 1", "run 1", "run 2")
     assert len(runs) == 2
+
+
+def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Every read started ahead is one a layer or the path evaluator then asks for, argv for
+    argv (a read nobody asks for would only cost its run; one that differs would run twice)."""
+    asked: list[tuple[str, ...]] = []
+
+    def once(_self: Any, key: tuple[str, ...], _start: Any) -> Any:
+        asked.append(key)
+        out = "[]" if key[0] == "ip" else "port 22\nlistenaddress 0.0.0.0:22\n"
+        return system.subprocess.CompletedProcess(list(key), 0, out, "")
+
+    monkeypatch.setattr(system.SharedReads, "once", once)
+    monkeypatch.setattr(readahead, "TCP_WRAPPERS", (str(tmp_path / "hosts.deny"),))
+    (tmp_path / "hosts.deny").write_text("")
+    target = parse_target("203.0.113.4")
+    with system.shared_reads():
+        RoutesLayer().find(target)
+        verdict.system_packets(target.network_address)
+        SshdPenaltyLayer(None, str(tmp_path)).status()
+        HostsLayer(state_dir=str(tmp_path)).libwrap()
+    reads = readahead.system_reads(target)
+    assert ("ip", "-j", "route", "get", "203.0.113.4") in reads
+    assert set(reads) <= set(asked)
+    assert (readahead.ROUTE_TYPES, readahead.SESSION_BINARY) == (TYPES, SESSION_BINARY)

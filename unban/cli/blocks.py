@@ -59,13 +59,13 @@ class Backend(str, Enum):
 def find(ctx: typer.Context, address: AddressArgument, *, json_output: JsonOption = False) -> None:
     def body() -> int:
         from unban.address import parse_target
-        from unban.contract import commands as contract
-        from unban.readahead import start_rule_dumps
+        from unban.readahead import start_reads
 
         target = parse_target(address)
         require_root()
-        start_rule_dumps()  # while the layers are imported
+        start_reads(target)  # while the layers are imported
         from unban import engine, tables
+        from unban.contract import commands as contract
         from unban.render import report_text
 
         layers = engine.default_layers(settings(ctx))

@@ -125,9 +125,11 @@ def me(
 
             shown.step(f"reading every layer for {show(target)}")
             with changing(settings(ctx), changes=not dry_run):
-                from unban.readahead import start_rule_dumps
+                from unban.readahead import start_reads
 
-                start_rule_dumps()  # after the lock and recovery: nothing changes before
+                start_reads(
+                    target, sshd_config
+                )  # after the lock and recovery: nothing changes before
                 result = me_mod.run_me(
                     target,
                     broad=broad,
