@@ -54,7 +54,11 @@ def default_layers(
 
 
 def find(
-    target: Network, layers: Sequence[Layer], *, packets: Optional[Sequence[Packet]] = None
+    target: Network,
+    layers: Sequence[Layer],
+    *,
+    packets: Optional[Sequence[Packet]] = None,
+    sshd_config: Optional[str] = None,
 ) -> Report:
     """Everything that blocks `target`. A layer that is not present (its tool not installed) is
     reported in the statuses, not fatal; an error reading a present one is raised.
@@ -62,21 +66,29 @@ def find(
     For one address, the path evaluator then judges what a new SYN to sshd meets (each of
     `packets`; by default one per address and port sshd listens on) through the rules the
     packet-filter layers just read: their findings are marked on or off that path, and each
-    stop no layer names becomes a finding of its own (unban.verdict).
+    stop no layer names becomes a finding of its own (unban.verdict). sshd listens where
+    `sshd -T` says, with `-f sshd_config` when given (the config the running sshd reads).
     """
-    return judged(target, layers, packets)[0]
+    return judged(target, layers, packets, sshd_config=sshd_config)[0]
 
 
 def judged(
-    target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]] = None
+    target: Network,
+    layers: Sequence[Layer],
+    packets: Optional[Sequence[Packet]] = None,
+    *,
+    sshd_config: Optional[str] = None,
 ) -> tuple[Report, list[Reach]]:
     """`find`, and the evaluator's whole answer for each packet (doctor shows every way)."""
     with shared_reads():
-        return _judged(target, layers, packets)
+        return _judged(target, layers, packets, sshd_config)
 
 
 def _judged(
-    target: Network, layers: Sequence[Layer], packets: Optional[Sequence[Packet]]
+    target: Network,
+    layers: Sequence[Layer],
+    packets: Optional[Sequence[Packet]],
+    sshd_config: Optional[str],
 ) -> tuple[Report, list[Reach]]:
     """The layers read at once, each in its own thread, beside `sshd -T` and the route the
     evaluator's packets need; a layer that reads through another (ipset and xt_recent read the
@@ -98,7 +110,7 @@ def _judged(
     def packets_now() -> Optional[Sequence[Packet]]:
         if packets is not None or not single:
             return packets
-        return list(verdict.system_packets(target.network_address))
+        return list(verdict.system_packets(target.network_address, sshd_config))
 
     jobs: list[Callable[[], Any]] = [packets_now, *(partial(read, layer) for layer in layers)]
     first, *reads = concurrently(jobs)

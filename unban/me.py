@@ -196,7 +196,9 @@ def run_me(
         return sshd_checks(shown, user, sshd_config, sshd_notes)
 
     # sshd is asked while the layers are read
-    before, sshd_refusals = both(partial(engine.find, target, layers), ask_sshd)
+    before, sshd_refusals = both(
+        partial(engine.find, target, layers, sshd_config=sshd_config), ask_sshd
+    )
     plan = engine.plan(before, layers, broad=broad, on_path_only=True)
     exempting = tuple(exemption_plans(chosen, IGNORE, target, notes) if ignore else ())
     notes.extend(exemption_notes(exempting))  # the others' notes are in the plan's lines
@@ -220,18 +222,20 @@ def run_me(
     applied, change_set, ignored = apply_as_change_set(
         plan, exempting, layers, chosen, reverter, confdir, event, change_kind
     )
-    after = engine.find(target, layers)  # layers read the system again after a change
+    after = engine.find(
+        target, layers, sshd_config=sshd_config
+    )  # layers read the system again after a change
     stale = leftovers(after, applied, target)
     deadline = time.monotonic() + settle_time(applied, layers)
     while stale and time.monotonic() < deadline:
         time.sleep(0.25)  # fail2ban's actions or a bouncer's poll may still be on their way
-        after = engine.find(target, layers)
+        after = engine.find(target, layers, sshd_config=sshd_config)
         stale = leftovers(after, applied, target)
     if stale:
         applied += sweep_leftovers(
             stale, applied, target, layers, change_set, reverter, confdir, event
         )
-        after = engine.find(target, layers)
+        after = engine.find(target, layers, sshd_config=sshd_config)
     refused = refusals(after, after.findings, layers)
     refused += path_refusals(after, refused)
     return replace(

@@ -28,8 +28,8 @@ TCP_WRAPPERS = ("/etc/hosts.allow", "/etc/hosts.deny")
 def system_reads(target: Network, sshd_config: Optional[str] = None) -> list[tuple[str, ...]]:
     """The reads of a find for `target` other than the rule dumps, as the layers and the path
     evaluator make them: the blocking routes of its family; for one address the route to it
-    and sshd's configuration for a connection from it; sshd's global configuration (-f
-    `sshd_config`, as the sshd layer reads it); `ldd` of the binary that serves connections
+    and sshd's configuration for a connection from it; sshd's global configuration (both with
+    -f `sshd_config` when given); `ldd` of the binary that serves connections
     where hosts.allow or hosts.deny exists. A read no layer then asks for costs only its run."""
     family = "-4" if target.version == 4 else "-6"
     reads: list[tuple[str, ...]] = [
@@ -41,7 +41,8 @@ def system_reads(target: Network, sshd_config: Optional[str] = None) -> list[tup
         address = str(target.network_address)
         reads.append(("ip", "-j", "route", "get", address))
         if sshd is not None:
-            reads.append((sshd, "-T", "-C", f"addr={address},host={address}"))
+            config = ("-f", sshd_config) if sshd_config else ()
+            reads.append((sshd, "-T", *config, "-C", f"addr={address},host={address}"))
     if sshd is not None:
         reads.append(("sshd", "-T", *(("-f", sshd_config) if sshd_config else ())))
         if any(os.path.exists(path) for path in TCP_WRAPPERS):

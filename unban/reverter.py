@@ -25,7 +25,6 @@ Files are written by `unban.atomic.atomic_write` (re-exported here), the one wri
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import os
 import stat
@@ -405,7 +404,7 @@ class ChangeSet:
                 mode=stat.S_IMODE(info.st_mode),
                 atime_ns=info.st_atime_ns,
                 mtime_ns=info.st_mtime_ns,
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=_sha256(data),
                 kind=kind,
             )
         self.info.files.append(record)
@@ -538,3 +537,9 @@ __all__ = [
     "fsync_dir",
     "remove_temp_files",
 ]
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # only where a change set is written: loading OpenSSL costs a find 4 ms
+
+    return hashlib.sha256(data).hexdigest()

@@ -222,10 +222,6 @@ class Crowdsec:
     def cscli(self, *args: str) -> Any:
         return self.host.run("cscli", *args)
 
-    def processes(self) -> list[int]:
-        proc = self.host.run("pgrep", "-f", "/usr/libexec/sshguard/", check=False)
-        return [int(p) for p in proc.stdout.split()]
-
     def start(self) -> None:
         self.agent = self._spawn("crowdsec", "-c", "/etc/crowdsec/config.yaml")
         wait_for(

@@ -11,6 +11,8 @@ me` writes nothing; `unban undo` adds the decision back and the bouncer blocks a
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +108,60 @@ def test_crowdsec_stopped_lifts_the_element_and_says_so(crowdsec: Crowdsec) -> N
     assert "read from its database: the local API does not answer" in proc.stdout
     assert host.reachable()  # the kernel element is lifted; the decision stays in CrowdSec
     assert not crowdsec.blocks()
+
+
+RENAMES = "rename,renameat,renameat2"
+
+
+def killed_me(host: Host, when: int) -> tuple[int, list[str]]:
+    """`unban me CLIENT4`, SIGKILLed at its `when`-th rename (0: never); the renames traced."""
+    trace = host.root / "renames"
+    inject = ["-e", f"inject={RENAMES}:signal=SIGKILL:when={when}"] if when else []
+    proc = host.run(
+        "strace", "-qq", "-o", str(trace), "-e", f"trace={RENAMES}", *inject,
+        sys.executable, "-m", "unban", "--fail2ban-conf", str(host.root / "fail2ban-none"),
+        "--state-dir", str(host.state_dir), "me", CLIENT4,
+        "--sshd-config", str(host.sshd.config_path),
+        check=False,
+    )  # fmt: skip
+    renames = [line for line in trace.read_text().splitlines() if line.startswith("rename")]
+    return proc.returncode, renames
+
+
+def crowdsec_state(crowdsec: Crowdsec) -> tuple[object, ...]:
+    """What `me` changes in CrowdSec: its decisions on the client (a re-added one has a new id
+    and less time left), the whitelist parser, the bouncer's element."""
+    decisions = sorted(
+        (d["type"], d["scope"], d["value"], d["scenario"]) for d in crowdsec.decisions()
+    )
+    return (decisions, crowdsec.host.read(PARSER), crowdsec.blocks())
+
+
+def test_killed_at_every_write_the_next_command_puts_crowdsec_back(crowdsec: Crowdsec) -> None:
+    """`unban me` is killed at every rename of its run (the journal's records, the parser's
+    backup and write, the marks around the decision's delete and the agent's reload): the next
+    command adds the decision back and takes the address out of the parser, and the bouncer
+    blocks again."""
+    host = crowdsec.host
+    crowdsec.cscli("decisions", "add", "--ip", CLIENT4, "--duration", "2h", "-R", "test ban")
+    wait_for("the bouncer's element", crowdsec.blocks)
+    before = crowdsec_state(crowdsec)
+
+    code, renames = killed_me(host, 0)  # a whole run: how many renames it makes
+    assert code == 0 and not crowdsec.decisions() and len(renames) >= 4, (code, renames)
+    undone = host.unban("undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    wait_for("the state before", lambda: crowdsec_state(crowdsec) == before)
+
+    torn = 0  # kills that left CrowdSec changed: the decision deleted, the parser written
+    for when in range(1, len(renames) + 1):
+        code, _ = killed_me(host, when)
+        assert code in (-9, 137), (when, code)
+        torn += crowdsec_state(crowdsec)[:2] != before[:2]
+        next_command = host.unban("remove", "198.51.100.77") if when % 2 else host.unban("undo")
+        assert next_command.returncode in (0, 2), (when, next_command.stderr)
+        wait_for(f"the state before (kill {when})", lambda: crowdsec_state(crowdsec) == before)
+    assert torn >= 2, (torn, renames)
+    assert not host.reachable()
+    listed = json.loads(host.unban("rollback", "--list", "--json").stdout)["change_sets"]
+    assert {c["status"] for c in listed} <= {"failed", "rolled-back"}

@@ -412,3 +412,16 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     f2b.wait_banned("sshd", CLIENT4)
     server.wait_ban_applied(CLIENT4)
     f2b.wait_banned("sshd", "198.51.100.23")
+
+
+def test_the_verdict_judges_the_port_of_the_sshd_config_given(server: Server) -> None:
+    """`--sshd-config` is the config the running sshd reads: the SYNs judged go to the port
+    it names, not to the port of /etc/ssh/sshd_config."""
+    server.fail2ban({"sshd": {}})
+    config = server.sshd.config_path
+    config.write_text(config.read_text().replace("Port 22\n", "Port 2222\n"))
+    server.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "2222", "-j", "DROP")
+    proc = server.me(CLIENT4, "--no-ignore")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    refusing = proc.stdout.split("still refusing")[1]
+    assert "--dport 2222 -j DROP" in refusing, proc.stdout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -52,8 +52,9 @@ def test_only_the_first_find_takes_what_was_read_ahead(monkeypatch: pytest.Monke
     assert len(runs) == 2
 
 
+@pytest.mark.parametrize("sshd_config", [None, "/etc/ssh/sshd_config.other"])
 def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, sshd_config: Optional[str]
 ) -> None:
     """Every read started ahead is one a layer or the path evaluator then asks for, argv for
     argv (a read nobody asks for would only cost its run; one that differs would run twice)."""
@@ -70,10 +71,10 @@ def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
     target = parse_target("203.0.113.4")
     with system.shared_reads():
         RoutesLayer().find(target)
-        verdict.system_packets(target.network_address)
-        SshdPenaltyLayer(None, str(tmp_path)).status()
+        verdict.system_packets(target.network_address, sshd_config)
+        SshdPenaltyLayer(sshd_config, str(tmp_path)).status()
         HostsLayer(state_dir=str(tmp_path)).libwrap()
-    reads = readahead.system_reads(target)
+    reads = readahead.system_reads(target, sshd_config)
     assert ("ip", "-j", "route", "get", "203.0.113.4") in reads
     assert set(reads) <= set(asked)
     assert (readahead.ROUTE_TYPES, readahead.SESSION_BINARY) == (TYPES, SESSION_BINARY)

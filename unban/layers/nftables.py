@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
@@ -78,6 +77,9 @@ from unban.system import first_line, run, which
 LAYER = "nftables"
 BACKEND = "nft"
 # ---------------------------------------------------------------- findings and plans (pure)
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def owner(family: str, table: str, chain: Optional[str], set_name: Optional[str]) -> str:
@@ -276,9 +278,8 @@ class NftablesLayer:
         self._tables = None
         tables = self._tables_seeing(target.version)
         # One nft process per table, run side by side: each waits mostly on the kernel's dump.
-        with ThreadPoolExecutor(max_workers=min(4, len(tables) or 1)) as pool:
-            found = pool.map(lambda t: self._find_in(t[0], t[1], target), tables)
-            findings = [finding for findings in found for finding in findings]
+        found = _side_by_side(lambda t: self._find_in(t[0], t[1], target), tables)
+        findings = [finding for findings in found for finding in findings]
         self._read_devices(target.version)
         return findings
 
@@ -375,8 +376,7 @@ class NftablesLayer:
             )
             and not (query.table and name != query.table)
         ]
-        with ThreadPoolExecutor(max_workers=min(4, len(wanted) or 1)) as pool:
-            tables = list(pool.map(lambda t: self._table_text(t[0], t[1], full=True), wanted))
+        tables = _side_by_side(lambda t: self._table_text(t[0], t[1], full=True), wanted)
         listings = []
         for table in tables:
             if table is None or (query.chain and all(c.name != query.chain for c in table.chains)):
@@ -515,3 +515,14 @@ def _nft_error(stderr: str) -> str:
         return "no message"
     message = lines[0].split(": ", 1)[1] if lines[0].startswith("/dev/stdin:") else lines[0]
     return f"{message}: {lines[1]}" if len(lines) > 1 else message
+
+
+def _side_by_side(job: Callable[[T], U], items: Sequence[T]) -> list[U]:
+    """`job` over `items`, up to four at once; a host without native tables (most) does not
+    import the thread pool at all."""
+    if len(items) < 2:
+        return [job(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
+        return list(pool.map(job, items))
