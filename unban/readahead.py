@@ -61,4 +61,7 @@ def start_reads(
     """Only where nothing changes the system before the first find: a read-only command, or a
     changing one once it holds the command lock and has recovered (cli.base.changing).
     `penalties=False`: the run leaves out the sshd penalty layer (`me --no-sshd`)."""
+    from unban.nftgen import note_before_dumps
+
+    note_before_dumps()  # nftables' generation before the dumps: unban.layers.xtables
     read_ahead([*RULE_DUMPS, *system_reads(target, sshd_config, penalties=penalties)])

@@ -16,7 +16,8 @@ from unban.checks.firewall import firewall_check
 from unban.layers.xtables_plan import build_batches
 from unban.model import Finding
 from unban.path.evaluate import Reach, reach
-from unban.path.iptables import match_rule, parse_save, split_spec, walk_ruleset
+from unban.path.iptables import parse_save, split_spec, walk_ruleset
+from unban.path.iptables_match import match_rule
 from unban.path.model import (
     BLOCKS,
     CLEAR,

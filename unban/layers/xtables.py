@@ -7,6 +7,12 @@ one deleted and a missing one fails the whole table: under the xtables lock for 
 (python-iptables deletes in-process while the lock is held), by nft handle for nft. Deleting by
 number (`unban delete`) takes the rule at that number now and deletes it the same way. The undo
 is one `*-restore --noflush` per table.
+
+Reading again after a change (`me`'s final check): the nft backend's rules are not dumped again
+when nftables' generation id (unban.nftgen) proves what they are. The find's dumps are bracketed
+by two reads of the id; equal, they are generation G. After the one-rule `iptables-nft -D` by
+spec, the rules are G's minus that rule, as generation G+1; the next find keeps them only when
+the id is then exactly G+1 (that delete, and no other commit by anyone), else it dumps afresh.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from unban.layers.xtables_plan import (
     only_copy,
     restore_input,
     targets_of,
+    without_rule,
 )
 from unban.layers.xtables_rules import (
     BACKENDS,
@@ -41,6 +48,7 @@ from unban.layers.xtables_rules import (
 )
 from unban.locking import FileLock
 from unban.model import Batch, Finding, LayerStatus
+from unban.nftgen import before_reads, following, generation, steady, still
 from unban.path.iptables import (
     Chain,
     Ruleset,
@@ -68,6 +76,9 @@ class XtablesLayer:
         self.backends = tuple(backends)
         self.families = tuple(families)
         self._cache: dict[tuple[str, str], Ruleset] = {}
+        # The nftables generation the cached nft-backend rulesets are the kernel's state at
+        # (None: not known, so the next find dumps them again).
+        self._generation: Optional[int] = None
 
     def _pairs(self) -> Iterator[tuple[str, str]]:
         for backend in self.backends:
@@ -93,16 +104,25 @@ class XtablesLayer:
     def ruleset(self, backend: str, family: str) -> Ruleset:
         key = (backend, family)
         if key not in self._cache:
-            out = run(LAYER, [tool(backend, family, "-save")]).stdout
-            self._cache[key] = parse_save(out, backend, family)
+            if backend == "nft":
+                self._generation = None  # read alone, not between two reads of the id
+            self._cache[key] = _dumped(backend, family)
         return self._cache[key]
 
     def rulesets(self) -> list[Ruleset]:
-        """Every backend's and family's rules; the ones not read yet are read at once."""
+        """Every backend's and family's rules; the ones not read yet are read at once. When
+        any nft one is read, all nft ones are, between two reads of nftables' generation id."""
         pairs = list(self._pairs())
         missing = [pair for pair in pairs if pair not in self._cache]
-        concurrently([partial(self.ruleset, *pair) for pair in missing])
-        return [self.ruleset(b, f) for b, f in pairs]
+        nft = any(backend == "nft" for backend, _ in missing)
+        if nft:
+            missing += [p for p in pairs if p[0] == "nft" and p in self._cache]
+            before = before_reads()
+        read = concurrently([partial(_dumped, *pair) for pair in missing])
+        self._cache.update(zip(missing, read))
+        if nft:
+            self._generation = steady(before, generation())
+        return [self._cache[pair] for pair in pairs]
 
     def listings(self, query: ListQuery) -> list[Listing]:
         listings = []
@@ -146,9 +166,11 @@ class XtablesLayer:
         return listings
 
     def find(self, target: Network) -> list[Finding]:
-        """Reads the rules afresh: fail2ban may have changed them since the last find. The
-        ipset and xt_recent layers, which run after this one, share what it read."""
-        self._cache.clear()
+        """Reads the rules afresh (fail2ban may have changed them since the last find), but
+        for the nft backend's when nftables' generation id says they are still what this
+        layer holds (see the module's docstring). The ipset and xt_recent layers, which run
+        after this one, share what it read."""
+        self._forget_unless_current()
         family = family_of(target)
         return [
             finding
@@ -156,6 +178,16 @@ class XtablesLayer:
             if ruleset.family == family
             for finding in find_in_ruleset(ruleset, target)
         ]
+
+    def _forget_unless_current(self) -> None:
+        """Drop every cached ruleset but the nft backend's, which stay while no commit to
+        nftables came after the generation they are."""
+        current = still(self._generation, generation())
+        for key in list(self._cache):
+            if key[0] != "nft" or not current:
+                del self._cache[key]
+        if not current:
+            self._generation = None
 
     def plan(self, findings: Sequence[Finding]) -> list[Batch]:
         return build_batches([f for f in findings if f.layer == LAYER])
@@ -201,9 +233,19 @@ class XtablesLayer:
             with xtables_lock():
                 spots = locate(self._table_now(backend, family, table), targets)
                 _libiptc_delete(family, table, spots)
-        elif not (only_copy(read, table, targets) and _deleted_by_spec(family, table, targets[0])):
+        elif read is not None and only_copy(read, table, targets):
+            known = self._generation
+            self._generation = None
+            if not _deleted_by_spec(family, table, targets[0]):
+                self._delete_nft(family, table, targets)
+            elif known is not None:  # the find's rules less this one: generation known + 1
+                self._cache[(backend, family)] = without_rule(
+                    read, table, targets[0].chain, targets[0].spec
+                )
+                self._generation = following(known)
+        else:
+            self._generation = None
             self._delete_nft(family, table, targets)
-        self._cache.pop((backend, family), None)
 
     def _table_now(self, backend: str, family: str, table: str) -> dict[str, Chain]:
         out = run(LAYER, [tool(backend, family, "-save"), "-t", table]).stdout
@@ -254,6 +296,8 @@ class XtablesLayer:
         argv = [tool(backend, family, "-restore"), "--noflush"]
         if backend == "legacy":
             argv += ["--wait", "10"]
+        else:
+            self._generation = None
         self._cache.pop((backend, family), None)
         result = run(LAYER, argv, stdin=restore_input(lines), check=False)
         if result.returncode != 0:
@@ -326,6 +370,11 @@ class XtablesLayer:
                 f"chain '{chain}' exists in both iptables backends; say which with --backend nft|legacy"
             )
         return holders[0]
+
+
+def _dumped(backend: str, family: str) -> Ruleset:
+    out = run(LAYER, [tool(backend, family, "-save")]).stdout
+    return parse_save(out, backend, family)
 
 
 NFT_BUDGET = 10.0  # seconds `_delete_nft` reads a chain again while it keeps changing

@@ -171,6 +171,20 @@ def only_copy(read: Optional[Ruleset], table: str, targets: Sequence[RuleTarget]
     return chain is not None and chain.rules.count(targets[0].spec) == 1
 
 
+def without_rule(ruleset: Ruleset, table: str, chain: str, spec: str) -> Ruleset:
+    """`ruleset` once the rule of `chain` equal to `spec` is deleted: what `iptables -D CHAIN
+    SPEC` leaves when the ruleset holds that spec once (`only_copy`). Pure: a new ruleset,
+    sharing the chains it does not change; `ruleset` is left as it was."""
+    tables = dict(ruleset.tables)
+    chains = dict(tables[table].chains)
+    old = chains[chain]
+    rules = list(old.rules)
+    rules.remove(spec)
+    chains[chain] = Chain(old.name, old.policy, rules)
+    tables[table] = Table(table, chains)
+    return Ruleset(ruleset.backend, ruleset.family, tables)
+
+
 def clamp_inserts(lines: Sequence[str], chains: dict[str, Chain]) -> list[str]:
     """The undo's `-I CHAIN N spec` lines, each N at most one past the chain's end as it is
     now (rules above it went meanwhile: a restarted fail2ban drops its jump until it bans

@@ -1,0 +1,83 @@
+"""`unban me` on a lone iptables-nft rule: its final check reuses the find's rules less the one
+it deleted only when nftables' generation id proves nothing else committed (unban.nftgen), and
+reads afresh when something did. A real sshd in a server namespace, a client namespace at the
+banned address reading sshd's banner."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration import sshd_fixtures
+from tests.integration.sshd_fixtures import CLIENT4, SERVER4, Link, Sshd, SshdFactory
+
+link = sshd_fixtures.link
+sshd_factory = sshd_fixtures.sshd_factory
+
+BLOCK = ["-s", f"{CLIENT4}/32", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+
+
+def banned_server(sshd_factory: SshdFactory) -> Sshd:
+    """sshd, and a fail2ban-like chain of iptables-nft rules where one refuses CLIENT4."""
+    server = sshd_factory(isolate=True)
+    server.run("iptables-nft", "-N", "f2b-sshd")
+    for last in range(1, 40):
+        server.run("iptables-nft", "-A", "f2b-sshd", "-s", f"198.51.100.{last}/32", "-j", "DROP")
+    server.run("iptables-nft", "-I", "f2b-sshd", "20", *BLOCK)
+    server.run("iptables-nft", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "f2b-sshd")
+    return server
+
+
+def reachable(link: Link) -> bool:
+    return bool(link.probe(SERVER4, "--timeout", "3")["ok"])
+
+
+def test_me_lifts_the_lone_rule_and_its_check_needs_no_second_dump(
+    link: Link, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server = banned_server(sshd_factory)
+    assert not reachable(link)
+    empty = tmp_path / "no-fail2ban"
+    empty.mkdir(mode=0o755)
+    execs = tmp_path / "exec.log"
+    proc = server.run(
+        "strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(execs),
+        sys.executable, "-m", "unban", "--fail2ban-conf", str(empty), "--state-dir",
+        str(tmp_path / "state"), "me", CLIENT4, "--no-ignore", "--no-sshd",
+        "--sshd-config", str(server.config_path),
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(checked again)" in proc.stdout
+    assert reachable(link)  # a real client reads sshd's banner
+    log = execs.read_text()
+    # the find's dump only: the check after it is the kernel's generation after the delete
+    assert len(re.findall(r'execve\("[^"]*/iptables-nft-save"', log)) == 1, log
+    left = server.run("iptables-nft-save").stdout
+    assert CLIENT4 not in left and left.count("-A f2b-sshd") == 39
+
+
+def test_a_ban_added_between_the_delete_and_the_check_is_seen(
+    link: Link, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server = banned_server(sshd_factory)
+    empty = tmp_path / "no-fail2ban"
+    empty.mkdir(mode=0o755)
+    spec = {
+        "address": CLIENT4,
+        "confdir": str(empty),
+        "state_dir": str(tmp_path / "state"),
+        "sshd_config": str(server.config_path),
+        "after": "done: removed iptables",
+        # a ban daemon racing unban: the rule is back before the final check reads anything
+        "argv": ["iptables-nft", "-I", "f2b-sshd", "1", *BLOCK],
+    }
+    proc = server.run(sys.executable, "-m", "tests.integration.me_inject", json.dumps(spec))
+    result: dict[str, Any] = json.loads(proc.stdout)
+    assert result["fired"] and " -> 0 " in result["fired"][0] + " ", result
+    assert result["exit_status"] == 3, result
+    assert "partly unblocked" in result["summary"] and "iptables" in result["summary"], result
+    assert not reachable(link)

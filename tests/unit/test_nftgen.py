@@ -1,0 +1,165 @@
+"""nftables' generation id: the reply parser, the pure decisions, the ruleset less the one rule
+`iptables-nft -D` took, and when the iptables layer keeps its nft rules for the next find
+(only when the id proves they are still the kernel's) or dumps them again."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Optional
+
+import pytest
+
+from unban import nftgen, system
+from unban.address import parse_target
+from unban.layers import xtables, xtables_plan
+from unban.path.iptables import parse_save
+
+ADDRESS = "203.0.113.4"
+SPEC = f"-s {ADDRESS}/32 -j REJECT --reject-with icmp-port-unreachable"
+SAVE = (
+    "*filter\n:INPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n"
+    "-A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd\n"
+    "-A f2b-sshd -s 10.0.0.1/32 -j REJECT --reject-with icmp-port-unreachable\n"
+    f"-A f2b-sshd {SPEC}\n"
+    "-A f2b-sshd -s 10.0.0.2/32 -j REJECT --reject-with icmp-port-unreachable\n"
+    "-A f2b-sshd -j RETURN\nCOMMIT\n"
+)
+
+
+def newgen_reply(generation: int, *, kind: int = (10 << 8) | 15) -> bytes:
+    """A NFT_MSG_NEWGEN message as the kernel sends it: the id, its pid and name after."""
+    attrs = struct.pack("=HH", 8, 1) + struct.pack(">I", generation)
+    attrs += struct.pack("=HH", 8, 2) + struct.pack(">I", 4242)
+    name = b"nft\x00"
+    attrs += struct.pack("=HH", 4 + len(name), 3) + name
+    body = struct.pack("=BBH", 0, 0, 0) + attrs
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 1, 0) + body
+
+
+def test_the_reply_s_generation_id_is_read() -> None:
+    assert nftgen.parse_reply(newgen_reply(7)) == 7
+    assert nftgen.parse_reply(newgen_reply(0xFFFFFFFF)) == 0xFFFFFFFF
+
+
+def test_an_error_or_a_short_reply_is_no_generation() -> None:
+    error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -95) + bytes(16)
+    assert nftgen.parse_reply(error) is None
+    assert nftgen.parse_reply(newgen_reply(7, kind=(10 << 8) | 16)) is None
+    assert nftgen.parse_reply(b"\x00" * 8) is None
+
+
+def test_the_next_generation_skips_zero_as_the_kernel_does() -> None:
+    assert nftgen.following(41) == 42
+    assert nftgen.following(0xFFFFFFFF) == 1
+
+
+def test_reads_between_two_equal_ids_saw_that_generation() -> None:
+    assert nftgen.steady(5, 5) == 5
+    assert nftgen.steady(5, 6) is None  # something committed meanwhile
+    assert nftgen.steady(None, None) is None
+    assert nftgen.still(6, 6)
+    assert not nftgen.still(6, 7)
+    assert not nftgen.still(None, None)
+
+
+def test_the_ruleset_less_the_rule_is_what_a_save_after_the_delete_reads() -> None:
+    read = parse_save(SAVE, "nft", "ipv4")
+    after = xtables_plan.without_rule(read, "filter", "f2b-sshd", SPEC)
+    assert after == parse_save(SAVE.replace(f"-A f2b-sshd {SPEC}\n", ""), "nft", "ipv4")
+    assert read == parse_save(SAVE, "nft", "ipv4")  # the find's read is left as it was
+    assert after.tables["filter"].chains["INPUT"] is read.tables["filter"].chains["INPUT"]
+
+
+class Kernel:
+    """What the layer's reads and its `iptables-nft -D` see: one ruleset text per backend and
+    family and nftables' generation id, which a delete bumps (or `others` commits do)."""
+
+    def __init__(self, generation: Optional[int] = 10) -> None:
+        self.saves = {"iptables-nft-save": SAVE}
+        self.generation = generation
+        self.ran: list[tuple[str, ...]] = []
+        self.during_save = 0  # commits by others while a save runs
+
+    def run(self, _layer: str, argv: Any, **_kw: Any) -> system.Completed:
+        argv = tuple(argv)
+        self.ran.append(argv)
+        if argv[0].endswith("-save"):
+            if self.generation is not None:
+                self.generation += self.during_save
+            return system.Completed(argv, 0, self.saves.get(argv[0], ""), "")
+        assert argv[:4] == ("iptables-nft", "-t", "filter", "-D"), argv
+        self.saves["iptables-nft-save"] = SAVE.replace(f"-A f2b-sshd {SPEC}\n", "")
+        if self.generation is not None:
+            self.generation += 1
+        return system.Completed(argv, 0, "", "")
+
+    def dumps(self) -> int:
+        return sum(1 for argv in self.ran if argv == ("iptables-nft-save",))
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> Kernel:
+    box = Kernel()
+    monkeypatch.setattr(xtables, "run", box.run)
+    monkeypatch.setattr(xtables_plan, "run", box.run)
+    monkeypatch.setattr(xtables, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(xtables, "generation", lambda: box.generation)
+    monkeypatch.setattr(xtables, "before_reads", lambda: box.generation)
+    return box
+
+
+def lift_once(layer: xtables.XtablesLayer) -> list[Any]:
+    """find, plan and apply the one rule blocking ADDRESS; the findings of the find after."""
+    target = parse_target(ADDRESS)
+    found = layer.find(target)
+    assert [f.rule for f in found] == [f"-A f2b-sshd {SPEC}"]
+    (batch,) = layer.plan(found)
+    layer.apply(batch)
+    return layer.find(target)
+
+
+def test_after_its_own_delete_alone_the_layer_keeps_the_rules_less_that_rule(
+    kernel: Kernel,
+) -> None:
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    assert lift_once(layer) == []
+    assert kernel.dumps() == 1  # the find's only: the check after is generation 11, as derived
+    assert layer.rulesets()[0] == parse_save(kernel.saves["iptables-nft-save"], "nft", "ipv4")
+
+
+def test_a_commit_by_anyone_else_after_the_find_means_reading_again(kernel: Kernel) -> None:
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    target = parse_target(ADDRESS)
+    (batch,) = layer.plan(layer.find(target))
+    layer.apply(batch)
+    kernel.saves["iptables-nft-save"] = SAVE  # fail2ban banned it again: one more commit
+    assert kernel.generation is not None
+    kernel.generation += 1
+    after = layer.find(target)
+    assert [f.rule for f in after] == [f"-A f2b-sshd {SPEC}"]
+    assert kernel.dumps() == 2
+
+
+def test_a_commit_during_the_find_s_dump_means_reading_again(kernel: Kernel) -> None:
+    kernel.during_save = 1  # the dump saw generation 10 or 11: not known which
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    assert lift_once(layer) == []
+    assert kernel.dumps() == 2
+
+
+def test_without_a_generation_id_every_find_dumps_again(kernel: Kernel) -> None:
+    kernel.generation = None  # no nf_tables answer
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    assert lift_once(layer) == []
+    assert kernel.dumps() == 2
+
+
+def test_nothing_committed_since_a_find_keeps_its_rules_and_legacy_is_read_again(
+    kernel: Kernel,
+) -> None:
+    layer = xtables.XtablesLayer(backends=("legacy", "nft"), families=("ipv4",))
+    target = parse_target(ADDRESS)
+    layer.find(target)
+    layer.find(target)
+    assert kernel.dumps() == 1
+    assert kernel.ran.count(("iptables-legacy-save",)) == 2  # not nftables: no id to prove it
