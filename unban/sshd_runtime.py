@@ -4,6 +4,7 @@ on, and whether a user may log in from an address."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 from unban import sshd as sshd_mod
@@ -11,7 +12,7 @@ from unban import tcpwrappers
 from unban.checks.sockets import SS_USERS, Load, measure_load, parse_ss
 from unban.path.model import IPAddress
 from unban.sshd import SshdConfig, UserAccess
-from unban.system import run, which
+from unban.system import both, run, which
 
 
 def local_address(
@@ -46,12 +47,15 @@ def listening_ports() -> Optional[list[int]]:
 def startup_load(port: int, address: IPAddress, netblock: tuple[int, int]) -> Load:
     if which("ss") is None:
         return Load(None, "ss is not installed")
-    listeners = run("sshd", ["ss", "-Htlnp", f"( sport = :{port} )"], check=False, timeout=10)
-    established = run(
-        "sshd",
-        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
-        check=False,
-        timeout=10,
+    listeners, established = both(  # at once: each lists every socket of the host
+        partial(run, "sshd", ["ss", "-Htlnp", f"( sport = :{port} )"], check=False, timeout=10),
+        partial(
+            run,
+            "sshd",
+            ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+            check=False,
+            timeout=10,
+        ),
     )
     if established.returncode != 0:
         return Load(None, f"ss failed: {' '.join(established.stderr.split())}")
