@@ -28,6 +28,7 @@ from unban.reverter import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
     from unban.me import MeResult
+    from unban.refusals import Refusal
 
 DEFAULT_CONFIG = str(healconfig.DEFAULT_PATH)
 DEFAULT_LOCK = defaults.HEAL_LOCK
@@ -57,11 +58,18 @@ class Healed:
     status: str  # one of STATUSES
     exit_status: int = int(ExitStatus.OK)
     changes: tuple[str, ...] = ()  # what was done, one short phrase each
-    remaining: tuple[str, ...] = ()  # what still refuses the address (and the fix)
+    refused: tuple[Refusal, ...] = ()  # what still refuses the address, with its fix
     error: str = ""
     change_set: Optional[str] = None
     plan: tuple[str, ...] = ()  # a dry run: the plan `unban me` would apply (its lines)
     planned: int = 0  # a dry run: the changes that plan would make
+
+    @property
+    def remaining(self) -> tuple[str, ...]:
+        """What still refuses the address, one phrase each (and its fix)."""
+        return tuple(
+            f"{r.key}: {r.what}" + (f" (fix: {r.fix})" if r.fix else "") for r in self.refused
+        )
 
 
 @dataclass(frozen=True)
@@ -220,10 +228,7 @@ def from_me(result: MeResult) -> Healed:
     changes += exempted_phrases(result.ignored)
     if result.changed and not changes:
         changes.append(result.summary)
-    remaining = tuple(
-        f"{r.key}: {r.what}" + (f" (fix: {r.fix})" if r.fix else "") for r in result.still_refused
-    )
-    if remaining:
+    if result.still_refused:
         status, code = STILL_BLOCKED, int(result.status)
     elif result.changed:
         status, code = (HEALED if result.blocked else UPDATED), int(ExitStatus.OK)
@@ -237,7 +242,15 @@ def from_me(result: MeResult) -> Healed:
         plan = tuple(plan_lines(result.plan, result.exemptions))
         planned = planned_changes(result.plan, result.exemptions)
     return Healed(
-        result.target, status, code, tuple(changes), remaining, "", result.change_set, plan, planned
+        result.target,
+        status,
+        code,
+        tuple(changes),
+        tuple(result.still_refused),
+        "",
+        result.change_set,
+        plan,
+        planned,
     )
 
 

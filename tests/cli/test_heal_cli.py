@@ -17,6 +17,7 @@ from unban.errors import ApplyError
 from unban.heal import CLEAR, HEALED, STILL_BLOCKED, Healed
 from unban.healconfig import HealConfig
 from unban.locking import FileLock
+from unban.refusals import Refusal
 
 runner = make_runner()
 
@@ -111,7 +112,7 @@ def test_one_line_per_healed_address_errors_on_stderr_worst_exit(
         "203.0.113.4", HEALED, changes=("fail2ban unban in sshd (server)",), change_set="3"
     )
     me.answers["198.51.100.0/24"] = Healed(
-        "198.51.100.0/24", STILL_BLOCKED, 3, remaining=("sshd DenyUsers",)
+        "198.51.100.0/24", STILL_BLOCKED, 3, refused=(Refusal("users", "DenyUsers", ""),)
     )
     result = runner.invoke(
         cli.app, ["heal", "--config", str(config), "--lock-file", str(tmp_path / "l")]
@@ -119,7 +120,7 @@ def test_one_line_per_healed_address_errors_on_stderr_worst_exit(
     assert result.stdout == (
         "healed 203.0.113.4: fail2ban unban in sshd (server) "
         "(change set 3: `unban undo 3` puts it back)\n"
-        "198.51.100.0/24 is still refused by: sshd DenyUsers\n"
+        "198.51.100.0/24 is still refused by: users: DenyUsers\n"
     )
     assert result.stderr == (
         "unban: heal 192.0.2.66: iptables: restore failed; nothing is changed\n"
@@ -130,7 +131,9 @@ def test_one_line_per_healed_address_errors_on_stderr_worst_exit(
 
 def test_still_refused_only_exits_3(tmp_path: Path, me: FakeMe, logged: Syslog) -> None:
     config = write_config(tmp_path, 'protect = ["203.0.113.4"]\n')
-    me.answers["203.0.113.4"] = Healed("203.0.113.4", STILL_BLOCKED, 3, remaining=("x",))
+    me.answers["203.0.113.4"] = Healed(
+        "203.0.113.4", STILL_BLOCKED, 3, refused=(Refusal("users", "x", ""),)
+    )
     result = runner.invoke(
         cli.app, ["heal", "--config", str(config), "--lock-file", str(tmp_path / "l")]
     )

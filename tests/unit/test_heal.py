@@ -192,7 +192,9 @@ REPORT = HealReport(
             STILL_BLOCKED,
             3,
             changes=("route ipv6: 1 removed",),
-            remaining=("iptables nft/ipv6 filter INPUT #1 (-s 2001:db8::/32 -j DROP)",),
+            refused=(
+                Refusal("iptables", "nft/ipv6 filter INPUT #1 (-s 2001:db8::/32 -j DROP)", ""),
+            ),
         ),
         Healed("192.0.2.9", FAILED, 1, error="iptables: restore failed; nothing is changed"),
     ),
@@ -204,7 +206,7 @@ def test_one_line_per_healed_or_refused_address_and_errors_apart() -> None:
         "healed 203.0.113.4: fail2ban unban in sshd (server); added to fail2ban's ignoreip "
         "(change set 7: `unban undo 7` puts it back)",
         "healed 2001:db8::/64: route ipv6: 1 removed; still refused by: "
-        "iptables nft/ipv6 filter INPUT #1 (-s 2001:db8::/32 -j DROP)",
+        "iptables: nft/ipv6 filter INPUT #1 (-s 2001:db8::/32 -j DROP)",
     ]
     assert heal.error_lines(REPORT) == [
         "unban: heal 192.0.2.9: iptables: restore failed; nothing is changed"
@@ -220,8 +222,17 @@ def test_an_address_nothing_blocked_but_newly_ignored_is_updated() -> None:
 
 
 def test_still_refused_without_changes() -> None:
-    result = Healed("203.0.113.4", STILL_BLOCKED, 3, remaining=("sshd DenyUsers root",))
-    assert heal.result_line(result) == "203.0.113.4 is still refused by: sshd DenyUsers root"
+    refusal = Refusal("users", "DenyUsers root", "remove root from DenyUsers")
+    result = Healed("203.0.113.4", STILL_BLOCKED, 3, refused=(refusal,))
+    assert heal.result_line(result) == (
+        "203.0.113.4 is still refused by: users: DenyUsers root (fix: remove root from DenyUsers)"
+    )
+    (listed,) = contract.heal(HealReport("c", results=(result,)))["results"][0]["still_refused"]
+    assert (listed["layer"], listed["detail"], listed["fix"]["text"]) == (
+        "users",
+        "DenyUsers root",
+        "remove root from DenyUsers",
+    )
 
 
 def test_silent_when_nothing_was_blocked() -> None:

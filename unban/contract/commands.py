@@ -335,7 +335,7 @@ def heal(report: Any) -> Json:
                 "status": r.status,
                 "exit_code": r.exit_status,
                 "changes": list(r.changes),
-                "still_refused": list(r.remaining),
+                "still_refused": [core.refusal(x) for x in r.refused],
                 "error": r.error or None,
                 "change_set": r.change_set,
                 "plan": list(r.plan),
