@@ -11,7 +11,7 @@ import pytest
 from tests.conffiles import write
 from unban.errors import InputError
 from unban.fail2ban.config import read_tree, splitwords
-from unban.fail2ban.ignoreip import plan_edits, plan_removals, refusal
+from unban.fail2ban.ignoreip import refusal
 from unban.fail2ban.ignorelist import (
     append_token,
     check_range,
@@ -20,6 +20,7 @@ from unban.fail2ban.ignorelist import (
     parse_ignore_target,
     remove_tokens,
 )
+from unban.fail2ban.ignoreplan import plan_edits, plan_removals
 
 IP = ipaddress.ip_network("203.0.113.4")
 
@@ -295,7 +296,8 @@ def test_apply_rolls_back_files_when_going_live_fails(tmp_path: Path) -> None:
     import threading
 
     from unban.fail2ban.client import END
-    from unban.fail2ban.ignoreip import FileEdit, IgnoreError, IgnorePlan, LiveChange, apply
+    from unban.fail2ban.ignoreip import IgnoreError, apply
+    from unban.fail2ban.ignoreplan import FileEdit, IgnorePlan, LiveChange
     from unban.reverter import Reverter
 
     if shutil.which("fail2ban-client") is None:

@@ -187,7 +187,7 @@ def ignore(
     still_banned: Sequence[Finding],
 ) -> Json:
     """`unban ignore` and `unban unignore`: every ban source's exemption plan as steps, and
-    fail2ban's jails (`fail2ban_plan`: its ignoreip.IgnorePlan, None without fail2ban)."""
+    fail2ban's jails (`fail2ban_plan`: its ignoreplan.IgnorePlan, None without fail2ban)."""
     steps = exemption_steps(plans)
     jails = fail2ban_plan.jails if fail2ban_plan is not None else ()
     return core.envelope(

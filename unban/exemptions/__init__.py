@@ -92,7 +92,7 @@ class ExemptionPlan:
     commands: tuple[Command, ...] = ()
     lines: tuple[str, ...] = ()  # what it does, in words
     notes: tuple[str, ...] = ()  # what it costs or leaves as it is (a restart drops ...)
-    payload: Any = None  # the exemption's own plan (fail2ban: ignoreip.IgnorePlan)
+    payload: Any = None  # the exemption's own plan (fail2ban: ignoreplan.IgnorePlan)
 
     def is_empty(self) -> bool:
         return not self.edits and not self.commands
