@@ -52,12 +52,9 @@ def test_only_the_first_find_takes_what_was_read_ahead(monkeypatch: pytest.Monke
     assert len(runs) == 2
 
 
-@pytest.mark.parametrize("sshd_config", [None, "/etc/ssh/sshd_config.other"])
-def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, sshd_config: Optional[str]
-) -> None:
-    """Every read started ahead is one a layer or the path evaluator then asks for, argv for
-    argv (a read nobody asks for would only cost its run; one that differs would run twice)."""
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[tuple[str, ...]]:
+    """The argvs the layers then ask the shared reads for (each answered with a stand-in)."""
     asked: list[tuple[str, ...]] = []
 
     def once(_self: Any, key: tuple[str, ...], _start: Any) -> Any:
@@ -68,37 +65,38 @@ def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
     monkeypatch.setattr(system.SharedReads, "once", once)
     monkeypatch.setattr(readahead, "TCP_WRAPPERS", (str(tmp_path / "hosts.deny"),))
     (tmp_path / "hosts.deny").write_text("")
+    return asked
+
+
+def read_as_find_does(sshd_config: Optional[str], state_dir: str, *, penalties: bool) -> None:
     target = parse_target("203.0.113.4")
     with system.shared_reads():
         RoutesLayer().find(target)
         verdict.system_packets(target.network_address, sshd_config)
-        SshdPenaltyLayer(sshd_config, str(tmp_path)).status()
-        HostsLayer(state_dir=str(tmp_path)).libwrap()
-    reads = readahead.system_reads(target, sshd_config)
+        if penalties:
+            SshdPenaltyLayer(sshd_config, state_dir).status()
+        HostsLayer(state_dir=state_dir).libwrap()
+
+
+@pytest.mark.parametrize("sshd_config", [None, "/etc/ssh/sshd_config.other"])
+def test_the_system_reads_are_what_the_layers_and_the_evaluator_make(
+    asked: list[tuple[str, ...]], tmp_path: Any, sshd_config: Optional[str]
+) -> None:
+    """Every read started ahead is one a layer or the path evaluator then asks for, argv for
+    argv (a read nobody asks for would only cost its run; one that differs would run twice)."""
+    read_as_find_does(sshd_config, str(tmp_path), penalties=True)
+    reads = readahead.system_reads(parse_target("203.0.113.4"), sshd_config)
     assert ("ip", "-j", "route", "get", "203.0.113.4") in reads
     assert set(reads) <= set(asked)
     assert (readahead.ROUTE_TYPES, readahead.SESSION_BINARY) == (TYPES, SESSION_BINARY)
 
 
 def test_without_the_penalty_layer_sshd_s_global_configuration_is_not_read_ahead(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    asked: list[tuple[str, ...]], tmp_path: Any
 ) -> None:
     """`me --no-sshd` leaves out the only layer that reads `sshd -T` without -C."""
-    asked: list[tuple[str, ...]] = []
-
-    def once(_self: Any, key: tuple[str, ...], _start: Any) -> Any:
-        asked.append(key)
-        out = "[]" if key[0] == "ip" else "port 22\nlistenaddress 0.0.0.0:22\n"
-        return system.subprocess.CompletedProcess(list(key), 0, out, "")
-
-    monkeypatch.setattr(system.SharedReads, "once", once)
-    monkeypatch.setattr(readahead, "TCP_WRAPPERS", (str(tmp_path / "hosts.deny"),))
-    (tmp_path / "hosts.deny").write_text("")
+    read_as_find_does(None, str(tmp_path), penalties=False)
     target = parse_target("203.0.113.4")
-    with system.shared_reads():
-        RoutesLayer().find(target)
-        verdict.system_packets(target.network_address)
-        HostsLayer(state_dir=str(tmp_path)).libwrap()
     reads = readahead.system_reads(target, penalties=False)
     assert set(reads) <= set(asked)
     assert set(readahead.system_reads(target)) - set(reads) == {("sshd", "-T")}
