@@ -192,7 +192,7 @@ def test_killed_mid_exemption_the_next_command_restores_sshguards_files(host: Ho
         wait_for(f"the state before (kill {when})", lambda: sshguard_state(host, guard) == before)
         if killed_blocker != blocker:  # unban's restart happened: undo restarts it again
             restarts += 1
-            assert guard.blocker() not in (None, killed_blocker), when
+            assert guard.blocker() not in (None, killed_blocker), (when, next_command.stdout)
     assert kills >= 6 and restarts >= 1, (kills, restarts)
     listed = json.loads(host.unban("rollback", "--list", "--json").stdout)["change_sets"]
     assert {c["status"] for c in listed} <= {"failed", "rolled-back"}
