@@ -65,6 +65,13 @@ class Host:
     def write(self, path: str, text: str) -> None:
         self.run("tee", path, input=text)
 
+    def pgrep(self, pattern: str) -> list[int]:
+        """The pids of this host's processes whose command line matches: in its own mount and
+        network namespaces only, not another test's (a Debian root's suite may run beside)."""
+        holder = str(self.sshd.mount_ns.pid)
+        argv = ("pgrep", "--ns", holder, "--nslist", "mnt,net", "-f", pattern)
+        return [int(p) for p in self.run(*argv, check=False).stdout.split()]
+
     def read(self, path: str) -> str:
         proc = self.run("cat", path, check=False)
         return str(proc.stdout) if proc.returncode == 0 else ""
@@ -126,13 +133,11 @@ class Sshguard:
         )
 
     def blocker(self) -> Optional[int]:
-        proc = self.host.run("pgrep", "-f", "^/usr/libexec/sshguard/sshg-blocker", check=False)
-        pids = [int(p) for p in proc.stdout.split()]
+        pids = self.host.pgrep("^/usr/libexec/sshguard/sshg-blocker")
         return pids[0] if pids else None
 
     def processes(self) -> list[int]:
-        proc = self.host.run("pgrep", "-f", "/usr/libexec/sshguard/", check=False)
-        return [int(p) for p in proc.stdout.split()]
+        return self.host.pgrep("/usr/libexec/sshguard/")
 
     def start(self) -> None:
         self.host.run("/etc/init.d/sshguard", "start")
