@@ -281,7 +281,13 @@ def _restart(commands: Sequence[Sequence[str]], proc: str) -> None:
         run(NAME, list(argv), timeout=60)
         _wait_for(lambda: not still_running(old, proc))
     if not _wait_for(lambda: _new_blocker(old, proc)):
-        raise ExemptionError(f"sshguard did not come back within {RESTART_WAIT:.0f} s of `{shell}`")
+        left = still_running(old, proc)
+        why = (
+            f" (the old one's processes {', '.join(map(str, left))} had not exited)" if left else ""
+        )
+        raise ExemptionError(
+            f"sshguard did not come back within {RESTART_WAIT:.0f} s of `{shell}`{why}"
+        )
     time.sleep(0.3)  # the backend sets up its table or sets right after the blocker starts
 
 
@@ -291,8 +297,9 @@ def _new_blocker(old: Mapping[int, str], proc: str) -> bool:
 
 
 def _wait_for(done: Callable[[], bool]) -> bool:
-    """Poll `done` for up to RESTART_WAIT seconds; whether it came true. An old sshguard that
-    outlives the wait is left to finish: the start goes ahead, sshguard down is worse."""
+    """Poll `done` for up to RESTART_WAIT seconds; whether it came true. After `stop` the start
+    goes ahead even if the old sshguard outlived the wait: if its pidfile keeps the start from
+    running, the wait for a new blocker fails and says so."""
     deadline = time.monotonic() + RESTART_WAIT
     while not done():
         if time.monotonic() > deadline:
