@@ -182,7 +182,8 @@ class XtablesLayer:
     def _forget_unless_current(self) -> None:
         """Drop every cached ruleset but the nft backend's, which stay while no commit to
         nftables came after the generation they are."""
-        current = still(self._generation, generation())
+        # Only a layer that holds a known generation asks the kernel (every find, heal's too).
+        current = self._generation is not None and still(self._generation, generation())
         for key in list(self._cache):
             if key[0] != "nft" or not current:
                 del self._cache[key]
