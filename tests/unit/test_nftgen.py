@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import pytest
 
-from unban import nftgen, system
+from unban import nftgen, nftnl, system
 from unban.address import parse_target
+from unban.errors import LayerError
 from unban.layers import xtables, xtables_plan
 from unban.path.iptables import parse_save
 
@@ -71,14 +73,36 @@ def test_the_ruleset_less_the_rule_is_what_a_save_after_the_delete_reads() -> No
 
 
 class Kernel:
-    """What the layer's reads and its `iptables-nft -D` see: one ruleset text per backend and
-    family and nftables' generation id, which a delete bumps (or `others` commits do)."""
+    """What the layer's reads, its `iptables-nft -D` and its deletes by handle see: one ruleset
+    text per backend and family and nftables' generation id, which a delete bumps (or
+    `others` commits do). A delete by handle names the generation it was read at, and is
+    refused (nothing deleted) unless the kernel is still there, or when `refuse` says so."""
 
     def __init__(self, generation: Optional[int] = 10) -> None:
         self.saves = {"iptables-nft-save": SAVE}
         self.generation = generation
         self.ran: list[tuple[str, ...]] = []
         self.during_save = 0  # commits by others while a save runs
+        self.by_handle: list[tuple[str, str, tuple[nftnl.Spot, ...], int]] = []
+        self.refuse = False
+
+    def delete_at(
+        self, family: str, table: str, spots: Sequence[nftnl.Spot], generation: int
+    ) -> bool:
+        self.by_handle.append((family, table, tuple(spots), generation))
+        if self.refuse or generation != self.generation:
+            return False
+        lines = self.saves["iptables-nft-save"].splitlines(keepends=True)
+        gone = set()
+        for spot in spots:
+            rules = [i for i, line in enumerate(lines) if line.startswith(f"-A {spot.chain} ")]
+            assert len(rules) == spot.rules
+            gone.add(rules[spot.index])
+        self.saves["iptables-nft-save"] = "".join(
+            line for i, line in enumerate(lines) if i not in gone
+        )
+        self.generation += 1
+        return True
 
     def run(self, _layer: str, argv: Any, **_kw: Any) -> system.Completed:
         argv = tuple(argv)
@@ -105,6 +129,7 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> Kernel:
     monkeypatch.setattr(xtables, "which", lambda name: f"/usr/sbin/{name}")
     monkeypatch.setattr(xtables, "generation", lambda: box.generation)
     monkeypatch.setattr(xtables, "before_reads", lambda: box.generation)
+    monkeypatch.setattr(xtables, "delete_at", box.delete_at)
     return box
 
 
@@ -125,6 +150,9 @@ def test_after_its_own_delete_alone_the_layer_keeps_the_rules_less_that_rule(
     assert lift_once(layer) == []
     assert kernel.dumps() == 1  # the find's only: the check after is generation 11, as derived
     assert layer.rulesets()[0] == parse_save(kernel.saves["iptables-nft-save"], "nft", "ipv4")
+    # deleted by handle at the find's generation: rule 2 of the chain's 4, no iptables-nft run
+    assert kernel.by_handle == [("ipv4", "filter", (nftnl.Spot("f2b-sshd", 1, 4),), 10)]
+    assert kernel.ran == [("iptables-nft-save",)]
 
 
 def test_a_commit_by_anyone_else_after_the_find_means_reading_again(kernel: Kernel) -> None:
@@ -163,3 +191,48 @@ def test_nothing_committed_since_a_find_keeps_its_rules_and_legacy_is_read_again
     layer.find(target)
     assert kernel.dumps() == 1
     assert kernel.ran.count(("iptables-legacy-save",)) == 2  # not nftables: no id to prove it
+
+
+def test_a_delete_by_handle_the_kernel_refuses_is_done_by_spec_instead(kernel: Kernel) -> None:
+    kernel.refuse = True  # as when something committed after the find: nothing was deleted
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    assert lift_once(layer) == []
+    assert len(kernel.by_handle) == 1
+    assert [argv[:5] for argv in kernel.ran[1:2]] == [
+        ("iptables-nft", "-t", "filter", "-D", "f2b-sshd")
+    ]
+    assert kernel.saves["iptables-nft-save"] == SAVE.replace(f"-A f2b-sshd {SPEC}\n", "")
+
+
+def test_rules_of_the_find_s_generation_are_deleted_in_one_commit_by_handle(
+    kernel: Kernel,
+) -> None:
+    # a second copy of the rule: `-D SPEC` would take the first, so never by spec
+    kernel.saves["iptables-nft-save"] = SAVE.replace("-A f2b-sshd -j RETURN", f"-A f2b-sshd {SPEC}")
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    target = parse_target(ADDRESS)
+    found = layer.find(target)
+    assert [f.line for f in found] == [2, 4]
+    (batch,) = layer.plan(found)
+    layer.apply(batch)
+    (call,) = kernel.by_handle
+    assert sorted(call[2], key=lambda s: s.index) == [
+        nftnl.Spot("f2b-sshd", 1, 4),
+        nftnl.Spot("f2b-sshd", 3, 4),
+    ]
+    assert layer.find(target) == []
+    assert kernel.ran == [("iptables-nft-save",)]  # one commit: generation 11, derived
+
+
+def test_a_delete_whose_outcome_is_unknown_stops_the_apply(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown(*_args: Any) -> bool:
+        raise nftnl.UnknownOutcome("no readable answer to the delete (timed out)")
+
+    monkeypatch.setattr(xtables, "delete_at", unknown)
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    (batch,) = layer.plan(layer.find(parse_target(ADDRESS)))
+    with pytest.raises(LayerError, match="could not tell whether nftables deleted"):
+        layer.apply(batch)
+    assert kernel.ran == [("iptables-nft-save",)]  # and no delete by spec after it

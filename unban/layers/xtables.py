@@ -8,11 +8,18 @@ one deleted and a missing one fails the whole table: under the xtables lock for 
 number (`unban delete`) takes the rule at that number now and deletes it the same way. The undo
 is one `*-restore --noflush` per table.
 
+Deleting iptables-nft rules a find just read: its dumps are bracketed by two reads of
+nftables' generation id (unban.nftgen); equal, they are generation G, and the rules at their
+positions in that read are deleted by nft handle in one netlink batch that the kernel commits
+only while nftables is still at G (unban.nftnl): no `iptables-nft` run, which reads the whole
+table first. When the kernel refuses it (something committed since), the delete goes by spec or
+by handles mapped afresh, as without a known generation.
+
 Reading again after a change (`me`'s final check): the nft backend's rules are not dumped again
-when nftables' generation id (unban.nftgen) proves what they are. The find's dumps are bracketed
-by two reads of the id; equal, they are generation G. After the one-rule `iptables-nft -D` by
-spec, the rules are G's minus that rule, as generation G+1; the next find keeps them only when
-the id is then exactly G+1 (that delete, and no other commit by anyone), else it dumps afresh.
+when the generation id proves what they are. After that one-commit delete (or a one-rule
+`iptables-nft -D` by spec) the rules are G's minus those rules, as generation G+1; the next
+find keeps them only when the id is then exactly G+1 (that delete, and no other commit by
+anyone), else it dumps afresh.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from unban.layers.xtables_plan import (
     restore_input,
     targets_of,
     without_rule,
+    without_rules_at,
 )
 from unban.layers.xtables_rules import (
     BACKENDS,
@@ -49,6 +57,7 @@ from unban.layers.xtables_rules import (
 from unban.locking import FileLock
 from unban.model import Batch, Finding, LayerStatus
 from unban.nftgen import before_reads, following, generation, steady, still
+from unban.nftnl import Spot, UnknownOutcome, delete_at
 from unban.path.iptables import (
     Chain,
     Ruleset,
@@ -224,9 +233,12 @@ class XtablesLayer:
 
         legacy: hold the xtables lock (fail2ban's `iptables -w` waits for it) from reading the
         table to libiptc's commit, so nothing can move between the check and the delete.
-        nft: one target whose spec the find's read held once is deleted by spec (the rule
-        equal to it is the one found); otherwise positions are mapped to nft handles (never
-        reused) read before and after the check, and deleted by handle in one transaction.
+        nft: when the find's read is of a known generation, the rules at their positions in
+        it are deleted by handle in one netlink batch that the kernel commits only at that
+        generation (`_deleted_at_generation`). Otherwise, or when the kernel refuses it: one
+        target whose spec the find's read held once is deleted by spec (the rule equal to it
+        is the one found); else positions are mapped to nft handles (never reused) read
+        before and after the check, and deleted by handle in one transaction.
         """
         backend, family, table = batch.scope.split(" ")[:3]
         read = self._cache.pop((backend, family), None)
@@ -234,9 +246,13 @@ class XtablesLayer:
             with xtables_lock():
                 spots = locate(self._table_now(backend, family, table), targets)
                 _libiptc_delete(family, table, spots)
-        elif read is not None and only_copy(read, table, targets):
-            known = self._generation
-            self._generation = None
+            return
+        known = self._generation
+        self._generation = None
+        if read is not None and known is not None:
+            if self._deleted_at_generation(family, table, targets, read, known):
+                return
+        if read is not None and only_copy(read, table, targets):
             if not _deleted_by_spec(family, table, targets[0]):
                 self._delete_nft(family, table, targets)
             elif known is not None:  # the find's rules less this one: generation known + 1
@@ -245,8 +261,33 @@ class XtablesLayer:
                 )
                 self._generation = following(known)
         else:
-            self._generation = None
             self._delete_nft(family, table, targets)
+
+    def _deleted_at_generation(
+        self, family: str, table: str, targets: Sequence[RuleTarget], read: Ruleset, known: int
+    ) -> bool:
+        """Delete the targets where the find's `read` (generation `known`) has them, by nft
+        handle, in one commit the kernel makes only while nftables is still at that
+        generation (unban.nftnl); then keep `read` less those rules as the next generation.
+        False when nothing was deleted: the caller's slower ways go on from there."""
+        chains = read.tables.get(table, Table(table)).chains
+        try:
+            spots = locate(chains, targets)
+        except RuleChangedError:
+            return False  # not in the find's read: deleting by spec says so
+        at = [Spot(chain, index, len(chains[chain].rules)) for chain, index in spots]
+        try:
+            deleted = delete_at(family, table, at, known)
+        except UnknownOutcome as exc:
+            raise LayerError(
+                LAYER,
+                f"could not tell whether nftables deleted the rules from table {table} ({exc}); "
+                "see `unban find` for what is there now",
+            ) from None
+        if deleted:
+            self._cache[("nft", family)] = without_rules_at(read, table, spots)
+            self._generation = following(known)
+        return deleted
 
     def _table_now(self, backend: str, family: str, table: str) -> dict[str, Chain]:
         out = run(LAYER, [tool(backend, family, "-save"), "-t", table]).stdout

@@ -185,6 +185,20 @@ def without_rule(ruleset: Ruleset, table: str, chain: str, spec: str) -> Ruleset
     return Ruleset(ruleset.backend, ruleset.family, tables)
 
 
+def without_rules_at(ruleset: Ruleset, table: str, spots: Sequence[tuple[str, int]]) -> Ruleset:
+    """`ruleset` once the rules at `spots` ((chain, 0-based index), as `locate` gives them)
+    are deleted. Pure: a new ruleset, sharing the chains it does not change."""
+    tables = dict(ruleset.tables)
+    chains = dict(tables[table].chains)
+    for name in {chain for chain, _ in spots}:
+        gone = {index for chain, index in spots if chain == name}
+        old = chains[name]
+        rules = [rule for index, rule in enumerate(old.rules) if index not in gone]
+        chains[name] = Chain(old.name, old.policy, rules)
+    tables[table] = Table(table, chains)
+    return Ruleset(ruleset.backend, ruleset.family, tables)
+
+
 def clamp_inserts(lines: Sequence[str], chains: dict[str, Chain]) -> list[str]:
     """The undo's `-I CHAIN N spec` lines, each N at most one past the chain's end as it is
     now (rules above it went meanwhile: a restarted fail2ban drops its jump until it bans
