@@ -1,7 +1,8 @@
-"""`unban me` on a lone iptables-nft rule: its final check reuses the find's rules less the one
-it deleted only when nftables' generation id proves nothing else committed (unban.nftgen), and
-reads afresh when something did. A real sshd in a server namespace, a client namespace at the
-banned address reading sshd's banner."""
+"""`unban me` on a lone iptables-nft rule: it deletes the rule by nft handle in a netlink batch
+that names the find's nftables generation (unban.nftnl), runs no iptables-nft for it, and its
+final check reuses the find's rules less the one it deleted only when nftables' generation id
+proves nothing else committed (unban.nftgen), and reads afresh when something did. A real sshd
+in a server namespace, a client namespace at the banned address reading sshd's banner."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def test_me_lifts_the_lone_rule_and_its_check_needs_no_second_dump(
     log = execs.read_text()
     # the find's dump only: the check after it is the kernel's generation after the delete
     assert len(re.findall(r'execve\("[^"]*/iptables-nft-save"', log)) == 1, log
+    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log  # deleted over netlink
     left = server.run("iptables-nft-save").stdout
     assert CLIENT4 not in left and left.count("-A f2b-sshd") == 39
 
@@ -80,4 +82,43 @@ def test_a_ban_added_between_the_delete_and_the_check_is_seen(
     assert result["fired"] and " -> 0 " in result["fired"][0] + " ", result
     assert result["exit_status"] == 3, result
     assert "partly unblocked" in result["summary"] and "iptables" in result["summary"], result
+    assert not reachable(link)
+
+
+def test_me_deletes_exactly_the_found_rule_of_a_big_chain_and_undo_puts_it_back(
+    link: Link, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server = sshd_factory(isolate=True)
+    others = [f"-A f2b-sshd -s 10.1.{i // 250}.{i % 250 + 1}/32 -j REJECT" for i in range(3000)]
+    rules = [*others[:1700], f"-A f2b-sshd {' '.join(BLOCK)}", *others[1700:]]
+    lines = ["*filter", ":f2b-sshd - [0:0]", "-A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd"]
+    ruleset = tmp_path / "ruleset"
+    ruleset.write_text("\n".join([*lines, *rules, "COMMIT", ""]))
+    server.run("iptables-nft-restore", str(ruleset))
+    before = server.run("iptables-nft-save").stdout
+    assert not reachable(link)
+    empty = tmp_path / "no-fail2ban"
+    empty.mkdir(mode=0o755)
+    cli = [sys.executable, "-m", "unban", "--fail2ban-conf", str(empty), "--state-dir",
+           str(tmp_path / "state")]  # fmt: skip
+    execs = tmp_path / "exec.log"
+    proc = server.run(
+        "strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(execs),
+        *cli, "me", CLIENT4, "--no-ignore", "--no-sshd", "--sshd-config", str(server.config_path),
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(checked again)" in proc.stdout
+    assert reachable(link)
+    log = execs.read_text()
+    assert len(re.findall(r'execve\("[^"]*/iptables-nft-save"', log)) == 1, log
+    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log
+    left = server.run("iptables-nft-save", "-t", "filter").stdout
+    assert [line for line in left.splitlines() if line.startswith("-A f2b-sshd")] == [
+        rule.replace("-j REJECT", "-j REJECT --reject-with icmp-port-unreachable")
+        for rule in others
+    ]
+    undone = server.run(*cli, "undo", check=False)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert server.run("iptables-nft-save").stdout.split("\n")[1:-2] == before.split("\n")[1:-2]
     assert not reachable(link)
