@@ -25,12 +25,15 @@ def default_layers(
     sshd_config: Optional[str] = None,
     keep_sshd_exempt: bool = False,
     without_sshd: bool = False,
+    take_handles: bool = False,
 ) -> list[Layer]:
     """Every layer, in the order their changes are applied, with this run's fail2ban config
     dir and state dir (`settings`) and sshd's config (`sshd_config`: sshd's default;
     `keep_sshd_exempt`: heal keeps protected addresses in PerSourcePenaltyExemptList).
     `without_sshd`: all but the sshd penalty layer, whose module (and what it imports) is
     then not loaded at all (`unban me --no-sshd`, heal without the sshd group).
+    `take_handles`: the iptables layer's finds also take the nft rule handles, for a delete of
+    what they read (XtablesLayer).
 
     fail2ban comes first: its unban removes its own rules, set elements and routes, which the
     packet-filter layers then must not delete again (see `left_to_fail2ban`).
@@ -44,7 +47,7 @@ def default_layers(
     from unban.layers.xtables import XtablesLayer
     from unban.owners import default_owners
 
-    xtables = XtablesLayer()
+    xtables = XtablesLayer(take_handles=take_handles)
     layers: list[Layer] = [
         Fail2banLayer(settings.fail2ban_conf, settings.state_dir),
         xtables,

@@ -167,6 +167,8 @@ def run_me(
                 sshd_config=sshd_config,
                 keep_sshd_exempt=keep_sshd_exempt,
                 without_sshd=groups is not None and "sshd" not in groups,
+                # `me` itself deletes what its find read; heal's runs mostly find nothing
+                take_handles=change_kind == "me" and not dry_run,
             ),
             groups,
         )

@@ -21,6 +21,8 @@ OTHERS = [
 # then apply, recording what each delete by handle answered. With "kernel_only", unban's own
 # reads of the generation id around its chain dump are told nothing moved, so only the
 # kernel's check of the batch's generation stands between the stale position and a wrong rule.
+# With "take", the find takes the handles beside its save (as `me` does): no dump, no read
+# of the id at the delete, only the kernel's check.
 LIFT = r"""
 import json, subprocess, sys
 from unban import nftnl
@@ -28,7 +30,7 @@ from unban.address import parse_target
 from unban.layers import xtables
 
 spec = json.loads(sys.argv[1])
-layer = xtables.XtablesLayer(backends=["nft"], families=["ipv4"])
+layer = xtables.XtablesLayer(backends=["nft"], families=["ipv4"], take_handles=spec["take"])
 found = layer.find(parse_target("203.0.113.4"))
 (batch,) = layer.plan(found)
 known = layer._generation
@@ -56,11 +58,13 @@ def chain(netns: Netns) -> list[str]:
     ]
 
 
-def lifted(netns: Netns, between: list[list[str]], *, kernel_only: bool) -> dict[str, Any]:
+def lifted(
+    netns: Netns, between: list[list[str]], *, kernel_only: bool = False, take: bool = False
+) -> dict[str, Any]:
     netns.run("iptables-nft", "-N", "f2b-sshd")
     lines = ["*filter", *(f"-A f2b-sshd {rule}" for rule in [*OTHERS[:20], BLOCK, *OTHERS[20:]])]
     netns.run("iptables-nft-restore", "--noflush", input="\n".join([*lines, "COMMIT", ""]))
-    spec = {"between": between, "kernel_only": kernel_only}
+    spec = {"between": between, "kernel_only": kernel_only, "take": take}
     proc = netns.run(sys.executable, "-c", LIFT, json.dumps(spec))
     result: dict[str, Any] = json.loads(proc.stdout)
     assert result["lines"] == [21] and result["generation"], result
@@ -88,12 +92,27 @@ def test_the_kernel_refuses_a_batch_of_a_past_generation_and_the_right_rule_goes
 
 def test_a_commit_after_the_find_sends_no_batch_and_the_right_rule_goes(netns: Netns) -> None:
     insert = ["iptables-nft", "-I", "f2b-sshd", "1", "-s", "192.0.2.7/32", "-j", "DROP"]
-    result = lifted(netns, [insert], kernel_only=False)
+    result = lifted(netns, [insert])
     assert result["answers"] == [False]  # the generation had moved: no batch sent
     assert chain(netns) == ["-s 192.0.2.7/32 -j DROP", *OTHERS]
 
 
 def test_at_the_find_s_generation_the_rule_goes_by_handle_in_one_commit(netns: Netns) -> None:
-    result = lifted(netns, [], kernel_only=False)
+    result = lifted(netns, [])
+    assert result["answers"] == [True]
+    assert chain(netns) == OTHERS
+
+
+def test_handles_taken_by_the_find_are_refused_by_the_kernel_once_stale(
+    netns: Netns, tmp_path: Path
+) -> None:
+    result = lifted(netns, slide(tmp_path), take=True)
+    assert result["answers"] == [False]
+    expected = [r for r in OTHERS if r != OTHERS[4]] + ["-s 192.0.2.9/32 -j DROP"]
+    assert chain(netns) == expected
+
+
+def test_handles_taken_by_the_find_delete_its_rule_in_one_commit(netns: Netns) -> None:
+    result = lifted(netns, [], take=True)
     assert result["answers"] == [True]
     assert chain(netns) == OTHERS

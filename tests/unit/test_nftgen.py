@@ -84,12 +84,27 @@ class Kernel:
         self.ran: list[tuple[str, ...]] = []
         self.during_save = 0  # commits by others while a save runs
         self.by_handle: list[tuple[str, str, tuple[nftnl.Spot, ...], int]] = []
+        self.given: list[Optional[nftnl.Handles]] = []  # the handles each delete was given
         self.refuse = False
+        self.handles = [12, 13, 14, 15]  # f2b-sshd's; rules added at the top take smaller ones
+        self.handle_dumps = 0
+
+    def rule_handles(self, family: str) -> Optional[nftnl.Handles]:
+        self.handle_dumps += 1
+        lines = self.saves["iptables-nft-save"].splitlines()
+        count = sum(1 for line in lines if line.startswith("-A f2b-sshd "))
+        return {("filter", "INPUT"): [1], ("filter", "f2b-sshd"): self.handles[-count:]}
 
     def delete_at(
-        self, family: str, table: str, spots: Sequence[nftnl.Spot], generation: int
+        self,
+        family: str,
+        table: str,
+        spots: Sequence[nftnl.Spot],
+        generation: int,
+        handles: Optional[nftnl.Handles] = None,
     ) -> bool:
         self.by_handle.append((family, table, tuple(spots), generation))
+        self.given.append(handles)
         if self.refuse or generation != self.generation:
             return False
         lines = self.saves["iptables-nft-save"].splitlines(keepends=True)
@@ -130,6 +145,7 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> Kernel:
     monkeypatch.setattr(xtables, "generation", lambda: box.generation)
     monkeypatch.setattr(xtables, "before_reads", lambda: box.generation)
     monkeypatch.setattr(xtables, "delete_at", box.delete_at)
+    monkeypatch.setattr(xtables, "rule_handles", box.rule_handles)
     return box
 
 
@@ -236,3 +252,30 @@ def test_a_delete_whose_outcome_is_unknown_stops_the_apply(
     with pytest.raises(LayerError, match="could not tell whether nftables deleted"):
         layer.apply(batch)
     assert kernel.ran == [("iptables-nft-save",)]  # and no delete by spec after it
+
+
+def test_a_find_that_takes_handles_gives_them_to_the_delete_and_keeps_them_less_its_rule(
+    kernel: Kernel,
+) -> None:
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",), take_handles=True)
+    assert lift_once(layer) == []
+    assert kernel.handle_dumps == 1 and kernel.dumps() == 1  # beside the find's save only
+    assert kernel.given == [{("filter", "INPUT"): [1], ("filter", "f2b-sshd"): [12, 13, 14, 15]}]
+    # generation 11 is the find's less rule 2: so are the handles the layer keeps
+    assert layer._handles == {
+        "ipv4": {("filter", "INPUT"): [1], ("filter", "f2b-sshd"): [12, 14, 15]}
+    }
+
+
+def test_handles_dumped_while_something_committed_are_not_kept(kernel: Kernel) -> None:
+    kernel.during_save = 1
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",), take_handles=True)
+    layer.find(parse_target(ADDRESS))
+    assert kernel.handle_dumps == 1
+    assert layer._handles == {}
+
+
+def test_a_find_takes_no_handles_unless_asked(kernel: Kernel) -> None:
+    layer = xtables.XtablesLayer(backends=("nft",), families=("ipv4",))
+    assert lift_once(layer) == []
+    assert kernel.handle_dumps == 0 and kernel.given == [None]  # the delete dumps its chain

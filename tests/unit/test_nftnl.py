@@ -42,52 +42,75 @@ def attributes(payload: bytes) -> dict[int, bytes]:
     return out
 
 
-def walked(grams: list[bytes], wanted: set[int], seq: int = 1) -> nftnl.DumpWalk:
-    walk = nftnl.DumpWalk(seq, wanted)
+def walked(grams: list[bytes], seq: int = 1) -> nftnl.HandleWalk:
+    walk = nftnl.HandleWalk(seq)
     for gram in grams:
         if walk.going:  # the kernel sends no more once a walk has stopped reading
             walk.feed(gram, len(gram))
     return walk
 
 
-def test_the_dump_counts_the_chain_s_rules_and_names_only_the_asked_ones() -> None:
-    walk = walked(datagrams("dump-3-rules.hex"), {1})
+def test_the_dump_gives_each_chain_s_handles_in_order() -> None:
+    walk = walked(datagrams("dump-3-rules.hex"))
     assert not walk.going
-    assert walk.result() == nftnl.ChainDump(3, {1: ("filter", "f2b-sshd", 3)})
-    every = walked(datagrams("dump-3-rules.hex"), {0, 1, 2}).result()
-    assert every is not None
-    assert [every.found[i][2] for i in range(3)] == [2, 3, 4]  # the chain's handle is 1
+    assert walk.result() == {("filter", "f2b-sshd"): [2, 3, 4]}  # the chain's handle is 1
 
 
 def test_a_datagram_is_read_only_up_to_its_size() -> None:
-    grams = datagrams("dump-3-rules.hex")
     buffer = bytearray(65536)
-    walk = nftnl.DumpWalk(1, {2})
-    for gram in grams:
+    walk = nftnl.HandleWalk(1)
+    for gram in datagrams("dump-3-rules.hex"):
         buffer[: len(gram)] = gram
         walk.feed(buffer, len(gram))  # the rest of the buffer holds an older datagram's bytes
-    assert walk.result() == nftnl.ChainDump(3, {2: ("filter", "f2b-sshd", 4)})
+    assert walk.result() == {("filter", "f2b-sshd"): [2, 3, 4]}
+
+
+def message_at(gram: bytes, index: int) -> int:
+    offset = 0
+    for _ in range(index):
+        offset += (HEADER.unpack_from(gram, offset)[0] + 3) & ~3
+    return offset
 
 
 def with_flags(gram: bytes, index: int, flags: int) -> bytes:
     """`gram` with message `index`'s flags or-ed with `flags`."""
-    offset = 0
-    for _ in range(index):
-        offset += (HEADER.unpack_from(gram, offset)[0] + 3) & ~3
+    offset = message_at(gram, index)
     current = struct.unpack_from("=H", gram, offset + 6)[0]
     return gram[: offset + 6] + struct.pack("=H", current | flags) + gram[offset + 8 :]
 
 
+def test_rules_of_other_chains_and_rules_laid_out_otherwise_are_decoded_whole() -> None:
+    rules, done = datagrams("dump-3-rules.hex")
+    second = message_at(rules, 1)
+    renamed = rules.replace(b"f2b-sshd", b"f2b-sshX")
+    other = rules[:second] + renamed[second:]  # rules 2 and 3 in another chain, same length
+    assert walked([other, done]).result() == {
+        ("filter", "f2b-sshd"): [2],
+        ("filter", "f2b-sshX"): [3, 4],
+    }
+    # the handle first, then the table and the chain: found the slow way
+    length = HEADER.unpack_from(rules)[0]
+    attrs = attributes(rules[20:length])
+    body = b"".join(
+        struct.pack("=HH", 4 + len(attrs[kind]), kind)
+        + attrs[kind]
+        + b"\x00" * (-len(attrs[kind]) % 4)
+        for kind in (3, 1, 2)
+    )
+    reordered = HEADER.pack(20 + len(body), (10 << 8) | 6, 2, 1, 0) + rules[16:20] + body
+    assert walked([reordered + reordered, done]).result() == {("filter", "f2b-sshd"): [2, 2]}
+
+
 def test_an_interrupted_dump_an_error_or_another_request_s_answer_is_no_dump() -> None:
     rules, done = datagrams("dump-3-rules.hex")
-    assert walked([with_flags(rules, 1, 0x10), done], {0}).result() is None  # NLM_F_DUMP_INTR
-    assert walked([rules, done], {0}, seq=2).result() is None
+    assert walked([with_flags(rules, 1, 0x10), done]).result() is None  # NLM_F_DUMP_INTR
+    assert walked([rules, done], seq=2).result() is None
     (error,) = datagrams("reply-enoent.hex")
-    assert walked([error], {0}).result() is None
-    unfinished = nftnl.DumpWalk(1, {0})
+    assert walked([error]).result() is None
+    unfinished = nftnl.HandleWalk(1)
     unfinished.feed(rules, len(rules))
     assert unfinished.going and unfinished.result() is None
-    cut = nftnl.DumpWalk(1, {0})
+    cut = nftnl.HandleWalk(1)
     cut.feed(rules, len(rules) - 8)  # a message cut short
     assert cut.result() is None
 
@@ -107,11 +130,13 @@ def test_a_rule_message_without_its_handle_is_not_named() -> None:
     assert nftnl.rule_names(first, 20, length - 30) is None  # an attribute runs past the end
 
 
-def test_the_dump_request_asks_for_one_chain_of_one_table() -> None:
-    ((kind, flags, seq, payload),) = messages(nftnl.dump_request(2, "filter", "f2b-sshd", 7))
+def test_the_dump_request_asks_for_one_chain_of_one_table_or_the_whole_family() -> None:
+    ((kind, flags, seq, payload),) = messages(nftnl.dump_request(2, 7, "filter", "f2b-sshd"))
     assert (kind, flags, seq) == ((10 << 8) | 7, 0x301, 7)  # GETRULE, REQUEST | DUMP
     assert NFGEN.unpack_from(payload) == (2, 0, 0)
     assert attributes(payload[4:]) == {1: b"filter\x00", 2: b"f2b-sshd\x00"}
+    ((kind, flags, seq, payload),) = messages(nftnl.dump_request(10, 1))  # all of ip6's
+    assert (kind, flags, seq, payload) == ((10 << 8) | 7, 0x301, 1, NFGEN.pack(10, 0, 0))
 
 
 def test_the_batch_names_the_generation_and_acks_each_delete() -> None:
@@ -166,3 +191,12 @@ def test_an_answer_to_nothing_asked_or_not_an_ack_is_an_unreadable_answer() -> N
     rules, _done = datagrams("dump-3-rules.hex")
     with pytest.raises(ValueError):
         nftnl.walk_acks(nftnl.AckWalk([1]), rules)
+
+
+def test_spots_are_named_only_where_each_chain_has_the_read_s_rule_count() -> None:
+    handles = {("filter", "f2b-sshd"): [2, 3, 4], ("filter", "INPUT"): [7]}
+    spots = [nftnl.Spot("f2b-sshd", 2, 3), nftnl.Spot("INPUT", 0, 1)]
+    assert nftnl.spot_handles(handles, "filter", spots) == [("f2b-sshd", 4), ("INPUT", 7)]
+    assert nftnl.spot_handles(handles, "filter", [nftnl.Spot("f2b-sshd", 1, 4)]) is None
+    assert nftnl.spot_handles(handles, "raw", [nftnl.Spot("f2b-sshd", 1, 3)]) is None
+    assert nftnl.spot_handles(None, "filter", spots) is None

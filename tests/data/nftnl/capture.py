@@ -44,7 +44,7 @@ def capture() -> None:
     generation = nftgen.generation()
     assert generation == 5, generation
     with nftnl._socket() as sock:
-        sock.send(nftnl.dump_request(2, "filter", "f2b-sshd", 1))
+        sock.send(nftnl.dump_request(2, 1, "filter", "f2b-sshd"))
         write("dump-3-rules.hex", answers(sock))
         stale, _ = nftnl.batch_message(2, "filter", [("f2b-sshd", 5)], 4, first_seq=2)
         write("batch-genid-4.hex", [stale])
