@@ -6,6 +6,7 @@ exactly the rule found, never the one that slid into its place."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ OTHERS = [
 # reads of the generation id around its chain dump are told nothing moved, so only the
 # kernel's check of the batch's generation stands between the stale position and a wrong rule.
 # With "take", the find takes the handles beside its save (as `me` does): no dump, no read
-# of the id at the delete, only the kernel's check.
+# of the id at the delete, only the kernel's check. With "lose", the batch's answer is lost.
 LIFT = r"""
 import json, subprocess, sys
 from unban import nftnl
@@ -38,6 +39,10 @@ for argv in spec["between"]:
     subprocess.run(argv, check=True)
 if spec["kernel_only"]:
     nftnl.generation = lambda: known
+if spec["lose"]:  # the batch goes out, and its answer is never read
+    def lost(sock, seqs):
+        raise OSError(105, "No buffer space available")
+    nftnl._read_acks = lost
 answers = []
 guarded = xtables.delete_at
 
@@ -59,12 +64,17 @@ def chain(netns: Netns) -> list[str]:
 
 
 def lifted(
-    netns: Netns, between: list[list[str]], *, kernel_only: bool = False, take: bool = False
+    netns: Netns,
+    between: list[list[str]],
+    *,
+    kernel_only: bool = False,
+    take: bool = False,
+    lose: bool = False,
 ) -> dict[str, Any]:
     netns.run("iptables-nft", "-N", "f2b-sshd")
     lines = ["*filter", *(f"-A f2b-sshd {rule}" for rule in [*OTHERS[:20], BLOCK, *OTHERS[20:]])]
     netns.run("iptables-nft-restore", "--noflush", input="\n".join([*lines, "COMMIT", ""]))
-    spec = {"between": between, "kernel_only": kernel_only, "take": take}
+    spec = {"between": between, "kernel_only": kernel_only, "take": take, "lose": lose}
     proc = netns.run(sys.executable, "-c", LIFT, json.dumps(spec))
     result: dict[str, Any] = json.loads(proc.stdout)
     assert result["lines"] == [21] and result["generation"], result
@@ -116,3 +126,40 @@ def test_handles_taken_by_the_find_delete_its_rule_in_one_commit(netns: Netns) -
     result = lifted(netns, [], take=True)
     assert result["answers"] == [True]
     assert chain(netns) == OTHERS
+
+
+def test_a_thousand_rules_go_in_one_batch_of_deletes_by_handle(
+    netns: Netns, tmp_path: Path
+) -> None:
+    hosts = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(1000)]
+    netns.run("iptables-nft", "-N", "f2b-sshd")
+    lines = [
+        "*filter",
+        *(f"-A f2b-sshd -s {h}/32 -j REJECT" for h in [*hosts[:500], "203.0.113.9", *hosts[500:]]),
+    ]
+    netns.run("iptables-nft-restore", "--noflush", input="\n".join([*lines, "COMMIT", ""]))
+    execs = tmp_path / "exec.log"
+    trace = ["strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(execs)]
+    env = ["env", f"UNBAN_STATE_DIR={tmp_path / 'state'}"]
+    removed = netns.run(
+        *trace, *env, sys.executable, "-m", "unban", "remove", "198.18.0.0/22", check=False
+    )
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    log = execs.read_text()
+    # one netlink batch: no `iptables-nft -D`, no `nft -a list chain`, no `nft -f -`
+    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log
+    assert not re.findall(r'execve\("[^"]*/nft", \[[^]]*"-(a|f)"', log), log
+    assert chain(netns) == ["-s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable"]
+
+
+def test_a_lost_answer_is_told_by_the_rules_still_there(netns: Netns) -> None:
+    committed = lifted(netns, [], take=True, lose=True)
+    assert committed["answers"] == [True]  # its rule is gone: the batch committed
+    assert chain(netns) == OTHERS
+
+
+def test_a_lost_answer_to_a_refused_batch_is_no_delete(netns: Netns, tmp_path: Path) -> None:
+    refused = lifted(netns, slide(tmp_path), take=True, lose=True)
+    assert refused["answers"] == [False]  # its rule is still there: the batch did not commit
+    expected = [r for r in OTHERS if r != OTHERS[4]] + ["-s 192.0.2.9/32 -j DROP"]
+    assert chain(netns) == expected

@@ -139,7 +139,7 @@ def test_the_dump_request_asks_for_one_chain_of_one_table_or_the_whole_family() 
     assert (kind, flags, seq, payload) == ((10 << 8) | 7, 0x301, 1, NFGEN.pack(10, 0, 0))
 
 
-def test_the_batch_names_the_generation_and_acks_each_delete() -> None:
+def test_the_batch_names_the_generation_and_asks_an_ack_of_its_last_delete() -> None:
     batch, seqs = nftnl.batch_message(
         2, "filter", [("f2b-sshd", 5), ("f2b-web", 9)], 4, first_seq=2
     )
@@ -148,7 +148,8 @@ def test_the_batch_names_the_generation_and_acks_each_delete() -> None:
     assert NFGEN.unpack_from(begin[3]) == (0, 0, socket.htons(10))  # res_id: nftables
     assert attributes(begin[3][4:]) == {1: struct.pack(">I", 4)}  # NFNL_BATCH_GENID
     assert NFGEN.unpack_from(end[3]) == (0, 0, socket.htons(10))
-    assert [m[:3] for m in (first, second)] == [((10 << 8) | 8, 5, 3), ((10 << 8) | 8, 5, 4)]
+    # DELRULE; REQUEST, and ACK on the last one only
+    assert [m[:3] for m in (first, second)] == [((10 << 8) | 8, 1, 3), ((10 << 8) | 8, 5, 4)]
     assert attributes(second[3][4:]) == {
         1: b"filter\x00",
         2: b"f2b-web\x00",
@@ -178,11 +179,17 @@ def test_only_every_delete_acked_and_no_error_is_a_commit() -> None:
     assert missing.errors == {6: -2}
 
 
-def test_a_commit_that_failed_is_no_commit_though_the_deletes_were_acked() -> None:
-    acks = nftnl.AckWalk([3])
+def test_a_commit_that_failed_is_no_commit_though_the_last_delete_was_acked() -> None:
+    acks = nftnl.AckWalk([3, 4])
     acks.answer(2, -12)  # the commit's error comes first, on BEGIN
     assert not acks.going
     assert not acks.committed()
+
+
+def test_a_failed_delete_before_the_last_is_no_commit() -> None:
+    acks = acked("reply-enoent-then-ack.hex", [13, 14])
+    assert not acks.going and not acks.committed()
+    assert acks.errors == {13: -2}
 
 
 def test_an_answer_to_nothing_asked_or_not_an_ack_is_an_unreadable_answer() -> None:
@@ -200,3 +207,13 @@ def test_spots_are_named_only_where_each_chain_has_the_read_s_rule_count() -> No
     assert nftnl.spot_handles(handles, "filter", [nftnl.Spot("f2b-sshd", 1, 4)]) is None
     assert nftnl.spot_handles(handles, "raw", [nftnl.Spot("f2b-sshd", 1, 3)]) is None
     assert nftnl.spot_handles(None, "filter", spots) is None
+
+
+def test_a_rule_is_asked_for_by_its_handle() -> None:
+    ((kind, flags, seq, payload),) = messages(nftnl.rule_request(2, "filter", "f2b-sshd", 9, 3))
+    assert (kind, flags, seq) == ((10 << 8) | 7, 1, 3)  # GETRULE, REQUEST: no dump
+    assert attributes(payload[4:]) == {
+        1: b"filter\x00",
+        2: b"f2b-sshd\x00",
+        3: struct.pack(">Q", 9),
+    }

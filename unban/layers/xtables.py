@@ -11,9 +11,10 @@ is one `*-restore --noflush` per table.
 Deleting iptables-nft rules a find just read: its dumps are bracketed by two reads of
 nftables' generation id (unban.nftgen); equal, they are generation G, and the rules at their
 positions in that read are deleted by nft handle in one netlink batch that the kernel commits
-only while nftables is still at G (unban.nftnl): no `iptables-nft` run, which reads the whole
-table first. When the kernel refuses it (something committed since), the delete goes by spec or
-by handles mapped afresh, as without a known generation.
+only while nftables is still at G (unban.nftnl): no `iptables-nft` run. The handles come from a
+rule dump at G: one the find took beside its save (`take_handles`, as `me` asks), else one of
+the chain at the delete. When the kernel refuses the batch (something committed since), the
+delete goes by spec or by handles mapped afresh, as without a known generation.
 
 Reading again after a change (`me`'s final check): the nft backend's rules are not dumped again
 when the generation id proves what they are. After that one-commit delete (or a one-rule

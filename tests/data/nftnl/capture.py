@@ -1,6 +1,7 @@
 """Capture the kernel's netlink answers that tests/unit/test_nftnl.py parses: a rule dump of a
 three-rule iptables-nft chain, and the answers to a batch naming a past generation (ERESTART),
-to one deleting a handle that is not there (ENOENT) and to one that commits (an ack).
+to one deleting a handle that is not there (ENOENT), to one that commits (an ack), and to one
+deleting a missing handle and then one that is there (ENOENT, then the last one's ack).
 
 Run as root from the checkout: python3 tests/data/nftnl/capture.py (makes and deletes a network
 namespace; the generation ids in the files are that namespace's: 5 when the chain is built).
@@ -56,6 +57,12 @@ def capture() -> None:
         second, _ = nftnl.batch_message(2, "filter", [("f2b-sshd", 3)], 5, first_seq=9)
         sock.send(second)
         write("reply-ack.hex", answers(sock))
+        # generation 6 now: a missing handle, then one that is there (the batch is aborted)
+        both, _ = nftnl.batch_message(
+            2, "filter", [("f2b-sshd", 999), ("f2b-sshd", 4)], 6, first_seq=12
+        )
+        sock.send(both)
+        write("reply-enoent-then-ack.hex", answers(sock))
 
 
 def main() -> None:
