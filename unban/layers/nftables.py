@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
@@ -46,7 +46,6 @@ from unban.layers.nft_lifts import (
     nft_family,
     resolve,
 )
-from unban.layers.nft_listing import TextTable, format_table, parse_table_text, table_data
 from unban.layers.nft_ruleset import (
     PROTOCOLS,
     Element,
@@ -64,8 +63,6 @@ from unban.layers.nft_ruleset import (
 )
 from unban.model import Batch, Finding, LayerStatus
 from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
-from unban.path.nft import walk_tables
-from unban.path.nft_lookups import ingress_devices, parse_get_element
 from unban.path.nft_syntax import (
     is_native,
     quote_name,
@@ -73,6 +70,9 @@ from unban.path.nft_syntax import (
     span_of,
 )
 from unban.system import first_line, run, which
+
+if TYPE_CHECKING:  # imported where used: a host without native tables loads neither
+    from unban.layers.nft_listing import TextTable
 
 LAYER = "nftables"
 BACKEND = "nft"
@@ -240,6 +240,8 @@ class NftablesLayer:
         return parse_table_json(doc, family, table)
 
     def _table_text(self, family: str, table: str, *, full: bool = False) -> Optional[TextTable]:
+        from unban.layers.nft_listing import parse_table_text
+
         argv = ["nft", "-a", "-s", "list", "table", family, quote_name(table)]
         if not full:
             argv.insert(1, "-t")
@@ -263,9 +265,12 @@ class NftablesLayer:
             for family, name in self._tables_seeing(packet.version):
                 self._table_json(family, name)
             self._read_devices(packet.version)
-        return walk_tables(
-            self.path_documents(), packet, lookups, self._devices, see_through=see_through
-        )
+        documents = self.path_documents()
+        if not documents:
+            return []  # no native table that sees the packet: the walker is not even imported
+        from unban.path.nft import walk_tables
+
+        return walk_tables(documents, packet, lookups, self._devices, see_through=see_through)
 
     def path_documents(self) -> list[dict[str, Any]]:
         """The `nft -j -t list table` documents the last `find` read (every native table with
@@ -300,7 +305,12 @@ class NftablesLayer:
             for doc in self._docs.values()
             for item in doc.get("nftables", [])
         )
-        self._devices = ingress_devices() if ingress else {}
+        if ingress:
+            from unban.path.nft_lookups import ingress_devices
+
+            self._devices = ingress_devices()
+        else:
+            self._devices = {}
         self._docs_version = version
 
     def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
@@ -367,6 +377,8 @@ class NftablesLayer:
         type, flags and element count (nft lists the elements; only their number is kept)."""
         if not self._present():
             return []
+        from unban.layers.nft_listing import format_table, table_data
+
         self._tables = None
         wanted = [
             (family, name)
@@ -422,6 +434,8 @@ class NftablesLayer:
 
     def _element_extras(self, family: str, table: str, set_name: str, element: str) -> str:
         """`timeout 1h expires 59m comment "x"` and a map's ` : VALUE` for the re-add."""
+        from unban.path.nft_lookups import parse_get_element
+
         base = [family, quote_name(table), quote_name(set_name), f"{{ {element} }}"]
         got = run(LAYER, ["nft", "get", "element", *base], check=False)
         if got.returncode != 0:
@@ -433,6 +447,8 @@ class NftablesLayer:
 
     def _chain_rules(self, family: str, table: str, chain: str) -> list[tuple[int, str]]:
         """(handle, text) of the chain's rules, in order, as `nft -a -s` prints them."""
+        from unban.layers.nft_listing import parse_table_text
+
         argv = ["nft", "-a", "-s", "-t", "list", "chain", family, quote_name(table)]
         result = run(LAYER, [*argv, quote_name(chain)], check=False)
         tables = parse_table_text(result.stdout) if result.returncode == 0 else []
@@ -479,6 +495,8 @@ class NftablesLayer:
     def _check_rules(self, batch: Batch) -> None:
         """Each rule to delete is still the rule `find` saw at that handle (a table rebuilt with
         new contents reuses handles)."""
+        from unban.layers.nft_listing import parse_table_text
+
         family, table = batch.scope.split(" ", 1)
         wanted = {
             (s.finding.chain, s.finding.handle): s.finding.rule
