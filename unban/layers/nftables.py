@@ -46,33 +46,22 @@ from unban.layers.nft_lifts import (
     nft_family,
     resolve,
 )
-from unban.layers.nft_ruleset import (
-    PROTOCOLS,
-    Element,
-    RuleHit,
-    SetInfo,
-    SourceMatch,
-    TableJson,
-    display_family,
-    elements_from_json,
-    elements_from_text,
-    objects,
-    parse_table_json,
-    rule_hits,
-    set_refs,
-)
 from unban.model import Batch, Finding, LayerStatus
 from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
 from unban.path.nft_syntax import (
+    PROTOCOLS,
+    display_family,
     is_native,
+    objects,
     quote_name,
     render_rule,
     span_of,
 )
 from unban.system import first_line, run, which
 
-if TYPE_CHECKING:  # imported where used: a host without native tables loads neither
+if TYPE_CHECKING:  # imported where used: a host without native tables loads none of them
     from unban.layers.nft_listing import TextTable
+    from unban.layers.nft_ruleset import Element, RuleHit, SetInfo, SourceMatch, TableJson
 
 LAYER = "nftables"
 BACKEND = "nft"
@@ -235,6 +224,8 @@ class NftablesLayer:
             raise LayerError(
                 LAYER, f"'nft list table {family} {table}' failed: {first_line(result.stderr)}"
             )
+        from unban.layers.nft_ruleset import parse_table_json
+
         doc = json.loads(result.stdout)
         self._docs[(family, table)] = doc
         return parse_table_json(doc, family, table)
@@ -318,6 +309,8 @@ class NftablesLayer:
         return self._find_in_table(table, target) if table is not None else []
 
     def _find_in_table(self, table: TableJson, target: Network) -> list[Finding]:
+        from unban.layers.nft_ruleset import rule_hits, set_refs
+
         hits = rule_hits(table, target)
         members: list[tuple[str, SourceMatch, Element]] = []
         for set_name, matches in set_refs(table, target).items():
@@ -347,6 +340,8 @@ class NftablesLayer:
         """Elements of the set that hold part of the target; for one address, without listing
         the set: a kernel lookup, then `get element` only where it tells more (the range of an
         interval set, an element's timeout and expiry)."""
+        from unban.layers.nft_ruleset import Element, elements_from_json, elements_from_text
+
         base = [table.family, quote_name(table.name), quote_name(info.name)]
         if target.prefixlen != target.max_prefixlen:
             listed = run(LAYER, ["nft", "-j", "list", "set", *base])
