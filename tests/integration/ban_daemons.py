@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from unban._sandbox import Link, Sshd, failure_line
+from unban._sandbox import Link, Seen, Sshd, failure_line
 
 SERVER4, CLIENT4 = "203.0.113.1", "203.0.113.4"
 
@@ -102,6 +102,9 @@ class Host:
 
     def reachable(self) -> bool:
         return bool(self.link.probe(SERVER4, "--timeout", "2")["ok"])
+
+    def opens(self) -> Seen:
+        return self.link.opens(SERVER4)
 
     def change_sets(self) -> list[str]:
         changes = self.state_dir / "changes"

@@ -4,7 +4,7 @@
     box.write("/etc/iptables/rules.v4", text)
     box.boot_persistent()     # netfilter-persistent's own plugins load the files
     box.me(CLIENT4)           # `python -m unban --state-dir ... me ADDR --no-ignore --json`
-    box.reachable(SERVER4)    # the client reads sshd's banner
+    box.opens(SERVER4)        # the client reads sshd's banner (within 5 s)
 
 Everything runs in sshd's private mount namespace (`Sshd.start(isolate=True)`): /etc is an
 overlay whose writes land in a temp dir, /lib/ufw gets one too (`overlay`), and the .debs of
@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from tests.integration.sshd_fixtures import Link, Sshd
-from unban._sandbox import json_document
+from unban._sandbox import Seen, json_document
 
 DEBS = "/var/cache/unban-tests/debs"
 PERSISTENT = ("netfilter-persistent", "iptables-persistent", "ipset-persistent")
@@ -90,6 +90,9 @@ class Box:
 
     def reachable(self, host: str) -> bool:
         return bool(self.link.probe(host, "--timeout", "2")["ok"])
+
+    def opens(self, host: str) -> Seen:
+        return self.link.opens(host)
 
     # -- firewalld on a private system bus
 

@@ -69,7 +69,7 @@ def test_me_deletes_the_decision_and_whitelists(crowdsec: Crowdsec, banned_by: s
     assert f"cscli decisions delete --id {decision['id']}" in proc.stdout
     assert "[nftables" not in proc.stdout  # the element is left to the bouncer...
     assert "left behind" not in proc.stdout  # ...which lifted it within its poll
-    assert host.reachable()
+    assert host.opens()
     assert crowdsec.decisions() == []  # CrowdSec's own state agrees
     assert not crowdsec.blocks()
     assert CLIENT4 in host.read(PARSER)
@@ -77,7 +77,7 @@ def test_me_deletes_the_decision_and_whitelists(crowdsec: Crowdsec, banned_by: s
     host.fail(8)  # fresh failures: the agent drops the whitelisted address's events
     crowdsec.restart_bouncer()  # it pulls every decision at start: none is left for it
     assert crowdsec.decisions() == [] and not crowdsec.blocks()
-    assert host.reachable()
+    assert host.opens()
 
     sets = host.change_sets()
     again = host.unban("me", CLIENT4, "--sshd-config", str(host.sshd.config_path))
@@ -106,7 +106,7 @@ def test_crowdsec_stopped_lifts_the_element_and_says_so(crowdsec: Crowdsec) -> N
     proc = host.unban("me", CLIENT4, "--sshd-config", str(host.sshd.config_path))
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "read from its database: the local API does not answer" in proc.stdout
-    assert host.reachable()  # the kernel element is lifted; the decision stays in CrowdSec
+    assert host.opens()  # the kernel element is lifted; the decision stays in CrowdSec
     assert not crowdsec.blocks()
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import CLIENT4, CLIENT6, SERVER4, SERVER6, Link, Sshd
-from unban._sandbox import Fail2ban
+from unban._sandbox import Fail2ban, Seen
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
@@ -81,6 +81,9 @@ class Server:
     def reachable(self, host: str) -> bool:
         result = self.link.probe(host, "--timeout", "3")
         return bool(result["ok"])
+
+    def opens(self, host: str) -> Seen:
+        return self.link.opens(host)
 
     def change_sets(self) -> list[str]:
         assert self.f2b is not None
@@ -180,7 +183,7 @@ def test_me_gets_the_client_back_in_and_undo_puts_every_block_back(
     ip, host = (CLIENT4, SERVER4) if version == 4 else (CLIENT6, SERVER6)
     iptables = "iptables" if version == 4 else "ip6tables"
     f2b = server.fail2ban({"sshd": {"banaction": banaction}})
-    assert server.reachable(host)
+    assert server.opens(host)
     f2b.fail(ip)
     f2b.wait_banned("sshd", ip)
     server.wait_ban_applied(ip)
@@ -203,7 +206,7 @@ def test_me_gets_the_client_back_in_and_undo_puts_every_block_back(
     assert out[-1].startswith(
         f"{ip} is now unblocked everywhere unban looks (checked again); open:"
     )
-    assert server.reachable(host)
+    assert server.opens(host)
     assert ip not in f2b.banned("sshd")
     assert ip in f2b.ignoreip("sshd")
 
@@ -215,11 +218,11 @@ def test_me_gets_the_client_back_in_and_undo_puts_every_block_back(
     assert server.change_sets() == sets
 
     f2b.restart()
-    assert server.reachable(host)
+    assert server.opens(host)
     f2b.fail(ip, count=4)
     time.sleep(2.5)  # the polling backend reads the log every second
     assert ip not in f2b.banned("sshd")
-    assert server.reachable(host)
+    assert server.opens(host)
 
     undone = server.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
@@ -242,7 +245,7 @@ def test_undo_right_after_me_restores_exactly(server: Server) -> None:
     proc = server.me(CLIENT4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert server.read("/etc/hosts.deny") == (EMPTY_DENY + "sshd: 198.51.100.7\n").encode()
-    assert server.reachable(SERVER4)
+    assert server.opens(SERVER4)
     undone = server.unban("undo", "--json")
     assert undone.returncode == 0, undone.stderr
     assert json.loads(undone.stdout)["cannot"]
@@ -334,7 +337,7 @@ def test_sshguard_entry_goes_broad_ones_need_broad(server: Server) -> None:
     assert wide.returncode == 0, wide.stdout + wide.stderr
     assert server.read("/etc/hosts.deny") == deny.encode()  # the /24 stays for the others
     assert f"\nsshd: {CLIENT4}\n".encode() in server.read("/etc/hosts.allow")
-    assert server.reachable(SERVER4)
+    assert server.opens(SERVER4)
 
 
 def test_deny_users_is_said_with_its_fix(server: Server) -> None:
@@ -362,7 +365,7 @@ def test_hand_made_entry_below_fail2ban_s_hostsdeny_line(server: Server, action:
     proc = server.me(CLIENT4, "--no-ignore")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert server.read("/etc/hosts.deny") == (EMPTY_DENY + "sshd: 198.51.100.7\n").encode()
-    assert server.reachable(SERVER4)
+    assert server.opens(SERVER4)
     undone = server.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
     after = server.snapshot()
@@ -397,7 +400,7 @@ def test_fail2ban_stopped_its_database_goes_into_the_same_change_set(server: Ser
     f2b.start()
     time.sleep(1)
     assert f2b.banned("sshd") == []
-    assert server.reachable(SERVER4)
+    assert server.opens(SERVER4)
     f2b.fail("198.51.100.23")  # a ban made after the run: undo must keep it
     f2b.wait_banned("sshd", "198.51.100.23")
 

@@ -70,7 +70,7 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
     ]
     code, result = box.me(CLIENT6)
     assert code == 0, result
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     runtime, permanent = _zones(box)
     for view in (runtime, permanent):
         assert CLIENT4 not in view and CLIENT6 not in view
@@ -79,11 +79,11 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
     assert CLIENT4 not in box.read("/etc/firewalld/zones/drop.xml")
 
     box.run("firewall-cmd", "--reload")
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     box.stop_firewalld()
     box.run("nft", "flush", "ruleset")
     box.start_firewalld()  # boot
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
@@ -103,4 +103,4 @@ def test_firewalld_sources_rich_rules_and_ipsets_are_lifted_where_they_are_kept(
     assert "firewall-offline-cmd --zone=drop --remove-source=203.0.113.4" in commands
     box.run("nft", "flush", "ruleset")
     box.start_firewalld()
-    assert box.reachable(SERVER4)
+    assert box.opens(SERVER4)

@@ -66,7 +66,7 @@ def test_nftables_conf_elements_and_rules_stay_lifted_after_boot(owners_box: Box
     assert layers.count("nftables.conf") == 3 and "nftables" in layers
     code, result = box.me(CLIENT6)
     assert code == 0, result
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     assert box.read("/etc/nftables.conf") == (
         CONF.replace("{ 198.51.100.7, 203.0.113.4,\n", "{ 198.51.100.7,\n")
         .replace("\t\telements = { 2001:db8::4 }\n", "")
@@ -89,7 +89,7 @@ def test_nftables_conf_elements_and_rules_stay_lifted_after_boot(owners_box: Box
     # has a new handle, and the nftables layer's undo re-inserts a rule at its old handle.)
     assert box.me(CLIENT4)[0] == 0 and box.me(CLIENT6)[0] == 0
     box.run("nft", "-f", "/etc/nftables.conf")  # boot, and `systemctl reload nftables`
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     assert "198.51.100.7" in box.run("nft", "list", "set", "inet", "filter", "blocklist").stdout
 
 
@@ -107,4 +107,4 @@ def test_a_config_that_fails_its_own_check_is_left_alone_and_named(owners_box: B
     assert len(refused) == 3  # both files: an include is checked as part of the whole config
     assert box.read("/etc/nftables.conf") == broken  # not touched
     assert box.read("/etc/nftables.d/legacy.nft") == EXTRA
-    assert box.reachable(SERVER4)  # the live entries are gone; the config brings them back
+    assert box.opens(SERVER4)  # the live entries are gone; the config brings them back

@@ -43,18 +43,18 @@ def test_ufw_denies_are_lifted_through_ufw_and_stay_lifted(owners_box: Box) -> N
     ]  # ufw's kernel rule is left to ufw's delete
     code, result = box.me(CLIENT6)
     assert code == 0, result
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     after = _status(box)
     assert CLIENT4 not in after and CLIENT6 not in after
     assert "DENY IN     198.51.100.7" in after and "22/tcp (v6)" in after
     assert "-s 203.0.113.4" not in box.run("iptables-save").stdout
 
     box.run("ufw", "reload")
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
     box.flush_kernel()
     box.run("/lib/ufw/ufw-init", "start")
     assert "ufw-user-input" in box.run("iptables-save").stdout
-    assert box.reachable(SERVER4) and box.reachable(SERVER6)
+    assert box.opens(SERVER4) and box.opens(SERVER6)
 
     sets = box.change_sets()
     code, again = box.me(CLIENT4)
@@ -81,5 +81,5 @@ def test_a_client_over_a_ufw_limit_is_cleared_and_the_limit_stays(owners_box: Bo
     assert layers == ["xt_recent"]
     (status,) = [s for s in result["layers"] if s["layer"] == "ufw"]
     assert "`ufw limit` rule(s) stay" in status["detail"]
-    assert box.reachable(SERVER4)
+    assert box.opens(SERVER4)
     assert "22/tcp                     LIMIT" in box.run("ufw", "status").stdout

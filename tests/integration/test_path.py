@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration import sshd_fixtures
 from tests.integration.sshd_fixtures import CLIENT4, CLIENT6, SERVER4, SERVER6, Link, Sshd
-from unban._sandbox import json_document
+from unban._sandbox import Seen, json_document
 
 link = sshd_fixtures.link
 sshd_factory = sshd_fixtures.sshd_factory
@@ -46,6 +46,9 @@ class Host:
 
     def reachable(self, host: str) -> bool:
         return bool(self.link.probe(host, "--timeout", "3")["ok"])
+
+    def opens(self, host: str) -> Seen:
+        return self.link.opens(host)
 
     def find(self, ip: str) -> tuple[int, dict[str, Any]]:
         proc = self.unban("find", ip, "--json")
@@ -96,7 +99,7 @@ STRUCTURES = [
 def test_a_structural_block_is_found_lifted_and_undone(
     host: Host, tool: str, ip: str, server: str, rules: list[str]
 ) -> None:
-    assert host.reachable(server)
+    assert host.opens(server)
     _rules(host, tool, *(rule.format(ip=ip) for rule in rules))
     before = host.run(f"{tool}-save").stdout
     assert not host.reachable(server)
@@ -111,7 +114,7 @@ def test_a_structural_block_is_found_lifted_and_undone(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = proc.stdout.splitlines()[-1]
     assert last.startswith(f"{ip} is now unblocked everywhere unban looks (checked again); open:")
-    assert host.reachable(server)
+    assert host.opens(server)
     assert host.find(ip)[0] == 0
 
     undone = host.unban("undo")
@@ -153,7 +156,7 @@ def test_an_allow_list_policy_is_broad_until_broad_admits_exactly_this_address(
 
     proc = host.me(CLIENT4, "--broad")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert host.reachable(SERVER4)
+    assert host.opens(SERVER4)
     save = host.run("iptables-save").stdout
     assert (
         f"-A INPUT -s {CLIENT4}/32 -p tcp -m tcp --dport 22 -m comment --comment unban-admit "
@@ -189,7 +192,7 @@ def test_a_rate_limit_chain_is_lifted_by_its_recent_entry_and_the_limit_stays(
 
     proc = host.me(CLIENT4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert host.reachable(SERVER4)
+    assert host.opens(SERVER4)
     assert "--hitcount 3" in host.run("iptables-save").stdout  # the limit itself stays
 
 
@@ -197,7 +200,7 @@ def test_a_rule_off_the_way_is_reported_and_left_alone(host: Host) -> None:
     host.run("iptables", "-A", "FORWARD", "-s", CLIENT4, "-j", "DROP")
     host.run("iptables", "-N", "unused")
     host.run("iptables", "-A", "unused", "-s", CLIENT4, "-j", "REJECT")
-    assert host.reachable(SERVER4)
+    assert host.opens(SERVER4)
     code, found = host.find(CLIENT4)
     assert code == 0  # nothing a new connection meets refuses it
     assert sorted((f["chain"], f["on_path"]) for f in found["findings"]) == [

@@ -70,7 +70,7 @@ def test_me_lifts_a_native_nft_stop_and_undo_puts_it_back(host: Host, text: str,
     proc = host.me(CLIENT4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "open:" in proc.stdout.splitlines()[-1]
-    assert host.reachable(SERVER4)
+    assert host.opens(SERVER4)
     undone = host.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert ruleset(host) == before
@@ -89,7 +89,7 @@ def test_an_nft_allow_list_policy_is_admitted_only_with_broad(host: Host) -> Non
     assert not host.reachable(SERVER4)
     proc = host.me(CLIENT4, "--broad")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert host.reachable(SERVER4)
+    assert host.opens(SERVER4)
     assert f'ip saddr {CLIENT4} tcp dport 22 accept comment "unban-admit"' in ruleset(host)
     undone = host.unban("undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr

@@ -65,7 +65,7 @@ def test_me_lifts_sshguards_ban_and_whitelists(host: Host, backend: str, blackli
     proc = host.unban("me", CLIENT4, "--sshd-config", str(host.sshd.config_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "restarting sshguard drops every block it holds now" in proc.stdout
-    assert host.reachable()
+    assert host.opens()
     assert guard.blocker() != old_blocker  # restarted: it reads its whitelist at start only
     assert guard.whitelist().splitlines()[-1] == CLIENT4
     if blacklist:
@@ -76,7 +76,7 @@ def test_me_lifts_sshguards_ban_and_whitelists(host: Host, backend: str, blackli
     guard.restart()
     host.fail(6)
     assert not guard.blocks()
-    assert host.reachable()
+    assert host.opens()
 
     sets = host.change_sets()
     again = host.unban("me", CLIENT4, "--sshd-config", str(host.sshd.config_path))

@@ -42,6 +42,7 @@ from unban._sandbox.netns import (
     MountNs,
     Netns,
     SandboxError,
+    Seen,
     alive,
     as_user,
     json_document,
@@ -52,6 +53,6 @@ from unban._sandbox.sshd import SSHD, Sshd
 __all__ = [
     "CLIENT4", "CLIENT6", "CONF_PARTS", "DEFAULTS", "HOLD_SCRIPT", "PACKAGE_CONF", "REPO",
     "SERVER4", "SERVER6", "SSHD", "Fail2ban", "Link", "MountNs", "Netns", "Sandbox",
-    "SandboxError", "Sshd", "alive", "as_user", "demo", "failure_line", "json_document",
+    "SandboxError", "Seen", "Sshd", "alive", "as_user", "demo", "failure_line", "json_document",
     "kill_members", "render_ini",
 ]  # fmt: skip

@@ -14,12 +14,34 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 SERVER4, CLIENT4 = "203.0.113.1", "203.0.113.4"
 SERVER6, CLIENT6 = "2001:db8::1", "2001:db8::4"
 REPO = Path(__file__).resolve().parents[2]
+
+
+# How long one client check waits for an answer and for the banner. A check that expects the
+# way open gets more (it returns as soon as the banner comes): on a loaded machine sshd's
+# re-exec for a new connection has taken over 2 s. One that expects a refusal waits the shorter
+# time, since every refused check costs all of it.
+OPEN_WITHIN = 5.0
+REFUSED_WITHIN = 2.0
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one `unban probe` from the client saw: true when it read sshd's banner. The repr
+    names the outcome and why, so a failed `assert link.opens(...)` says what the client met."""
+
+    host: str
+    outcome: str
+    detail: str
+
+    def __bool__(self) -> bool:
+        return self.outcome == "banner"
 
 
 class SandboxError(Exception):
@@ -201,6 +223,20 @@ class Link:
         assert proc.returncode in (0, 3), proc.stderr
         result: dict[str, Any] = json_document(proc)
         return result
+
+    def sees(self, host: str, timeout: float, *args: str) -> Seen:
+        """One connection from the client to `host`, waiting up to `timeout` seconds."""
+        result = self.probe(host, "--timeout", f"{timeout:g}", *args)
+        details = [attempt["detail"] for attempt in result["attempts"]]
+        return Seen(host, result["outcome"], "; ".join(details) or result["summary"])
+
+    def opens(self, host: str, *args: str) -> Seen:
+        """A check that expects the client to read sshd's banner."""
+        return self.sees(host, OPEN_WITHIN, *args)
+
+    def refused(self, host: str, *args: str) -> bool:
+        """A check that expects the client not to read the banner."""
+        return not self.sees(host, REFUSED_WITHIN, *args)
 
     def hold(self, host: str, port: int = 22, seconds: float = 120) -> subprocess.Popen[str]:
         """Open a connection from the client and leave it unauthenticated."""
