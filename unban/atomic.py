@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -145,6 +144,8 @@ def _replace(
         mode = stat.S_IMODE(current.st_mode) if mode is None else mode
         uid = current.st_uid if uid is None else uid
         gid = current.st_gid if gid is None else gid
+    import tempfile  # here: tempfile (and random) cost a read-only run ~2 ms for nothing
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory)
     except OSError as exc:

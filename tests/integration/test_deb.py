@@ -24,9 +24,9 @@ SNAPSHOT = (
 
 def unlisted_checkout() -> str:
     """Why git cannot list this checkout's files ('' when it can): in scripts/debian-root a
-    worktree's .git names a directory outside the root."""
+    worktree's .git names a directory outside the root (a clone, as CI's, is listed)."""
     if shutil.which("git") is None:
-        return "git is not installed"
+        pytest.fail("git is missing: scripts/install.d/45-deb-package.sh installs it")
     proc = subprocess.run(
         ["git", "-C", str(REPO), "ls-files", "--error-unmatch", "pyproject.toml"],
         capture_output=True, text=True,

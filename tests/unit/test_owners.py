@@ -22,7 +22,8 @@ from unban.owners.firewalld import (
     parse_zones,
     rich_action,
 )
-from unban.owners.nftconf import NftConfOwner, cut_text, find_cuts, flattened, includes
+from unban.owners.nftconf import NftConfOwner, flattened, includes
+from unban.owners.nftconf_scan import cut_text, find_cuts
 from unban.owners.persistent import (
     IpsetPersistentOwner,
     RulesPersistentOwner,

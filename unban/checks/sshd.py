@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from unban import penalties
 from unban.checks import SEES_DENIED, SEES_RESET, Check
 from unban.checks.sockets import Load
-from unban.logs import LogHit, line_time
 from unban.path.model import BLOCKS, CLEAR, MAY_BLOCK, NOT_PRESENT
 from unban.sshd import SshdConfig, UserAccess, in_exempt_list
+
+if TYPE_CHECKING:  # the log's clock and the penalty judge are imported by penalties_check:
+    # `unban me` asks only maxstartups_check and users_check, and reads no log
+    from unban import penalties
+    from unban.logs import LogHit
 
 
 def maxstartups_check(
@@ -105,6 +108,8 @@ def penalties_check(
             CLEAR,
             f"{address} is in PerSourcePenaltyExemptList ({config.penalty_exempt})",
         )
+    from unban import penalties
+
     now = now or datetime.datetime.now()
     state = penalties.judge(_penalty_lines(hits, now, file_times or {}), now, config.penalty_max)
     fixes = (
@@ -132,6 +137,9 @@ def _penalty_lines(
     now: datetime.datetime,
     file_times: Mapping[str, datetime.datetime],
 ) -> list[penalties.LogLine]:
+    from unban import penalties
+    from unban.logs import line_time
+
     lines = []
     for hit in hits:
         if hit.kind not in ("penalty", "admitted", "auth-failure"):

@@ -353,6 +353,11 @@ def _merge(tree: Tree, parsed: ParsedFile) -> None:
             tree.history.setdefault((name, option), []).append(origin)
 
 
+def static_values(tree: Tree) -> dict[str, str]:
+    """The values fail2ban's reader has without any file setting them, for interpolation."""
+    return {"fail2ban_version": "1.0.2", "fail2ban_confpath": tree.confdir}
+
+
 def splitwords(value: Optional[str]) -> list[str]:
     """fail2ban's helpers.splitwords: split on commas, spaces and newlines."""
     if not value:

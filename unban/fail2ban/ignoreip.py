@@ -33,6 +33,7 @@ from unban.fail2ban.config import (
     read_tree,
     server_paths,
     splitwords,
+    static_values,
 )
 from unban.fail2ban.ignorelist import (
     covering,
@@ -40,20 +41,12 @@ from unban.fail2ban.ignorelist import (
     exact,
     spelling,
 )
-from unban.fail2ban.ignoreplan import (
-    FileEdit,
-    IgnorePlan,
-    LiveChange,
-    plan_edits,
-    plan_removals,
-    static_values,
-)
 from unban.reverter import ChangeSet, Reverter
 from unban.signals import DeferredSignals
 from unban.system import which
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # the planner is imported by `plan`: find's ignored_in reads only
+    from unban.fail2ban.ignoreplan import IgnorePlan
 
 IGNORE_KIND = "fail2ban-ignoreip"
 
@@ -192,6 +185,14 @@ def plan(
     operation: str, confdir: str, target: Network, wanted: Sequence[str], *, live: bool = True
 ) -> IgnorePlan:
     """What `unban ignore|unignore` would change (reads only)."""
+    from unban.fail2ban.ignoreplan import (
+        FileEdit,
+        IgnorePlan,
+        LiveChange,
+        plan_edits,
+        plan_removals,
+    )
+
     if not os.path.isdir(confdir):
         raise InputError(f"no fail2ban config dir {confdir} (use --fail2ban-conf DIR)")
     tree = read_tree(confdir, "jail")

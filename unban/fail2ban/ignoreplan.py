@@ -20,6 +20,7 @@ from unban.fail2ban.config import (
     Tree,
     read_tree,
     splitwords,
+    static_values,
 )
 from unban.fail2ban.ignorelist import (
     append_token,
@@ -307,8 +308,3 @@ def plan_removals(
         else:
             states.append(JailState(jail, "removed", "removed from " + ", ".join(removed_from)))
     return editor.results(), states, notes
-
-
-def static_values(tree: Tree) -> dict[str, str]:
-    """The values fail2ban's reader has without any file setting them, for interpolation."""
-    return {"fail2ban_version": "1.0.2", "fail2ban_confpath": tree.confdir}

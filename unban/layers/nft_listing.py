@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from unban.layers.nft_ruleset import display_family
 from unban.path.nft_syntax import (
+    display_family,
     quote_name,
 )
 

@@ -9,20 +9,15 @@ from typing import Any
 
 from unban.address import Network
 from unban.path.nft_syntax import (
+    PROTOCOLS,
     Span,
     listed_elements,
+    objects,
     span_of,
 )
 
 BLOCKING = ("drop", "reject")
 SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
-PROTOCOLS = {4: "ip", 6: "ip6"}
-DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
-
-
-def display_family(nft_family: str) -> str:
-    """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
-    return DISPLAY_FAMILY.get(nft_family, nft_family)
 
 
 @dataclass(frozen=True)
@@ -62,12 +57,6 @@ class TableJson:
     chains: dict[str, list[int]] = field(default_factory=dict)  # rule handles in order
     matches: list[SourceMatch] = field(default_factory=list)
     rules: dict[int, dict[str, Any]] = field(default_factory=dict)  # blocking rules by handle
-
-
-def objects(doc: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
-    for item in doc.get("nftables", []):
-        if kind in item:
-            yield item[kind]
 
 
 def parse_table_json(doc: Mapping[str, Any], family: str, name: str) -> TableJson:

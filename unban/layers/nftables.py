@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from unban.address import Network
 from unban.errors import LayerError, RuleChangedError
@@ -46,33 +46,22 @@ from unban.layers.nft_lifts import (
     nft_family,
     resolve,
 )
-from unban.layers.nft_listing import TextTable, format_table, parse_table_text, table_data
-from unban.layers.nft_ruleset import (
-    PROTOCOLS,
-    Element,
-    RuleHit,
-    SetInfo,
-    SourceMatch,
-    TableJson,
-    display_family,
-    elements_from_json,
-    elements_from_text,
-    objects,
-    parse_table_json,
-    rule_hits,
-    set_refs,
-)
 from unban.model import Batch, Finding, LayerStatus
 from unban.path.model import ChainWalk, Hop, Lookups, Packet, SourceKey
-from unban.path.nft import walk_tables
-from unban.path.nft_lookups import ingress_devices, parse_get_element
 from unban.path.nft_syntax import (
+    PROTOCOLS,
+    display_family,
     is_native,
+    objects,
     quote_name,
     render_rule,
     span_of,
 )
 from unban.system import first_line, run, which
+
+if TYPE_CHECKING:  # imported where used: a host without native tables loads none of them
+    from unban.layers.nft_listing import TextTable
+    from unban.layers.nft_ruleset import Element, RuleHit, SetInfo, SourceMatch, TableJson
 
 LAYER = "nftables"
 BACKEND = "nft"
@@ -235,11 +224,15 @@ class NftablesLayer:
             raise LayerError(
                 LAYER, f"'nft list table {family} {table}' failed: {first_line(result.stderr)}"
             )
+        from unban.layers.nft_ruleset import parse_table_json
+
         doc = json.loads(result.stdout)
         self._docs[(family, table)] = doc
         return parse_table_json(doc, family, table)
 
     def _table_text(self, family: str, table: str, *, full: bool = False) -> Optional[TextTable]:
+        from unban.layers.nft_listing import parse_table_text
+
         argv = ["nft", "-a", "-s", "list", "table", family, quote_name(table)]
         if not full:
             argv.insert(1, "-t")
@@ -263,9 +256,12 @@ class NftablesLayer:
             for family, name in self._tables_seeing(packet.version):
                 self._table_json(family, name)
             self._read_devices(packet.version)
-        return walk_tables(
-            self.path_documents(), packet, lookups, self._devices, see_through=see_through
-        )
+        documents = self.path_documents()
+        if not documents:
+            return []  # no native table that sees the packet: the walker is not even imported
+        from unban.path.nft import walk_tables
+
+        return walk_tables(documents, packet, lookups, self._devices, see_through=see_through)
 
     def path_documents(self) -> list[dict[str, Any]]:
         """The `nft -j -t list table` documents the last `find` read (every native table with
@@ -300,7 +296,12 @@ class NftablesLayer:
             for doc in self._docs.values()
             for item in doc.get("nftables", [])
         )
-        self._devices = ingress_devices() if ingress else {}
+        if ingress:
+            from unban.path.nft_lookups import ingress_devices
+
+            self._devices = ingress_devices()
+        else:
+            self._devices = {}
         self._docs_version = version
 
     def _find_in(self, family: str, name: str, target: Network) -> list[Finding]:
@@ -308,6 +309,8 @@ class NftablesLayer:
         return self._find_in_table(table, target) if table is not None else []
 
     def _find_in_table(self, table: TableJson, target: Network) -> list[Finding]:
+        from unban.layers.nft_ruleset import rule_hits, set_refs
+
         hits = rule_hits(table, target)
         members: list[tuple[str, SourceMatch, Element]] = []
         for set_name, matches in set_refs(table, target).items():
@@ -337,6 +340,8 @@ class NftablesLayer:
         """Elements of the set that hold part of the target; for one address, without listing
         the set: a kernel lookup, then `get element` only where it tells more (the range of an
         interval set, an element's timeout and expiry)."""
+        from unban.layers.nft_ruleset import Element, elements_from_json, elements_from_text
+
         base = [table.family, quote_name(table.name), quote_name(info.name)]
         if target.prefixlen != target.max_prefixlen:
             listed = run(LAYER, ["nft", "-j", "list", "set", *base])
@@ -367,6 +372,8 @@ class NftablesLayer:
         type, flags and element count (nft lists the elements; only their number is kept)."""
         if not self._present():
             return []
+        from unban.layers.nft_listing import format_table, table_data
+
         self._tables = None
         wanted = [
             (family, name)
@@ -422,6 +429,8 @@ class NftablesLayer:
 
     def _element_extras(self, family: str, table: str, set_name: str, element: str) -> str:
         """`timeout 1h expires 59m comment "x"` and a map's ` : VALUE` for the re-add."""
+        from unban.path.nft_lookups import parse_get_element
+
         base = [family, quote_name(table), quote_name(set_name), f"{{ {element} }}"]
         got = run(LAYER, ["nft", "get", "element", *base], check=False)
         if got.returncode != 0:
@@ -433,6 +442,8 @@ class NftablesLayer:
 
     def _chain_rules(self, family: str, table: str, chain: str) -> list[tuple[int, str]]:
         """(handle, text) of the chain's rules, in order, as `nft -a -s` prints them."""
+        from unban.layers.nft_listing import parse_table_text
+
         argv = ["nft", "-a", "-s", "-t", "list", "chain", family, quote_name(table)]
         result = run(LAYER, [*argv, quote_name(chain)], check=False)
         tables = parse_table_text(result.stdout) if result.returncode == 0 else []
@@ -479,6 +490,8 @@ class NftablesLayer:
     def _check_rules(self, batch: Batch) -> None:
         """Each rule to delete is still the rule `find` saw at that handle (a table rebuilt with
         new contents reuses handles)."""
+        from unban.layers.nft_listing import parse_table_text
+
         family, table = batch.scope.split(" ", 1)
         wanted = {
             (s.finding.chain, s.finding.handle): s.finding.rule

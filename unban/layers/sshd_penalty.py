@@ -36,10 +36,8 @@ from typing import Optional
 
 from unban import sshd as sshd_mod
 from unban.address import Network, family_of, show
-from unban.checks.sshd import penalties_check
 from unban.errors import LayerError, RuleChangedError
 from unban.layers import Listing, ListQuery
-from unban.logs import mtimes, read_logs
 from unban.model import Batch, Finding, LayerStatus, Step
 from unban.path.model import BLOCKS, MAY_BLOCK
 from unban.reverter import DEFAULT_STATE_DIR, ChangeSet, Reverter, atomic_write, batch_change_set
@@ -322,6 +320,11 @@ class SshdPenaltyLayer:
 
     def _penalty(self, config: sshd_mod.SshdConfig, address: str) -> Optional[str]:
         """What the log says about a penalty on `address` that holds (or may), else None."""
+        # Imported here: on an sshd without PerSourcePenalties (before 9.8) no log is read,
+        # and a find does not load doctor's checks and the log readers.
+        from unban.checks.sshd import penalties_check
+        from unban.logs import mtimes, read_logs
+
         hits, sources = read_logs(address, self.logs)
         check = penalties_check(config, address, hits, None, file_times=mtimes(sources))
         if check.verdict in (BLOCKS, MAY_BLOCK):

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from unban.path.iptables_match import in_network, match_rule, parse_matches
 from unban.path.model import (
     ACCEPT,
     UNKNOWN,
@@ -208,6 +207,10 @@ def walk_chain(
     see_through: bool = False,
 ) -> list[Outcome]:
     """Every way the SYN can leave built-in chain `start`, branching at unevaluable matches."""
+    # The matcher is imported by the walks that need it: parsing a dump (every layer read)
+    # does not, nor does a ruleset without built-in chains to walk.
+    from unban.path.iptables_match import match_rule
+
     outcomes: list[Outcome] = []
 
     def hop(chain: str, index: int, tokens: Sequence[str]) -> Hop:
@@ -381,6 +384,8 @@ def classify_target(tokens: Sequence[str], table: Table) -> tuple[str, str, str]
 def source_keys(tokens: Sequence[str], packet: Packet, lookups: Lookups) -> tuple[SourceKey, ...]:
     """What in a matching rule picks the client out by its source: its own `-s NET`, an
     ipset it is a member of (`--match-set NAME src`), an xt_recent list that holds it."""
+    from unban.path.iptables_match import in_network, parse_matches
+
     keys = []
     source = option_value(tokens, "-s", "--source")
     if source is not None and in_network(packet.source, source) is Match.YES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -26,7 +26,22 @@ XTABLES_TABLES = frozenset(
     + [("bridge", name) for name in ("filter", "nat", "broute")]
 )
 
+PROTOCOLS = {4: "ip", 6: "ip6"}
+DISPLAY_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
+
 Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def display_family(nft_family: str) -> str:
+    """ip -> ipv4, ip6 -> ipv6; inet, netdev and bridge stay as they are."""
+    return DISPLAY_FAMILY.get(nft_family, nft_family)
+
+
+def objects(doc: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
+    """The `kind` objects of an `nft -j` document, in order."""
+    for item in doc.get("nftables", []):
+        if kind in item:
+            yield item[kind]
 
 
 def is_native(family: str, table: str) -> bool:

@@ -4,7 +4,6 @@ package data so a reader on the host can validate against the schema of the unba
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -12,6 +11,10 @@ SCHEMA_FILE = "unban.schema.json"
 
 
 def schema_text() -> str:
+    # Imported here: importlib.resources (with tempfile) costs every command ~5 ms, and only
+    # a reader of the schema needs it; the commands import this module for SCHEMA_VERSION.
+    from importlib import resources
+
     return resources.files(__name__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
 
 
