@@ -12,8 +12,10 @@ Prints a Markdown table (the one in README) with each ratio unban / system tool.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ BANNED = "203.0.113.4"
 BANS = 10000
 
 STATE_DIR = tempfile.mkdtemp(prefix="unban-bench-state-")
+atexit.register(shutil.rmtree, STATE_DIR, ignore_errors=True)  # the runs' change sets
 
 
 @dataclass
