@@ -36,18 +36,22 @@ def reachable(link: Link) -> bool:
     return bool(link.probe(SERVER4, "--timeout", "3")["ok"])
 
 
-def test_me_lifts_the_lone_rule_and_its_check_needs_no_second_dump(
-    link: Link, sshd_factory: SshdFactory, tmp_path: Path
-) -> None:
-    server = banned_server(sshd_factory)
-    assert not reachable(link)
+def unban_argv(tmp_path: Path) -> list[str]:
+    """The CLI with no fail2ban config and a state dir of the test's own."""
     empty = tmp_path / "no-fail2ban"
-    empty.mkdir(mode=0o755)
+    empty.mkdir(mode=0o755, exist_ok=True)
+    state = str(tmp_path / "state")
+    return [sys.executable, "-m", "unban", "--fail2ban-conf", str(empty), "--state-dir", state]
+
+
+def me_over_netlink(server: Sshd, link: Link, tmp_path: Path) -> None:
+    """`unban me CLIENT4` under strace: it opens the way (the client reads the banner) with the
+    find's one iptables-nft-save and no iptables-nft run (the delete goes over netlink, the
+    final check is the kernel's generation after it)."""
     execs = tmp_path / "exec.log"
     proc = server.run(
         "strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(execs),
-        sys.executable, "-m", "unban", "--fail2ban-conf", str(empty), "--state-dir",
-        str(tmp_path / "state"), "me", CLIENT4, "--no-ignore", "--no-sshd",
+        *unban_argv(tmp_path), "me", CLIENT4, "--no-ignore", "--no-sshd",
         "--sshd-config", str(server.config_path),
         check=False,
     )  # fmt: skip
@@ -55,9 +59,16 @@ def test_me_lifts_the_lone_rule_and_its_check_needs_no_second_dump(
     assert "(checked again)" in proc.stdout
     assert link.opens(SERVER4)  # a real client reads sshd's banner
     log = execs.read_text()
-    # the find's dump only: the check after it is the kernel's generation after the delete
     assert len(re.findall(r'execve\("[^"]*/iptables-nft-save"', log)) == 1, log
-    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log  # deleted over netlink
+    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log
+
+
+def test_me_lifts_the_lone_rule_and_its_check_needs_no_second_dump(
+    link: Link, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server = banned_server(sshd_factory)
+    assert not reachable(link)
+    me_over_netlink(server, link, tmp_path)
     left = server.run("iptables-nft-save").stdout
     assert CLIENT4 not in left and left.count("-A f2b-sshd") == 39
 
@@ -97,28 +108,13 @@ def test_me_deletes_exactly_the_found_rule_of_a_big_chain_and_undo_puts_it_back(
     server.run("iptables-nft-restore", str(ruleset))
     before = server.run("iptables-nft-save").stdout
     assert not reachable(link)
-    empty = tmp_path / "no-fail2ban"
-    empty.mkdir(mode=0o755)
-    cli = [sys.executable, "-m", "unban", "--fail2ban-conf", str(empty), "--state-dir",
-           str(tmp_path / "state")]  # fmt: skip
-    execs = tmp_path / "exec.log"
-    proc = server.run(
-        "strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(execs),
-        *cli, "me", CLIENT4, "--no-ignore", "--no-sshd", "--sshd-config", str(server.config_path),
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "(checked again)" in proc.stdout
-    assert link.opens(SERVER4)  # a real client reads sshd's banner
-    log = execs.read_text()
-    assert len(re.findall(r'execve\("[^"]*/iptables-nft-save"', log)) == 1, log
-    assert not re.findall(r'execve\("[^"]*/iptables-nft"', log), log
+    me_over_netlink(server, link, tmp_path)
     left = server.run("iptables-nft-save", "-t", "filter").stdout
     assert [line for line in left.splitlines() if line.startswith("-A f2b-sshd")] == [
         rule.replace("-j REJECT", "-j REJECT --reject-with icmp-port-unreachable")
         for rule in others
     ]
-    undone = server.run(*cli, "undo", check=False)
+    undone = server.run(*unban_argv(tmp_path), "undo", check=False)
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert server.run("iptables-nft-save").stdout.split("\n")[1:-2] == before.split("\n")[1:-2]
     assert not reachable(link)
