@@ -18,29 +18,31 @@ import struct
 import threading
 from typing import Optional
 
-_NETLINK_NETFILTER = 12
-_NFNL_SUBSYS_NFTABLES = 10
+# Netfilter netlink's framing, shared with unban.nftnl (which this module must not import: it
+# is read before the read-ahead's dumps start).
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NLM_F_REQUEST = 1
+HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
+NFGENMSG = struct.Struct("=BBH")  # struct nfgenmsg: family, version, res_id
+ATTR = struct.Struct("=HH")  # struct nlattr
+NLA_TYPE_MASK = 0x3FFF
+
 _NFT_MSG_GETGEN = 16
 _NFT_MSG_NEWGEN = 15
 _NFTA_GEN_ID = 1
-_NLM_F_REQUEST = 1
-_NLMSG_ERROR = 2
-_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
-_NFGENMSG = struct.Struct("=BBH")  # struct nfgenmsg: family, version, res_id
-_ATTR = struct.Struct("=HH")  # struct nlattr
-_NLA_TYPE_MASK = 0x3FFF
 
 
 def generation() -> Optional[int]:
     """The network namespace's nftables generation id now; None when the kernel does not
     answer (no nf_tables, no permission)."""
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER) as sock:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
             sock.settimeout(2.0)
             sock.bind((0, 0))
-            kind = (_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETGEN
-            size = _HEADER.size + _NFGENMSG.size
-            sock.send(_HEADER.pack(size, kind, _NLM_F_REQUEST, 1, 0) + _NFGENMSG.pack(0, 0, 0))
+            kind = (NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETGEN
+            size = HEADER.size + NFGENMSG.size
+            sock.send(HEADER.pack(size, kind, NLM_F_REQUEST, 1, 0) + NFGENMSG.pack(0, 0, 0))
             return parse_reply(sock.recv(65536))
     except OSError:
         return None
@@ -48,19 +50,19 @@ def generation() -> Optional[int]:
 
 def parse_reply(data: bytes) -> Optional[int]:
     """NFTA_GEN_ID of a NFT_MSG_NEWGEN reply; None for an error or anything else. Pure."""
-    if len(data) < _HEADER.size + _NFGENMSG.size:
+    if len(data) < HEADER.size + NFGENMSG.size:
         return None
-    length, kind = _HEADER.unpack_from(data)[:2]
-    if kind != (_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_NEWGEN:
+    length, kind = HEADER.unpack_from(data)[:2]
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_NEWGEN:
         return None
-    offset = _HEADER.size + _NFGENMSG.size
+    offset = HEADER.size + NFGENMSG.size
     end = min(length, len(data))
-    while offset + _ATTR.size <= end:
-        size, attr = _ATTR.unpack_from(data, offset)
-        if size < _ATTR.size:
+    while offset + ATTR.size <= end:
+        size, attr = ATTR.unpack_from(data, offset)
+        if size < ATTR.size:
             return None
-        if attr & _NLA_TYPE_MASK == _NFTA_GEN_ID and size >= _ATTR.size + 4:
-            value: int = struct.unpack_from(">I", data, offset + _ATTR.size)[0]
+        if attr & NLA_TYPE_MASK == _NFTA_GEN_ID and size >= ATTR.size + 4:
+            value: int = struct.unpack_from(">I", data, offset + ATTR.size)[0]
             return value
         offset += (size + 3) & ~3
     return None

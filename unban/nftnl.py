@@ -28,36 +28,38 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from unban.nftgen import generation
+from unban.nftgen import (
+    ATTR,
+    HEADER,
+    NETLINK_NETFILTER,
+    NFGENMSG,
+    NFNL_SUBSYS_NFTABLES,
+    NLA_TYPE_MASK,
+    NLM_F_REQUEST,
+    generation,
+)
 
-_NETLINK_NETFILTER = 12
-_NFNL_SUBSYS_NFTABLES = 10
 _NFNL_MSG_BATCH_BEGIN = 16  # NLMSG_MIN_TYPE
 _NFNL_MSG_BATCH_END = 17
 _NFNL_BATCH_GENID = 1
-_NFT_MSG_NEWRULE = (_NFNL_SUBSYS_NFTABLES << 8) | 6
-_NFT_MSG_GETRULE = (_NFNL_SUBSYS_NFTABLES << 8) | 7
-_NFT_MSG_DELRULE = (_NFNL_SUBSYS_NFTABLES << 8) | 8
+_NFT_MSG_NEWRULE = (NFNL_SUBSYS_NFTABLES << 8) | 6
+_NFT_MSG_GETRULE = (NFNL_SUBSYS_NFTABLES << 8) | 7
+_NFT_MSG_DELRULE = (NFNL_SUBSYS_NFTABLES << 8) | 8
 _NFTA_RULE_TABLE = 1
 _NFTA_RULE_CHAIN = 2
 _NFTA_RULE_HANDLE = 3
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
-_NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
 _NLM_F_DUMP_INTR = 0x10
 _NLM_F_DUMP = 0x300
 _NFPROTO = {"ipv4": 2, "ipv6": 10}
-_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
-_NFGENMSG = struct.Struct("=BBH")  # struct nfgenmsg (res_id in network order)
 _HEADER_NFGEN = struct.Struct("=IHHIIBBH")
-_ATTR = struct.Struct("=HH")  # struct nlattr
 _ERROR = struct.Struct("=i")
 # NFTA_RULE_HANDLE's nlattr header and value read as one big-endian struct: its native
 # (little-endian) size 12 and type 3 then read byte-swapped.
 _HANDLE_ATTR = struct.Struct(">HHQ")
 _HANDLE_ATTR_HEAD = (socket.htons(12), socket.htons(_NFTA_RULE_HANDLE))
-_NLA_TYPE_MASK = 0x3FFF
 _TIMEOUT = 5.0  # seconds; the kernel answers a batch before send() returns
 _RECV = 65536  # a dump's datagrams are at most 32 KiB
 _SOL_NETLINK = 270
@@ -137,12 +139,12 @@ def _still_there(
             for seq, (chain, handle) in enumerate(named, 1):
                 sock.send(rule_request(nfproto, table, chain, handle, seq))
                 answer = sock.recv(_RECV)
-                kind, seq_back = _HEADER.unpack_from(answer)[1:4:2]
+                kind, seq_back = HEADER.unpack_from(answer)[1:4:2]
                 if seq_back != seq:
                     return None
                 if kind == _NFT_MSG_NEWRULE:
                     there.append(True)
-                elif kind == _NLMSG_ERROR and _ERROR.unpack_from(answer, _HEADER.size)[0] == -2:
+                elif kind == _NLMSG_ERROR and _ERROR.unpack_from(answer, HEADER.size)[0] == -2:
                     there.append(False)  # ENOENT
                 else:
                     return None
@@ -165,7 +167,7 @@ def rule_handles(family: str) -> Optional[Handles]:
 def _socket() -> socket.socket:
     """A netfilter netlink socket whose error answers leave out the request they answer
     (NETLINK_CAP_ACK), with room for the answers to a batch of many deletes that fail."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.settimeout(_TIMEOUT)
         sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
@@ -222,8 +224,8 @@ def without_handles_at(handles: Handles, table: str, spots: Sequence[tuple[str, 
 
 
 def _attr(kind: int, value: bytes) -> bytes:
-    size = _ATTR.size + len(value)
-    return _ATTR.pack(size, kind) + value + b"\x00" * (-size % 4)
+    size = ATTR.size + len(value)
+    return ATTR.pack(size, kind) + value + b"\x00" * (-size % 4)
 
 
 def _name(value: str) -> bytes:
@@ -232,7 +234,7 @@ def _name(value: str) -> bytes:
 
 def _message(kind: int, flags: int, seq: int, nfgen: bytes, attrs: bytes = b"") -> bytes:
     body = nfgen + attrs
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
+    return HEADER.pack(HEADER.size + len(body), kind, flags, seq, 0) + body
 
 
 def dump_request(
@@ -243,15 +245,15 @@ def dump_request(
     attrs = b""
     if table is not None and chain is not None:
         attrs = _attr(_NFTA_RULE_TABLE, _name(table)) + _attr(_NFTA_RULE_CHAIN, _name(chain))
-    flags = _NLM_F_REQUEST | _NLM_F_DUMP
-    return _message(_NFT_MSG_GETRULE, flags, seq, _NFGENMSG.pack(nfproto, 0, 0), attrs)
+    flags = NLM_F_REQUEST | _NLM_F_DUMP
+    return _message(_NFT_MSG_GETRULE, flags, seq, NFGENMSG.pack(nfproto, 0, 0), attrs)
 
 
 def rule_request(nfproto: int, table: str, chain: str, handle: int, seq: int) -> bytes:
     """NFT_MSG_GETRULE of one rule, by its handle. Pure."""
     attrs = _attr(_NFTA_RULE_TABLE, _name(table)) + _attr(_NFTA_RULE_CHAIN, _name(chain))
     attrs += _attr(_NFTA_RULE_HANDLE, struct.pack(">Q", handle))
-    return _message(_NFT_MSG_GETRULE, _NLM_F_REQUEST, seq, _NFGENMSG.pack(nfproto, 0, 0), attrs)
+    return _message(_NFT_MSG_GETRULE, NLM_F_REQUEST, seq, NFGENMSG.pack(nfproto, 0, 0), attrs)
 
 
 def batch_message(
@@ -266,19 +268,19 @@ def batch_message(
     DELRULEs' sequence numbers (BEGIN's is `first_seq`). Only the last DELRULE asks for an
     ack: the kernel answers a failing one anyway, in order, so the last one's answer comes
     after every other, and 1,000 acks would overflow the socket's buffer (ENOBUFS). Pure."""
-    subsystem = _NFGENMSG.pack(0, 0, socket.htons(_NFNL_SUBSYS_NFTABLES))
+    subsystem = NFGENMSG.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
     genid = _attr(_NFNL_BATCH_GENID, struct.pack(">I", generation_id))
-    parts = [_message(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, first_seq, subsystem, genid)]
+    parts = [_message(_NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, first_seq, subsystem, genid)]
     seqs = []
     for seq, (chain, handle) in enumerate(handles, first_seq + 1):
         attrs = _attr(_NFTA_RULE_TABLE, _name(table)) + _attr(_NFTA_RULE_CHAIN, _name(chain))
         attrs += _attr(_NFTA_RULE_HANDLE, struct.pack(">Q", handle))
-        nfgen = _NFGENMSG.pack(nfproto, 0, 0)
-        flags = _NLM_F_REQUEST | (_NLM_F_ACK if seq == first_seq + len(handles) else 0)
+        nfgen = NFGENMSG.pack(nfproto, 0, 0)
+        flags = NLM_F_REQUEST | (_NLM_F_ACK if seq == first_seq + len(handles) else 0)
         parts.append(_message(_NFT_MSG_DELRULE, flags, seq, nfgen, attrs))
         seqs.append(seq)
     end_seq = first_seq + len(handles) + 1
-    parts.append(_message(_NFNL_MSG_BATCH_END, _NLM_F_REQUEST, end_seq, subsystem))
+    parts.append(_message(_NFNL_MSG_BATCH_END, NLM_F_REQUEST, end_seq, subsystem))
     return b"".join(parts), seqs
 
 
@@ -331,7 +333,7 @@ class HandleWalk:
                 if not self._rule(data, start, offset + length):
                     return self._fail()
             elif kind == _NLMSG_DONE:
-                done = _ERROR.unpack_from(data, offset + _HEADER.size)[0]
+                done = _ERROR.unpack_from(data, offset + HEADER.size)[0]
                 self.going = False
                 self.failed = done != 0
                 return None
@@ -369,10 +371,10 @@ def _leading_names(data: bytes | bytearray, start: int, end: int) -> bytes:
     kernel writes them; b"" otherwise (every rule is then decoded whole). Pure."""
     offset = start
     for expected in (_NFTA_RULE_TABLE, _NFTA_RULE_CHAIN):
-        if offset + _ATTR.size > end:
+        if offset + ATTR.size > end:
             return b""
-        size, kind = _ATTR.unpack_from(data, offset)
-        if kind & _NLA_TYPE_MASK != expected or size < _ATTR.size:
+        size, kind = ATTR.unpack_from(data, offset)
+        if kind & NLA_TYPE_MASK != expected or size < ATTR.size:
             return b""
         offset += (size + 3) & ~3
     return bytes(data[start:offset])
@@ -382,12 +384,12 @@ def rule_names(data: bytes | bytearray, offset: int, end: int) -> Optional[tuple
     """(table, chain, handle) from a NEWRULE message's attributes; None when one is missing
     or malformed. Pure."""
     table = chain = handle = None
-    while offset + _ATTR.size <= end:
-        size, kind = _ATTR.unpack_from(data, offset)
-        if size < _ATTR.size or offset + size > end:
+    while offset + ATTR.size <= end:
+        size, kind = ATTR.unpack_from(data, offset)
+        if size < ATTR.size or offset + size > end:
             return None
-        value = bytes(data[offset + _ATTR.size : offset + size])
-        kind &= _NLA_TYPE_MASK
+        value = bytes(data[offset + ATTR.size : offset + size])
+        kind &= NLA_TYPE_MASK
         if kind == _NFTA_RULE_TABLE:
             table = value.rstrip(b"\x00").decode(errors="replace")
         elif kind == _NFTA_RULE_CHAIN:
@@ -437,11 +439,11 @@ class AckWalk:
 def walk_acks(acks: AckWalk, data: bytes) -> None:
     """Feed one datagram of NLMSG_ERROR messages (error 0 is an ack) to `acks`. Pure."""
     offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, kind, _flags, seq = _HEADER.unpack_from(data, offset)[:4]
-        if length < _HEADER.size or offset + length > len(data):
+    while offset + HEADER.size <= len(data):
+        length, kind, _flags, seq = HEADER.unpack_from(data, offset)[:4]
+        if length < HEADER.size or offset + length > len(data):
             raise ValueError("a truncated netlink message")
-        if kind != _NLMSG_ERROR or length < _HEADER.size + _ERROR.size:
+        if kind != _NLMSG_ERROR or length < HEADER.size + _ERROR.size:
             raise ValueError(f"netlink message type {kind} where an ack was expected")
-        acks.answer(seq, _ERROR.unpack_from(data, offset + _HEADER.size)[0])
+        acks.answer(seq, _ERROR.unpack_from(data, offset + HEADER.size)[0])
         offset += (length + 3) & ~3
